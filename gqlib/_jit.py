@@ -1,0 +1,62 @@
+"""The only module that imports numba.
+
+``jit`` compiles module-level kernels with ``cache=True`` and ``fastmath=False``, lazily on first
+call. Set the environment variable ``GQLIB_DISABLE_JIT=1`` to run every kernel as plain Python
+(the decorated object then still exposes ``.py_func`` so callers need not care).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+DISABLED = os.environ.get("GQLIB_DISABLE_JIT", "0") not in ("", "0", "false", "False")
+
+try:  # numba is a base dependency; the guard only serves exotic platforms.
+    import numba as _numba
+except ImportError:  # pragma: no cover
+    _numba = None
+    DISABLED = True
+
+__all__ = ["jit", "DISABLED", "is_jitted", "prange"]
+
+
+class _PlainFunction:
+    """Stand-in for a numba dispatcher when jitting is disabled."""
+
+    def __init__(self, func: Callable):
+        self.py_func = func
+        self.__name__ = getattr(func, "__name__", "kernel")
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+
+    def __call__(self, *args, **kwargs):
+        return self.py_func(*args, **kwargs)
+
+
+def jit(func: Callable | None = None, **options: Any):
+    """Compile ``func`` with numba (``nopython``, ``cache=True``, ``fastmath=False``)."""
+
+    def wrap(f: Callable):
+        if DISABLED:
+            return _PlainFunction(f)
+        opts = {"cache": True, "fastmath": False, "nogil": True}
+        opts.update(options)
+        return _numba.njit(**opts)(f)
+
+    return wrap(func) if func is not None else wrap
+
+
+def is_jitted(f: Any) -> bool:
+    """True if ``f`` is a numba CPU dispatcher (a function compiled with ``numba.njit``)."""
+    if _numba is None:
+        return False
+    from numba.core.registry import CPUDispatcher
+
+    return isinstance(f, CPUDispatcher)
+
+
+if _numba is not None and not DISABLED:
+    prange = _numba.prange
+else:  # pragma: no cover
+    prange = range
