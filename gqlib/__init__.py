@@ -1,3 +1,15 @@
-"""gqlib: Runge-Kutta integrators, Gauss-Legendre quadrature adjoints and Wong-Zakai SDE training."""
+"""gqlib: Runge-Kutta integrators, Gauss-Legendre quadrature adjoints and Wong-Zakai SDE training.
+
+The core is framework-agnostic (NumPy reference, array-API generic drivers, numba hot paths);
+``gqlib.torch`` and ``gqlib.jax`` are thin adapters.
+"""
+
+from . import errors
+from .integrate import PIController, Segment, Stepper, solve
+from .interpolate import DenseOutput, Solution
+from .tableaux import METHODS, ButcherTableau
 
 __version__ = "0.1.0.dev0"
+
+__all__ = ["solve", "Stepper", "Segment", "PIController", "Solution", "DenseOutput", "METHODS",
+           "ButcherTableau", "errors"]

@@ -1,0 +1,73 @@
+"""Array-namespace helpers: the only place that knows how to talk to array libraries.
+
+The core is written against the array API standard (via ``array_api_compat``) so the same driver
+runs on NumPy arrays and on torch tensors (CPU or CUDA) without importing torch. Time is always a
+Python float (float64) on the host, whatever the state's dtype and device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, device as array_device, is_array_api_obj
+
+__all__ = ["namespace", "as_state", "is_numpy", "to_host_float", "device_of", "asarray_like",
+           "is_floating"]
+
+
+def namespace(*xs: Any):
+    """The array-API namespace of ``xs`` (NumPy for Python scalars and lists)."""
+    arrays = [x for x in xs if is_array_api_obj(x)]
+    if not arrays:
+        return array_namespace(np.asarray(0.0))
+    return array_namespace(*arrays)
+
+
+def is_numpy(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, np.generic))
+
+
+def is_floating(xp, x) -> bool:
+    return xp.isdtype(x.dtype, "real floating")
+
+
+def as_state(y0: Any, name: str = "y0"):
+    """Validate an initial state: a real floating array (NumPy array, torch tensor, ...).
+
+    Python scalars and lists become float64 NumPy arrays; integer, boolean and complex arrays are
+    rejected (a silent cast to float would hide a mistake such as ``np.array([1, 2])``).
+    """
+    if not is_array_api_obj(y0):
+        if isinstance(y0, bool):
+            raise TypeError(f"`{name}` must be a real floating array, got bool")
+        try:
+            arr = np.asarray(y0)
+        except Exception as exc:  # pragma: no cover
+            raise TypeError(f"`{name}` must be an array, got {type(y0).__name__}") from exc
+        if arr.dtype.kind in "iub":
+            arr = arr.astype(np.float64)
+        y0 = arr
+    xp = array_namespace(y0)
+    if not xp.isdtype(y0.dtype, "real floating"):
+        raise TypeError(f"`{name}` must have a real floating dtype (float32 or float64), got {y0.dtype}")
+    return xp, y0
+
+
+def device_of(x: Any):
+    return array_device(x)
+
+
+def asarray_like(xp, values, like):
+    """``values`` (NumPy/float data) as an array of ``like``'s namespace, dtype and device."""
+    return xp.asarray(values, dtype=like.dtype, device=array_device(like))
+
+
+def to_host_float(x: Any) -> float:
+    """One device-to-host scalar sync."""
+    return float(x)
+
+
+def finite_float(x: float) -> bool:
+    return math.isfinite(x)

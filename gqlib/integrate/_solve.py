@@ -1,0 +1,152 @@
+"""``solve``: integrate an ODE over output times with any registered explicit Runge-Kutta method."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .._backend import as_state
+from ..interpolate import DenseOutput, Solution
+from ..tableaux import get_method
+from ._norms import resolve_norm
+from ._stepper import Stepper
+from ._validation import (check_derivative, check_max_steps, check_positive, check_times,
+                          check_tolerance, check_tstops)
+
+__all__ = ["solve"]
+
+
+def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float = 1e-7,
+          atol: float = 1e-9, step_size: float | None = None, first_step: float | None = None,
+          max_steps: int = 100_000, norm: str | Callable = "rms", tstops: Any = None,
+          dense_output: bool = False) -> Solution:
+    r"""Solve ``dy/dt = f(t, y)``, ``y(t[0]) = y0``, and return y at the times ``t``.
+
+    Adaptive mode (embedded error estimate, PI controller, Hairer's initial step) unless
+    ``step_size`` is given; fixed-step mode cuts every interval between landing points (output
+    times, ``tstops``) into equal steps no longer than ``step_size``. A method of order p has
+    global error O(h^p).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(t, y) -> dy/dt`` with ``t`` a float and ``y`` shaped like ``y0``. A numba-jitted ``f``
+        with a NumPy ``y0`` runs the whole loop compiled.
+    y0 : array
+        Initial state (NumPy array, torch tensor, ...), real floating dtype, any shape.
+    t : array_like, shape (n,)
+        Output times, strictly increasing or strictly decreasing; ``t[0]`` is the initial time.
+    method : str
+        A name in :data:`gqlib.METHODS`.
+    rtol, atol : float
+        Relative and absolute tolerances (adaptive mode).
+    step_size : float, optional
+        Fixed step size; selects fixed-step mode.
+    first_step : float, optional
+        Initial step size (adaptive mode); default by Hairer's rule.
+    max_steps : int
+        Maximum number of step attempts.
+    norm : {"rms", "max"} or callable
+        Norm of the scaled error ``err / (atol + rtol * |y|)``; a callable makes a seminorm.
+    tstops : array_like, optional
+        Points where ``f`` may be discontinuous: steps land on them, no step straddles one, and
+        ``f`` is re-evaluated one-sidedly after each (time nudged one ulp onward).
+    dense_output : bool
+        Keep every step's interpolant so that ``sol(tq)`` evaluates anywhere in the span.
+
+    Returns
+    -------
+    Solution
+        ``.t``, ``.y`` (shape ``(len(t), *y0.shape)``), ``.stats``, ``.tstops``, ``sol(tq)``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid arguments (named in the message).
+    gqlib.errors.StepSizeTooSmall, NonFiniteState, TooManySteps
+        Failure inside the solve; ``.t`` and ``.h`` give where.
+
+    References
+    ----------
+    Hairer, Norsett & Wanner, Solving Ordinary Differential Equations I, 2nd ed., II.4-II.6.
+
+    Examples
+    --------
+    >>> import numpy as np, gqlib
+    >>> sol = gqlib.solve(lambda t, y: -y, np.array([1.0]), [0.0, 1.0])
+    >>> bool(abs(sol.y[-1, 0] - np.exp(-1.0)) < 1e-7)
+    True
+    """
+    xp, y0 = as_state(y0, "y0")
+    t_np = check_times(t)
+    tab = get_method(method)
+    rtol = check_tolerance(rtol, "rtol")
+    atol = check_tolerance(atol, "atol")
+    step_size = check_positive(step_size, "step_size")
+    first_step = check_positive(first_step, "first_step")
+    max_steps = check_max_steps(max_steps)
+    norm_fn = resolve_norm(norm)
+    if not isinstance(dense_output, bool):
+        raise TypeError(f"`dense_output` must be a bool, got {type(dense_output).__name__}")
+    if step_size is None and not tab.adaptive:
+        raise ValueError(f"method {tab.name!r} is fixed-step (no error estimate): give `step_size`")
+    if not callable(f):
+        raise TypeError(f"`f` must be callable, got {type(f).__name__}")
+    stops = check_tstops(tstops, float(t_np[0]), float(t_np[-1]))
+    options = {"method": tab.name, "rtol": rtol, "atol": atol, "step_size": step_size,
+               "norm": norm}
+
+    if t_np.size == 1:
+        stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
+        return Solution(t, xp.stack([y0]), stats, tstops=(), dense=None, options=options)
+
+    from ._numba_driver import numba_solve, use_numba
+
+    if use_numba(f, y0, norm):
+        return numba_solve(f, y0, t, t_np, tab, rtol=rtol, atol=atol, step_size=step_size,
+                           first_step=first_step, max_steps=max_steps, norm=norm, tstops=stops,
+                           dense_output=dense_output, options=options)
+
+    f0 = f(float(t_np[0]), y0)
+    check_derivative(xp, f0, y0, "f")
+    stepper = Stepper(f, float(t_np[0]), y0, float(t_np[-1]), tab, rtol=rtol, atol=atol,
+                      step_size=step_size, first_step=first_step, norm=norm_fn, tstops=stops,
+                      max_steps=max_steps, f0=f0)
+    stepper.stats["nfe"] += 1
+    ys, segments = _drive(stepper, t_np, land_on_outputs=_lands_on_outputs(tab, step_size),
+                          keep=dense_output)
+    dense = None
+    if dense_output:
+        dense = DenseOutput(segments)
+    return Solution(t, xp.stack(ys, axis=0), stepper.stats, tstops=stops, dense=dense,
+                    options=options)
+
+
+def _lands_on_outputs(tab, step_size) -> bool:
+    """Step onto output times unless the interpolant is as accurate as the method (dense
+    order + 1 >= order): interpolating a weaker extension would spoil the outputs."""
+    return step_size is not None or tab.dense_order + 1 < tab.order
+
+
+def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: bool):
+    """Step from t[0] to t[-1], collecting y at every output time (and the segments if ``keep``)."""
+    ys = [stepper.y]
+    segments = []
+    d = stepper.direction
+    i = 1
+    n = t_np.size
+    while i < n:
+        limit = float(t_np[i]) if land_on_outputs else None
+        seg = stepper.step(limit)
+        if keep:
+            seg.Q  # build the interpolant now: a Hermite f(t1, y1) is then reused by the next step
+            segments.append(seg)
+        # outputs inside this step (interpolated) and at its end (exact)
+        while i < n and d * (t_np[i] - seg.t1) < 0:
+            ys.append(seg(float(t_np[i])))
+            i += 1
+        if i < n and t_np[i] == seg.t1:
+            ys.append(seg.y1)
+            i += 1
+    return ys, segments

@@ -1,0 +1,121 @@
+"""Dense output: the solution of a solve, evaluable anywhere in its span.
+
+Each accepted step carries the method's continuous extension (``Q = K.T @ P``, local order
+``dense_order``) or cubic Hermite (local order 3). Its global error converges at
+``min(order, dense_order + 1)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._backend import namespace
+
+__all__ = ["Solution", "DenseOutput"]
+
+
+class DenseOutput:
+    """Piecewise-polynomial interpolant over a sequence of accepted steps (vectorised over time).
+
+    Stores, per step, ``t0``, ``h`` (host floats), ``y0`` and ``Q`` stacked along a first axis.
+    """
+
+    def __init__(self, segments: Sequence[Any]):
+        if not segments:
+            raise ValueError("dense output needs at least one step")
+        xp = namespace(segments[0].y0)
+        self.xp = xp
+        self.t0 = np.array([s.t0 for s in segments], dtype=np.float64)
+        self.h = np.array([s.h for s in segments], dtype=np.float64)
+        degree = max(s.Q.shape[-1] for s in segments)
+        Qs = []
+        for s in segments:
+            Q = s.Q
+            if Q.shape[-1] < degree:  # pad lower-degree pieces (cubic Hermite) with zero columns
+                pad = xp.zeros((*Q.shape[:-1], degree - Q.shape[-1]), dtype=Q.dtype)
+                Q = xp.concat([Q, pad], axis=-1)
+            Qs.append(Q)
+        self.Q = xp.stack(Qs, axis=0)          # (n_steps, *shape, degree)
+        self.y0 = xp.stack([s.y0 for s in segments], axis=0)  # (n_steps, *shape)
+        self.direction = 1.0 if self.h[0] > 0 else -1.0
+        self.t_first = float(self.t0[0])
+        self.t_last = float(self.t0[-1] + self.h[-1])
+        # step boundaries in increasing order of direction * t for searchsorted
+        self._keys = self.direction * self.t0
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.t0)
+
+    def __call__(self, tq):
+        tq_np = np.asarray(tq, dtype=np.float64)
+        lo, hi = sorted((self.t_first, self.t_last))
+        if np.any(~np.isfinite(tq_np)) or np.any(tq_np < lo) or np.any(tq_np > hi):
+            raise ValueError(f"`t` must lie in the solved span [{lo}, {hi}]")
+        flat = tq_np.reshape(-1)
+        idx = np.searchsorted(self._keys, self.direction * flat, side="right") - 1
+        idx = np.clip(idx, 0, self.n_steps - 1)
+        theta = (flat - self.t0[idx]) / self.h[idx]
+        xp = self.xp
+        degree = self.Q.shape[-1]
+        powers = np.cumprod(np.repeat(theta[:, None], degree, axis=1), axis=1)  # (m, degree)
+        like = self.y0
+        dev = _device(like)
+        idx_x = xp.asarray(idx, device=dev)
+        Qsel = xp.take(self.Q, idx_x, axis=0)            # (m, *shape, degree)
+        ysel = xp.take(self.y0, idx_x, axis=0)           # (m, *shape)
+        shape_extra = (1,) * (like.ndim - 1)
+        pw = xp.asarray(powers, dtype=like.dtype, device=dev)
+        pw = xp.reshape(pw, (pw.shape[0], *shape_extra, degree))
+        hsel = xp.asarray(self.h[idx], dtype=like.dtype, device=dev)
+        hsel = xp.reshape(hsel, (hsel.shape[0], *shape_extra))
+        out = ysel + hsel * xp.sum(Qsel * pw, axis=-1)
+        return xp.reshape(out, (*tq_np.shape, *like.shape[1:]))
+
+
+def _device(x):
+    from array_api_compat import device
+
+    return device(x)
+
+
+class Solution:
+    """Result of :func:`gqlib.solve`.
+
+    Attributes
+    ----------
+    t : array
+        Output times, as given.
+    y : array
+        States at ``t``, shape ``(len(t), *y0.shape)``, same array type as ``y0``.
+    stats : dict
+        ``nfe``, ``n_steps`` (attempts), ``n_accepted``, ``n_rejected``.
+    tstops : tuple of float
+        The discontinuity points the solver stepped onto (the adjoints reuse them).
+    method, rtol, atol, step_size, norm :
+        The options of the solve (the adjoints default to them).
+
+    ``sol(tq)`` evaluates the dense output (``dense_output=True``), shape ``(*tq.shape, *y0.shape)``.
+    """
+
+    def __init__(self, t, y, stats, *, tstops=(), dense: DenseOutput | None = None, options=None):
+        self.t = t
+        self.y = y
+        self.stats = stats
+        self.tstops = tuple(tstops)
+        self.dense = dense
+        self.options = dict(options or {})
+        for k, v in self.options.items():
+            setattr(self, k, v)
+
+    def __call__(self, tq):
+        if self.dense is None:
+            raise ValueError("this Solution has no dense output; solve with `dense_output=True`")
+        return self.dense(tq)
+
+    def __repr__(self) -> str:
+        return (f"Solution(method={self.options.get('method')!r}, n_t={len(self.t)}, "
+                f"nfe={self.stats['nfe']}, accepted={self.stats['n_accepted']}, "
+                f"rejected={self.stats['n_rejected']})")
