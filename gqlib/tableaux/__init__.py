@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._tableau import ButcherTableau
 from ._registry import METHODS, get_method
+from ._tableau import ButcherTableau
 
 __all__ = ["ButcherTableau", "METHODS", "get_method"]

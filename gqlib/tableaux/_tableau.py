@@ -19,10 +19,10 @@ when dense output is requested. Without ``P`` the stepper uses cubic Hermite (``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from typing import Sequence
 
 import numpy as np
 
@@ -136,7 +136,7 @@ class ButcherTableau:
         """True if the last stage is ``f(t + h, y1)``, reused as the next step's first."""
         last = self.a[-1]
         return (self.stages > 1 and _close(self.c[-1], 1)
-                and all(_close(x, y) for x, y in zip(last, self.b[:-1]))
+                and all(_close(x, y) for x, y in zip(last, self.b[:-1], strict=True))
                 and _close(self.b[-1], 0))
 
     @property

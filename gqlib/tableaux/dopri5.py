@@ -19,7 +19,7 @@ TABLEAU = ButcherTableau(
         _b[:6],
     ),
     b=_b,
-    b_err=tuple(x - y for x, y in zip(_b, _b_hat)),  # b - b_hat, stored directly
+    b_err=tuple(x - y for x, y in zip(_b, _b_hat, strict=True)),  # b - b_hat, stored directly
     order=5,
     error_order=4,
     # Shampine (1986) dense output as in Hairer's DOPRI5 / scipy RK45: rows = stages, cols = theta^1..4
