@@ -1,0 +1,87 @@
+"""Array-namespace plumbing for the SDE module (NumPy core, other namespaces on demand).
+
+Noise coefficients and Brownian values are computed in NumPy float64. A state from another namespace
+(a torch tensor, say) asks for them in its own namespace, device and dtype; :class:`ConversionCache`
+converts once per (namespace, device, dtype) and keeps the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import device as _device
+
+__all__ = ["namespace", "is_numpy", "to_numpy", "convert_like", "ConversionCache"]
+
+
+def namespace(*arrays: Any):
+    """The array-API namespace of ``arrays`` (NumPy for Python scalars)."""
+    arrays = [a for a in arrays if a is not None and not isinstance(a, (int, float, complex))]
+    if not arrays:
+        return array_namespace(np.empty(0))
+    return array_namespace(*arrays)
+
+
+def is_numpy(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, np.generic, float, int))
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """``x`` as a NumPy array (moved to the host and detached from autograd if need be)."""
+    if isinstance(x, (np.ndarray, np.generic, float, int, list, tuple)):
+        return np.asarray(x)
+    if hasattr(x, "detach"):  # torch: leave autograd before leaving the device
+        x = x.detach()
+    if hasattr(x, "cpu"):
+        x = x.cpu()
+    return np.asarray(x)
+
+
+def _key(xp, device, dtype) -> tuple:
+    return (xp.__name__, str(device), str(dtype))
+
+
+def convert_like(a: np.ndarray, like: Any, dtype=None):
+    """NumPy ``a`` as an array of ``like``'s namespace, device and (floating) dtype."""
+    if isinstance(like, np.ndarray) or like is None:
+        return np.asarray(a, dtype=dtype or getattr(like, "dtype", None) or a.dtype)
+    xp = array_namespace(like)
+    return xp.asarray(a, device=_device(like), dtype=dtype or like.dtype)
+
+
+class ConversionCache:
+    """Holds NumPy arrays and hands out converted copies, one per (namespace, device, dtype)."""
+
+    def __init__(self, **arrays: np.ndarray):
+        self._np = dict(arrays)
+        self._cache: dict[tuple, dict[str, Any]] = {}
+
+    def numpy(self, name: str) -> np.ndarray:
+        return self._np[name]
+
+    def get(self, name: str, like: Any = None, xp=None, device=None, dtype=None):
+        """Array ``name`` in the namespace/device/dtype of ``like`` (or as given explicitly)."""
+        if like is not None and xp is None:
+            if isinstance(like, np.ndarray):
+                xp = None
+                dtype = dtype or like.dtype
+            else:
+                xp = array_namespace(like)
+                device = _device(like) if device is None else device
+                dtype = like.dtype if dtype is None else dtype
+        if xp is None or is_numpy_namespace(xp):
+            a = self._np[name]
+            if dtype is None or np.dtype(dtype) == a.dtype:
+                return a
+            key = ("numpy", "cpu", str(np.dtype(dtype)))
+            entry = self._cache.setdefault(key, {})
+            if name not in entry:
+                entry[name] = a.astype(dtype)
+            return entry[name]
+        key = _key(xp, device, dtype)
+        entry = self._cache.setdefault(key, {})
+        if name not in entry:
+            entry[name] = xp.asarray(self._np[name], device=device, dtype=dtype)
+        return entry[name]
