@@ -418,3 +418,11 @@ def test_tableau_validation_rejects_bad_data():
         ButcherTableau(**{**ok, "b_err": (F(1), F(0)), "error_order": 1})
     with pytest.raises(ValueError, match="dense row"):
         ButcherTableau(**{**ok, "dense": ((F(1),), (F(0),))})
+    with pytest.raises(ValueError, match="need `b_err`"):
+        ButcherTableau(**{**ok, "error_order": 1})
+    with pytest.raises(ValueError, match="sum\\(b_err_low\\)"):
+        ButcherTableau(**{**ok, "b_err": (F(1), F(-1)), "error_order": 1, "b_err_low": (F(1), F(0))})
+    with pytest.raises(ValueError, match="without a dense matrix"):
+        ButcherTableau(**{**ok, "dense_c": (F(1),), "dense_a": ((F(0), F(1)),)})
+    with pytest.raises(ValueError, match="same length"):
+        ButcherTableau(**{**ok, "dense": ((F(1), F(0)), (F(0),))})

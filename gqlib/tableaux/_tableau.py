@@ -87,35 +87,53 @@ class ButcherTableau:
 
     def __post_init__(self) -> None:
         s = len(self.c)
-        if len(self.b) != s or len(self.a) != s:
-            raise ValueError(f"{self.name}: c, a and b must describe {s} stages")
+        if s == 0 or len(self.b) != s or len(self.a) != s:
+            raise ValueError(f"{self.name}: `c`, `a` and `b` must describe the same number (>= 1) of "
+                             f"stages; got {s}, {len(self.a)} and {len(self.b)}")
+        if self.order < 1:
+            raise ValueError(f"{self.name}: `order` must be >= 1, got {self.order}")
         for i, row in enumerate(self.a):
             if len(row) != i:
-                raise ValueError(f"{self.name}: row {i} of `a` must have {i} entries (explicit method)")
+                raise ValueError(f"{self.name}: row {i} of `a` must have {i} entries (explicit method), "
+                                 f"got {len(row)}")
             if not _close(sum(row, Fraction(0)) if row else 0, self.c[i], 1.0):
-                raise ValueError(f"{self.name}: row sum of a[{i}] != c[{i}]")
+                raise ValueError(f"{self.name}: row sum of a[{i}] != c[{i}] = {self.c[i]}")
         if not _close(sum(self.b, Fraction(0)), 1):
             raise ValueError(f"{self.name}: sum(b) != 1")
         if self.b_err is not None:
             if len(self.b_err) != s:
-                raise ValueError(f"{self.name}: b_err must have {s} entries")
+                raise ValueError(f"{self.name}: `b_err` must have {s} entries, got {len(self.b_err)}")
             if not _close(sum(self.b_err, Fraction(0)), 0):
-                raise ValueError(f"{self.name}: sum(b_err) != 0")
-            if self.error_order is None:
-                raise ValueError(f"{self.name}: adaptive methods must state error_order")
-        if self.b_err_low is not None and len(self.b_err_low) != s:
-            raise ValueError(f"{self.name}: b_err_low must have {s} entries")
+                raise ValueError(f"{self.name}: sum(b_err) != 0 (`b_err` stores b - b_hat)")
+            if self.error_order is None or self.error_order < 1:
+                raise ValueError(f"{self.name}: adaptive methods must state error_order >= 1")
+        elif self.error_order is not None or self.b_err_low is not None:
+            raise ValueError(f"{self.name}: `error_order` and `b_err_low` need `b_err`")
+        if self.b_err_low is not None:
+            if len(self.b_err_low) != s:
+                raise ValueError(f"{self.name}: `b_err_low` must have {s} entries, got {len(self.b_err_low)}")
+            if not _close(sum(self.b_err_low, Fraction(0)), 0):
+                raise ValueError(f"{self.name}: sum(b_err_low) != 0")
         if len(self.dense_c) != len(self.dense_a):
-            raise ValueError(f"{self.name}: dense_c and dense_a differ in length")
+            raise ValueError(f"{self.name}: `dense_c` and `dense_a` differ in length "
+                             f"({len(self.dense_c)} and {len(self.dense_a)})")
+        if self.dense_c and self.dense is None:
+            raise ValueError(f"{self.name}: extra stages `dense_c` given without a dense matrix `dense`")
         for j, row in enumerate(self.dense_a):
             if len(row) != s + j:
-                raise ValueError(f"{self.name}: dense_a[{j}] must have {s + j} entries")
+                raise ValueError(f"{self.name}: dense_a[{j}] must have {s + j} entries, got {len(row)}")
             if not _close(sum(row, Fraction(0)), self.dense_c[j]):
-                raise ValueError(f"{self.name}: row sum of dense_a[{j}] != dense_c[{j}]")
+                raise ValueError(f"{self.name}: row sum of dense_a[{j}] != dense_c[{j}] = {self.dense_c[j]}")
+        if self.dense_order < 1:
+            raise ValueError(f"{self.name}: `dense_order` must be >= 1, got {self.dense_order}")
         if self.dense is not None:
             if len(self.dense) != s + len(self.dense_c):
-                raise ValueError(f"{self.name}: dense must have one row per stage (incl. extra)")
-            # y(t + h) from the interpolant must equal y1: column sums of P equal b.
+                raise ValueError(f"{self.name}: `dense` must have one row per stage (incl. extra): "
+                                 f"{s + len(self.dense_c)}, got {len(self.dense)}")
+            degree = len(self.dense[0])
+            if degree < 1 or any(len(row) != degree for row in self.dense):
+                raise ValueError(f"{self.name}: rows of `dense` must all have the same length >= 1")
+            # the interpolant must end at y1: row i of P sums to b_i (0 for the extra stages)
             for i, row in enumerate(self.dense):
                 bi = self.b[i] if i < s else 0
                 if not _close(sum(row, Fraction(0)), bi, 10.0):

@@ -141,7 +141,7 @@ TABLEAU = ButcherTableau(
     dense_order=7,
     dense_c=_C_EXTRA,
     dense_a=tuple(_dense_row(_A_EXTRA[i], i) for i in range(_S, _S + len(_C_EXTRA))),
-    provenance="Hairer, Norsett, Wanner I, Sect. II.10 and the code DOP853 (1993 version; "
-               "coefficients as in scipy.integrate._ivp.dop853_coefficients); method after "
-               "Dormand & Prince (1980), J. Comput. Appl. Math. 6(1)",
+    provenance="Hairer's code DOP853 ('explicit Runge-Kutta method of order 8(5,3) due to Dormand & "
+               "Prince', with dense output of order 7); Hairer, Norsett, Wanner I, Sect. II.5 and "
+               "II.6; coefficients as scipy.integrate._ivp.dop853_coefficients",
 )
