@@ -98,6 +98,3 @@ def to_float(P: Sequence[Sequence[Fraction]]) -> tuple[tuple[float, ...], ...]:
     """Round an exactly derived ``P`` once, entry by entry."""
     return tuple(tuple(float(x) for x in row) for row in P)
 
-
-def as_fractions(P: Sequence[Sequence[Fraction]]) -> tuple[tuple[Fraction, ...], ...]:
-    return tuple(tuple(row) for row in P)

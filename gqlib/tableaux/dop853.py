@@ -4,8 +4,8 @@
 Stages: the 12 stages of the method plus ``f(t + h, y1)`` as a 13th (FSAL) stage, whose ``a`` row is
 ``b``. The nodes involve sqrt(6), so the coefficients are Hairer's 30-digit decimals as floats
 (identities hold to ~1e-15). Error estimate as in DOP853: ``e5 = h sum b_err_i k_i`` (5th-order
-estimator, Hairer's ``er``), ``e3 = h sum b_err_low_i k_i = b - bhh`` (3rd order), combined as
-``e5^2 / sqrt(e5^2 + 0.01 e3^2)``, which behaves like ``h^8``: ``error_order = 7``.
+estimator, Hairer's ``er``) and ``e3 = h sum b_err_low_i k_i`` with ``b_err_low = b - bhh`` (3rd
+order), combined as ``e5^2 / sqrt(e5^2 + 0.01 e3^2)``, which behaves like ``h^8``: ``error_order = 7``.
 
 Dense output: Hairer's interpolant ``y0 + theta (F0 + (1 - theta)(F1 + theta (F2 + (1 - theta)(F3 + ...))))``
 with ``F0 = y1 - y0``, ``F1 = h f0 - F0``, ``F2 = 2 F0 - h (f1 + f0)``, ``F3..F6 = h (D @ K)``
