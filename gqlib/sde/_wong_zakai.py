@@ -132,7 +132,7 @@ def wong_zakai(drift: Callable, diffusion: Callable, noise: Any,
     drift, diffusion : callable ``(t, y) -> array``
         Stratonovich drift (state's shape) and diffusion (state's shape, or ``(..., d, m)`` for
         general noise).
-    noise : PiecewiseLinearNoise, KarhunenLoeveNoise or MollifiedNoise
+    noise : PiecewiseLinearNoise, KarhunenLoeveNoise or SmoothLinearNoise
     noise_type : {"diagonal", "scalar", "general"}
 
     Examples
