@@ -21,8 +21,13 @@ Also here: :func:`map_to_interval` (affine map of a rule on ``[-1, 1]``), :func:
 (a rule per interval of a partition) and :func:`integrate` (``sum w f(t)`` for vectorised f).
 """
 
-from gqlib.quadrature._gauss_legendre import (CACHE_MAX, CLOSED_FORM_MAX, NEWTON_MAX,
-                                              PARALLEL_MIN, gauss_legendre)
+from gqlib.quadrature._gauss_legendre import (
+                                              CACHE_MAX,
+                                              CLOSED_FORM_MAX,
+                                              NEWTON_MAX,
+                                              PARALLEL_MIN,
+                                              gauss_legendre,
+)
 from gqlib.quadrature._rules import composite, integrate, map_to_interval
 
 __all__ = ["gauss_legendre", "map_to_interval", "composite", "integrate", "CLOSED_FORM_MAX",

@@ -23,6 +23,7 @@ hand-off costs about as much as the work)."""
 CACHE_MAX = 4096
 """Rules with n <= 4096 are computed once per (n, dtype) and cached (128 most recent)."""
 _CACHE_SIZE = 128
+_F64 = np.dtype(np.float64)
 
 
 def _compute(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,13 +46,13 @@ def _cached(n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     if dtype == np.float64:
         x, w = _compute(n)
     else:
-        x, w = (v.astype(dtype) for v in _cached(n, np.dtype(np.float64)))
+        x, w = (v.astype(dtype) for v in _cached(n, _F64))
     x.flags.writeable = False
     w.flags.writeable = False
     return x, w
 
 
-def _rule(n: int, dtype: np.dtype = np.dtype(np.float64)) -> tuple[np.ndarray, np.ndarray]:
+def _rule(n: int, dtype: np.dtype = _F64) -> tuple[np.ndarray, np.ndarray]:
     """The rule on [-1, 1]; read-only shared arrays when cached (n <= CACHE_MAX), else fresh."""
     if n <= CACHE_MAX:
         return _cached(n, dtype)

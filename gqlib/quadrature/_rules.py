@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from gqlib.quadrature._gauss_legendre import _map, _rule, gauss_legendre
-from gqlib.quadrature._validate import (check_breakpoints, check_dtype, check_interval,
-                                        check_n)
+from gqlib.quadrature._validate import check_breakpoints, check_dtype, check_interval, check_n
 
 __all__ = ["map_to_interval", "composite", "integrate"]
 

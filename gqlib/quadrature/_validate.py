@@ -69,10 +69,10 @@ def check_breakpoints(breakpoints) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(bp))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"`breakpoints` must be finite; breakpoints[{i}] = {bp[i]!r}.")
+        raise ValueError(f"`breakpoints` must be finite; breakpoints[{i}] = {float(bp[i])!r}.")
     bad = np.flatnonzero(~(bp[1:] > bp[:-1]))
     if bad.size:
         i = int(bad[0]) + 1
         raise ValueError(f"`breakpoints` must be strictly increasing; breakpoints[{i}] = "
-                         f"{bp[i]!r} is not after breakpoints[{i - 1}] = {bp[i - 1]!r}.")
+                         f"{float(bp[i])!r} is not after breakpoints[{i - 1}] = {float(bp[i - 1])!r}.")
     return bp
