@@ -123,6 +123,7 @@ class Stepper:
         self.fun = f
         self.tab = tableau
         self.xp = namespace(y0)
+        self._is_numpy = isinstance(y0, (np.ndarray, np.generic))
         self.t = float(t0)
         self.t_end = float(t_end)
         self.direction = 1.0 if self.t_end >= self.t else -1.0
@@ -235,7 +236,17 @@ class Stepper:
         return self.t == self.t_end
 
     def step(self, t_limit: float | None = None) -> Segment:
-        """Advance by one accepted step, landing exactly on ``t_limit`` or a tstop if reached."""
+        """Advance by one accepted step, landing exactly on ``t_limit`` or a tstop if reached.
+
+        Raises :class:`~gqlib.errors.GQLibError` subclasses on failure (with ``.t`` and ``.h``).
+        """
+        if self._is_numpy:
+            # overflow and NaN are detected and reported by the driver itself, not as warnings
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return self._step_impl(t_limit)
+        return self._step_impl(t_limit)
+
+    def _step_impl(self, t_limit: float | None) -> Segment:
         xp = self.xp
         d = self.direction
         target, is_stop = self._target(t_limit)
