@@ -31,11 +31,11 @@ def _validate_times(t: Any, path: BrownianPath) -> np.ndarray:
     bad = np.nonzero(np.diff(tt) <= 0)[0]
     if bad.size:
         i = int(bad[0]) + 1
-        raise ValueError(f"`t` must be strictly increasing; t[{i}] = {tt[i]!r} is not after "
-                         f"t[{i - 1}] = {tt[i - 1]!r}.")
+        raise ValueError(f"`t` must be strictly increasing; t[{i}] = {float(tt[i])!r} is not after "
+                         f"t[{i - 1}] = {float(tt[i - 1])!r}.")
     if tt[0] < path.t0 or tt[-1] > path.t1:
         raise ValueError(f"`t` must lie within the path's interval [{path.t0!r}, {path.t1!r}]; "
-                         f"got [{tt[0]!r}, {tt[-1]!r}].")
+                         f"got [{float(tt[0])!r}, {float(tt[-1])!r}].")
     return tt
 
 
