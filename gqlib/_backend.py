@@ -65,8 +65,9 @@ def asarray_like(xp, values, like):
 
 
 def to_host_float(x: Any) -> float:
-    """One device-to-host scalar sync."""
-    return float(x)
+    """One device-to-host scalar sync (detached from any autograd graph)."""
+    detach = getattr(x, "detach", None)
+    return float(detach() if detach is not None else x)
 
 
 def finite_float(x: float) -> bool:

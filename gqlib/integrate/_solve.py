@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from .._backend import as_state
 from ..interpolate import DenseOutput, Solution
 from ..tableaux import get_method
+from ._controller import PIController
 from ._norms import resolve_norm
 from ._stepper import Stepper
 from ._validation import (check_derivative, check_max_steps, check_positive, check_times,
@@ -20,7 +22,8 @@ __all__ = ["solve"]
 def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float = 1e-7,
           atol: float = 1e-9, step_size: float | None = None, first_step: float | None = None,
           max_steps: int = 100_000, norm: str | Callable = "rms", tstops: Any = None,
-          dense_output: bool = False) -> Solution:
+          dense_output: bool = False, controller: PIController | None = None,
+          min_step: float = 0.0, max_step: float = math.inf) -> Solution:
     r"""Solve ``dy/dt = f(t, y)``, ``y(t[0]) = y0``, and return y at the times ``t``.
 
     Adaptive mode (embedded error estimate, PI controller, Hairer's initial step) unless
@@ -54,6 +57,11 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
         ``f`` is re-evaluated one-sidedly after each (time nudged one ulp onward).
     dense_output : bool
         Keep every step's interpolant so that ``sol(tq)`` evaluates anywhere in the span.
+    controller : PIController, optional
+        Step-size controller (safety factor, growth limits, PI gains); default
+        ``PIController(method.error_order)``.
+    min_step, max_step : float
+        Bounds on the adaptive step size (|h|); a step that must fall below ``min_step`` raises.
 
     Returns
     -------
@@ -94,6 +102,12 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     if not callable(f):
         raise TypeError(f"`f` must be callable, got {type(f).__name__}")
     stops = check_tstops(tstops, float(t_np[0]), float(t_np[-1]))
+    if controller is not None and not isinstance(controller, PIController):
+        raise TypeError(f"`controller` must be a PIController, got {type(controller).__name__}")
+    min_step = 0.0 if min_step in (None, 0, 0.0) else check_positive(min_step, "min_step")
+    max_step = math.inf if max_step in (None, math.inf) else check_positive(max_step, "max_step")
+    if min_step > max_step:
+        raise ValueError(f"`min_step` ({min_step}) must not exceed `max_step` ({max_step})")
     options = {"method": tab.name, "rtol": rtol, "atol": atol, "step_size": step_size,
                "norm": norm}
 
@@ -103,7 +117,7 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
 
     from ._numba_driver import numba_solve, use_numba
 
-    if use_numba(f, y0, norm):
+    if use_numba(f, y0, norm) and controller is None and min_step == 0.0 and max_step == math.inf:
         return numba_solve(f, y0, t, t_np, tab, rtol=rtol, atol=atol, step_size=step_size,
                            first_step=first_step, max_steps=max_steps, norm=norm, tstops=stops,
                            dense_output=dense_output, options=options)
@@ -112,7 +126,8 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     check_derivative(xp, f0, y0, "f")
     stepper = Stepper(f, float(t_np[0]), y0, float(t_np[-1]), tab, rtol=rtol, atol=atol,
                       step_size=step_size, first_step=first_step, norm=norm_fn, tstops=stops,
-                      max_steps=max_steps, f0=f0)
+                      max_steps=max_steps, f0=f0, controller=controller, min_step=min_step,
+                      max_step=max_step)
     stepper.stats["nfe"] += 1
     ys, segments = _drive(stepper, t_np, land_on_outputs=_lands_on_outputs(tab, step_size),
                           keep=dense_output)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .._backend import namespace
+from .._backend import namespace, to_host_float
 from ..errors import NonFiniteState, StepSizeTooSmall, TooManySteps
 from ..tableaux import ButcherTableau
 from ._controller import PIController
@@ -187,8 +187,8 @@ class Stepper:
         xp, y0 = self.xp, self.y
         f0 = self.current_f()
         scale = self.atol + xp.abs(y0) * self.rtol
-        d0 = float(self.norm(y0 / scale))
-        d1 = float(self.norm(f0 / scale))
+        d0 = to_host_float(self.norm(y0 / scale))
+        d1 = to_host_float(self.norm(f0 / scale))
         span = abs(self.t_end - self.t)
         if span == 0.0:
             return 0.0
@@ -198,7 +198,7 @@ class Stepper:
             h0 = min(h0, abs(self.tstops[0] - self.t))
         t1 = self.t + self.direction * h0
         f1 = self._eval(t1, y0 + (self.direction * h0) * f0)
-        d2 = float(self.norm((f1 - f0) / scale)) / h0
+        d2 = to_host_float(self.norm((f1 - f0) / scale)) / h0
         k = self.tab.error_order + 1
         if d1 <= 1e-15 and d2 <= 1e-15:
             h1 = max(1e-6, h0 * 1e-3)
@@ -341,7 +341,7 @@ class Stepper:
             # e5^2 / sqrt(e5^2 + 0.01 e3^2), written to stay 0 (not NaN) when both vanish
             e5 = e5 * e5 / ((e5 * e5 + 0.01 * e3 * e3) ** 0.5 + 1e-300)
         # a non-finite y1 with finite stages would give scale = inf and err = 0: poison it
-        return float(e5 + 0.0 * xp.sum(y1))
+        return to_host_float(e5 + 0.0 * xp.sum(y1))
 
     # -- dense output ---------------------------------------------------------------------------
     def _dense_coefficients(self, seg: Segment):
