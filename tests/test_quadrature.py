@@ -33,10 +33,14 @@ from gqlib.quadrature._newton import newton_refine
 EPS = np.finfo(np.float64).eps
 DPS = 40
 
-# Every threshold with both of its sides: the list plus this module's own boundaries.
+# Every threshold with both of its sides: the list plus this module's own boundaries
+# (closed forms | Newton | asymptotics with all terms | v^6 terms dropped at _DROP_V6 = 1000).
 N_FAST = sorted({*range(1, 11), 20, 60, 61, 99, 100, 101, 150, 300, 999, 1000, 1001,
                  CLOSED_FORM_MAX, CLOSED_FORM_MAX + 1, NEWTON_MAX, NEWTON_MAX + 1,
-                 PARALLEL_MIN - 1, PARALLEL_MIN})
+                 _asymptotic._DROP_V6 - 1, _asymptotic._DROP_V6})
+# Larger boundaries (cache, parallel kernel, v^4 terms dropped), against double-double Newton.
+N_FAST_DD = sorted({CACHE_MAX, CACHE_MAX + 1, PARALLEL_MIN - 1, PARALLEL_MIN,
+                    _asymptotic._DROP_V4 - 1, _asymptotic._DROP_V4})
 N_SLOW = [10**4, 10**5, 10**6]
 
 
@@ -106,6 +110,16 @@ def _errors_ref(n: int, idx: np.ndarray):
     x, w = gauss_legendre(n)
     xr, wr = newton_refine(n, x[idx])  # double-double Newton on the recurrence, O(n) per node
     return np.abs(xr - x[idx]) / EPS, np.abs(wr - w[idx]) / wr / EPS, x, w
+
+
+@pytest.mark.parametrize("n", N_FAST_DD)
+def test_boundaries_against_extended_precision(n):
+    idx = np.unique(np.concatenate([n - 1 - np.arange(3), n // 2 + np.arange(3),
+                                    np.linspace(n // 2, n - 1, 5).astype(int)]))
+    node_err, weight_err, x, w = _errors_ref(n, idx)
+    assert node_err.max() <= 4.0 and weight_err.max() <= 100.0
+    assert np.mean(weight_err) <= 4.0
+    assert abs(math.fsum(w) - 2.0) <= 100 * EPS * 2.0
 
 
 @pytest.mark.slow
@@ -208,8 +222,8 @@ def test_smooth_functions(n):
 # ---------------------------------------------------------------- regimes and kernels
 
 def test_thresholds_are_ordered():
-    assert CLOSED_FORM_MAX < NEWTON_MAX < PARALLEL_MIN <= CACHE_MAX
-    assert (CLOSED_FORM_MAX, NEWTON_MAX) == (3, 100)
+    assert (CLOSED_FORM_MAX, NEWTON_MAX, CACHE_MAX, PARALLEL_MIN) == (3, 100, 4096, 10_000)
+    assert NEWTON_MAX < _asymptotic._DROP_V6 < _asymptotic._DROP_V4
 
 
 @pytest.mark.parametrize("n", [NEWTON_MAX + 1, 150, PARALLEL_MIN - 1, PARALLEL_MIN, 4097, 20001])

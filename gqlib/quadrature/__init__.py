@@ -9,8 +9,9 @@ formulas):
 ``3 < n <= 100``          Newton on the three-term recurrence from asymptotic starting
                           guesses, finished in double-double; O(n^2), cached (``NEWTON_MAX``)
 ``n > 100``               Bogaert's (2014) iteration-free asymptotic formulas, O(1) per node,
-                          numba-compiled; parallel over node pairs from ``n = 1000``
-                          (``PARALLEL_MIN``)
+                          numba-compiled; the O(v^6) terms (v = 1/(n + 1/2)) are dropped from
+                          n = 1000 and the O(v^4) terms from n = 10^5, where they fall below
+                          1e-19; parallel over node pairs from ``n = 10^4`` (``PARALLEL_MIN``)
 ========================  ==================================================================
 
 Rules with ``n <= 4096`` (``CACHE_MAX``) are cached per (n, dtype). Nodes are within 1 ulp

@@ -17,9 +17,10 @@ CLOSED_FORM_MAX = 3
 NEWTON_MAX = 100
 """3 < n <= 100: Newton on the three-term recurrence, finished in double-double. Above: Bogaert's
 asymptotics, whose O(v^8) truncation error is below 2 eps only from n ~ 80 on."""
-PARALLEL_MIN = 1000
-"""From n = 1000 on the asymptotic kernel shares the node pairs among numba's threads (below, the
-hand-off costs about as much as the work)."""
+PARALLEL_MIN = 10_000
+"""From n = 10^4 on the asymptotic kernel shares the node pairs among numba's threads. On an idle
+machine two threads win from n ~ 1000, but below 10^4 they save under 0.1 ms, less than one thread
+wake-up costs on a busy machine (and rules up to CACHE_MAX are cached anyway)."""
 CACHE_MAX = 4096
 """Rules with n <= 4096 are computed once per (n, dtype) and cached (128 most recent)."""
 _CACHE_SIZE = 128
@@ -81,7 +82,7 @@ def gauss_legendre(n: int, a: float = -1.0, b: float = 1.0, *,
     symmetric. Float64 accuracy against 40-digit references: nodes within 1 ulp absolute, weights
     within a few ulps relative, for every n. Work is O(n): closed forms for ``n <= 3``,
     double-double Newton on the recurrence for ``n <= 100``, Bogaert's iteration-free asymptotics
-    beyond (parallel from ``n = 1000``); rules with ``n <= 4096`` are cached.
+    beyond (parallel from ``n = 10^4``); rules with ``n <= 4096`` are cached.
 
     Parameters
     ----------
