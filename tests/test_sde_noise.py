@@ -59,9 +59,9 @@ def test_smooth_linear():
         for a, b in zip(n.grid[:-1], n.grid[1:]):
             q = 0.5 * (b - a) * np.tensordot(w, n.dW(0.5 * (a + b) + 0.5 * (b - a) * x), axes=1)
             np.testing.assert_allclose(q, p(b) - p(a), rtol=1e-12, atol=1e-14)
-    # peak speed 2.1875 x the chord for the default
+    # peak speed 11!/(5!^2 4^5) x the chord for the default (smoothness 4)
     n = SmoothLinearNoise(p, 0.25)
-    np.testing.assert_allclose(n.dW(0.125), 2.1875 * (p(0.25) - p(0.0)) / 0.25, rtol=1e-13)
+    np.testing.assert_allclose(n.dW(0.125), 39916800 / (14400 * 1024) * (p(0.25) - p(0.0)) / 0.25, rtol=1e-13)
 
 
 def test_kl_formulas_and_sample():
