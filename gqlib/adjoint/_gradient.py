@@ -1,0 +1,376 @@
+"""Gradient assembly: ``gqlib.adjoint.gradient`` and its three adjoint strategies.
+
+Problem: ``dy/dt = f(t, y, theta)``, ``y(t_0) = y_0``, loss ``L = sum_i l_i(y(t_i))``. The adjoint
+``a(t) = dL/dy(t)`` solves ``da/dt = -a^T df/dy`` backwards from ``a(t_N) = g_N``, jumping by
+``g_i = dl_i/dy(t_i)`` at each output time, and
+
+    dL/dy_0   = a(t_0)   (after adding g_0)
+    dL/dtheta = integral_{t_0}^{t_N} a^T df/dtheta dt
+    dL/dt_i   = g_i^T f(t_i, y(t_i))   (i > 0),    dL/dt_0 = -a(t_0+)^T f(t_0, y_0).
+
+References: Chen et al. (2018); Kidger, Chen & Lyons (2021); Norcliffe & Deisenroth (2023).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field as dc_field
+from typing import Any
+
+import numpy as np
+
+from .._backend import namespace
+from ..integrate._controller import PIController
+from ..integrate._norms import resolve_norm
+from ..integrate._stepper import Stepper
+from ..integrate._validation import (check_max_steps, check_positive, check_times,
+                                     check_tolerance)
+from ..interpolate import Solution
+from ..quadrature import gauss_legendre
+from ..tableaux import get_method
+from ._field import CountedField
+from ._nodes import MAX_SPLITS, SAMPLES, chebyshev_points, paper_count, resolved_degree
+
+__all__ = ["gradient", "AdjointGradient", "ADJOINTS", "NODE_RULES"]
+
+ADJOINTS = ("gq", "backsolve", "interpolated")
+NODE_RULES = ("adaptive", "paper")
+
+
+@dataclass
+class AdjointGradient:
+    """Gradients of a loss on an ODE solution.
+
+    Attributes
+    ----------
+    y0 : array
+        dL/dy0, shaped like y0.
+    params : array or None
+        dL/dtheta as a flat array (None when the field has no ``vjp_params``).
+    t : array
+        dL/dt_i for every output time, shape ``(len(t),)``.
+    stats : dict
+        ``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``, ``n_nodes``, ``n_panels``, ``n_accepted``,
+        ``n_rejected`` of the backward pass.
+    """
+
+    y0: Any
+    params: Any
+    t: Any
+    stats: dict = dc_field(default_factory=dict)
+
+
+def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", method=None,
+             rtol: float | None = None, atol: float | None = None,
+             step_size: float | None = None, first_step: float | None = None, norm=None,
+             seminorm: bool = False, nodes: str | int = "adaptive", gtol: float = 0.1,
+             extra_nodes: int = 1, max_nodes: int = 64, max_steps: int = 100_000,
+             controller: PIController | None = None, min_step: float = 0.0,
+             max_step: float = math.inf) -> AdjointGradient:
+    r"""Gradients of ``L = sum_i l_i(y(t_i))`` from ``grad_y[i] = dl_i/dy(t_i)``.
+
+    Parameters
+    ----------
+    field : VectorField
+        The forward vector field with its VJPs (see :class:`gqlib.adjoint.VectorField`).
+    sol : Solution
+        The forward solve ``gqlib.solve(field, y0, t, ...)`` (``dense_output=True`` for
+        ``adjoint="interpolated"``).
+    grad_y : array, shape ``(len(t), *y0.shape)``
+        dl_i/dy(t_i); rows may be zero.
+    adjoint : {"gq", "backsolve", "interpolated"}
+        ``"gq"``: backward solve of ``[y, a]`` (2D) with dense output; ``dL/dtheta`` by
+        Gauss-Legendre quadrature of ``a^T df/dtheta`` with y and a read from the backward
+        interpolant. ``"backsolve"``: the augmented ``[y, a, g]`` solve (2D + P).
+        ``"interpolated"``: y from the forward dense output, only ``a`` solved backwards (D).
+    method, rtol, atol, step_size, first_step, norm, controller, min_step, max_step, max_steps
+        The backward solve's settings; default: the forward solve's.
+    seminorm : bool
+        ``backsolve`` only: exclude ``g`` from error control (Kidger, Chen & Lyons 2021).
+    nodes : {"adaptive", "paper"} or int
+        Node rule for ``gq``/``interpolated`` (see :mod:`gqlib.adjoint._nodes`); an int fixes the
+        count per panel (a panel is an output interval cut at tstops).
+    gtol : float
+        The paper's constant C for ``nodes="paper"``.
+    extra_nodes : int
+        Nodes added to the adaptive rule's ``d + 1`` as margin.
+    max_nodes : int
+        Cap on nodes per panel.
+
+    Returns
+    -------
+    AdjointGradient
+
+    Examples
+    --------
+    >>> import numpy as np, gqlib
+    >>> from gqlib.adjoint import FunctionField, gradient
+    >>> k = 0.5
+    >>> field = FunctionField(lambda t, y: -k * y, lambda t, y, a: -k * a,
+    ...                       lambda t, y, a: np.array([-np.sum(a * y)]))
+    >>> sol = gqlib.solve(field, np.ones(1), [0.0, 1.0], rtol=1e-10, atol=1e-12)
+    >>> g = gradient(field, sol, np.array([[0.0], [1.0]]))   # L = y(1) = exp(-k)
+    >>> bool(abs(g.params[0] + np.exp(-k)) < 1e-8)            # dL/dk = -exp(-k)
+    True
+    """
+    if adjoint not in ADJOINTS:
+        raise ValueError(f"`adjoint` must be one of {ADJOINTS}, got {adjoint!r}")
+    if not isinstance(sol, Solution):
+        raise TypeError(f"`sol` must be the Solution of gqlib.solve, got {type(sol).__name__}")
+    cf = CountedField(field)
+    xp = namespace(sol.y)
+    if tuple(getattr(grad_y, "shape", ())) != tuple(sol.y.shape):
+        raise ValueError(f"`grad_y` must have shape {tuple(sol.y.shape)} (len(t), *y0.shape), got "
+                         f"{tuple(getattr(grad_y, 'shape', ()))}")
+    if namespace(grad_y) is not xp and type(grad_y) is not type(sol.y):
+        raise TypeError(f"`grad_y` must be the same array type as the solution "
+                        f"({type(sol.y).__name__}), got {type(grad_y).__name__}")
+    if adjoint == "interpolated" and sol.dense is None:
+        raise ValueError('adjoint="interpolated" reads y from the forward dense output: solve '
+                         "with `dense_output=True`")
+    if seminorm and adjoint != "backsolve":
+        raise ValueError('`seminorm=True` applies to adjoint="backsolve" only (gq and '
+                         "interpolated never put the parameter gradient in the solver)")
+    if isinstance(nodes, bool) or not (nodes in NODE_RULES or (isinstance(nodes, int) and nodes >= 1)):
+        raise ValueError(f"`nodes` must be one of {NODE_RULES} or a positive int, got {nodes!r}")
+    gtol = check_positive(gtol, "gtol", allow_none=False)
+    if isinstance(extra_nodes, bool) or not isinstance(extra_nodes, int) or extra_nodes < 0:
+        raise ValueError(f"`extra_nodes` must be a non-negative int, got {extra_nodes!r}")
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
+        raise ValueError(f"`max_nodes` must be a positive int, got {max_nodes!r}")
+    opts = sol.options
+    tab = get_method(method if method is not None else opts.get("method", "dopri5"))
+    rtol = check_tolerance(rtol if rtol is not None else opts.get("rtol", 1e-7), "rtol")
+    atol = check_tolerance(atol if atol is not None else opts.get("atol", 1e-9), "atol")
+    if step_size is None and method is None:
+        step_size = opts.get("step_size")
+    step_size = check_positive(step_size, "step_size")
+    if step_size is None and not tab.adaptive:
+        raise ValueError(f"backward method {tab.name!r} is fixed-step: give `step_size`")
+    first_step = check_positive(first_step, "first_step")
+    max_steps = check_max_steps(max_steps)
+    t_np = check_times(sol.t)
+
+    job = _Backward(cf, sol, grad_y, xp, t_np, tab, adjoint=adjoint, rtol=rtol, atol=atol,
+                    step_size=step_size, first_step=first_step, norm=norm, seminorm=seminorm,
+                    nodes=nodes, gtol=gtol, extra_nodes=extra_nodes, max_nodes=max_nodes,
+                    max_steps=max_steps, controller=controller, min_step=min_step,
+                    max_step=max_step)
+    return job.run()
+
+
+class _Backward:
+    """One backward pass (state kept flat: [y, a] for gq, a for interpolated, [y, a, g] for
+    backsolve), driven through one Stepper that keeps its step size across the jumps."""
+
+    def __init__(self, cf, sol, grad_y, xp, t_np, tab, *, adjoint, rtol, atol, step_size,
+                 first_step, norm, seminorm, nodes, gtol, extra_nodes, max_nodes, max_steps,
+                 controller, min_step, max_step):
+        self.cf, self.sol, self.g, self.xp, self.t = cf, sol, grad_y, xp, t_np
+        self.tab, self.adjoint = tab, adjoint
+        self.shape = tuple(sol.y.shape[1:])
+        self.D = int(np.prod(self.shape)) if self.shape else 1
+        self.solver_kw = dict(rtol=rtol, atol=atol, step_size=step_size, first_step=first_step,
+                              max_steps=max_steps, controller=controller, min_step=min_step,
+                              max_step=max_step)
+        self.rtol, self.atol = rtol, atol
+        self.norm_arg, self.seminorm = norm, seminorm
+        self.nodes, self.gtol, self.extra, self.max_nodes = nodes, gtol, extra_nodes, max_nodes
+        self.span = float(t_np[-1] - t_np[0])
+        self.nfe_forward = int(sol.stats.get("nfe", 0))
+        self.n_nodes = 0
+        self.n_panels = 0
+        self.tstops = tuple(sol.tstops)
+
+    # -- small helpers -------------------------------------------------------------------------
+    def flat(self, x):
+        return self.xp.reshape(x, (-1,))
+
+    def unflat(self, v):
+        return self.xp.reshape(v, self.shape)
+
+    def dot(self, u, v):
+        return self.xp.sum(u * v)
+
+    def _norm(self):
+        if self.seminorm:
+            n = 2 * self.D
+            return lambda e: resolve_norm("rms")(e[:n])
+        return resolve_norm(self.norm_arg if self.norm_arg is not None else
+                            self.sol.options.get("norm", "rms"))
+
+    # -- right-hand sides ---------------------------------------------------------------------------
+    def rhs_gq(self, t, z):
+        D = self.D
+        y, a = self.unflat(z[:D]), self.unflat(z[D:])
+        fy, vy = self.cf.f_vjp_y(t, y, a)
+        return self.xp.concat([self.flat(fy), -self.flat(vy)])
+
+    def rhs_interpolated(self, t, a):
+        y = self.sol.dense(t)
+        return -self.flat(self.cf.vjp_y(t, y, self.unflat(a)))
+
+    def rhs_backsolve(self, t, z):
+        D = self.D
+        y, a = self.unflat(z[:D]), self.unflat(z[D:2 * D])
+        fy, vy, vp = self.cf.f_vjp(t, y, a)
+        return self.xp.concat([self.flat(fy), -self.flat(vy), -self.flat(vp)])
+
+    # -- the pass ----------------------------------------------------------------------------------
+    def run(self) -> AdjointGradient:
+        xp, cf, t, g, ys = self.xp, self.cf, self.t, self.g, self.sol.y
+        N = len(t) - 1
+        dldt = [None] * (N + 1)
+        if N == 0:
+            zero = xp.sum(g[0]) * 0.0
+            return AdjointGradient(g[0], None, xp.stack([zero]), self._stats(None))
+        y_N, g_N = ys[N], g[N]
+        params_acc = None
+        if self.adjoint == "gq":
+            z0 = xp.concat([self.flat(y_N), self.flat(g_N)])
+            rhs = self.rhs_gq
+        elif self.adjoint == "interpolated":
+            z0 = self.flat(g_N)
+            rhs = self.rhs_interpolated
+        else:
+            if cf.has_params:
+                p0 = cf.vjp_params(float(t[N]), y_N, g_N) * 0.0  # learns P; counted
+                z0 = xp.concat([self.flat(y_N), self.flat(g_N), self.flat(p0)])
+            else:
+                z0 = xp.concat([self.flat(y_N), self.flat(g_N)])
+                rhs = self.rhs_gq
+            rhs = self.rhs_backsolve if cf.has_params else self.rhs_gq
+        stepper = Stepper(rhs, float(t[N]), z0, float(t[0]), self.tab, norm=self._norm(),
+                          tstops=self.tstops, **self.solver_kw)
+        dldt[N] = self.dot(g_N, self._f_at_output(stepper, N))
+        for i in range(N, 0, -1):
+            t_lo = float(t[i - 1])
+            segments = []
+            while stepper.t != t_lo:
+                segments.append(stepper.step(t_lo))
+            if cf.has_params and self.adjoint != "backsolve":
+                contrib = self._quadrature(segments, float(t[i]), t_lo)
+                params_acc = contrib if params_acc is None else params_acc + contrib
+            z = stepper.y
+            D = self.D
+            a_before = self.unflat(z[:D] if self.adjoint == "interpolated" else z[D:2 * D])
+            if i - 1 == 0:
+                dldt[0] = -self.dot(a_before, cf.f(t_lo, ys[0]))
+                dy0 = a_before + g[0]
+                if self.adjoint == "backsolve" and cf.has_params:
+                    params_acc = z[2 * D:]
+                break
+            a_new = a_before + g[i - 1]
+            if self.adjoint == "gq":
+                stepper.reset(xp.concat([self.flat(ys[i - 1]), self.flat(a_new)]))
+            elif self.adjoint == "interpolated":
+                stepper.reset(self.flat(a_new))
+            else:
+                stepper.reset(xp.concat([self.flat(ys[i - 1]), self.flat(a_new), z[2 * D:]]))
+            dldt[i - 1] = self.dot(g[i - 1], self._f_at_output(stepper, i - 1))
+        self.stepper = stepper
+        params = params_acc
+        if cf.has_params and params is None:  # no interval (cannot happen for N >= 1)
+            params = None
+        return AdjointGradient(dy0, params, xp.stack(dldt), self._stats(stepper))
+
+    def _f_at_output(self, stepper, i):
+        """f(t_i, y_i): free from the backward stepper's first stage for gq and backsolve."""
+        if self.adjoint == "interpolated":
+            return self.cf.f(float(self.t[i]), self.sol.y[i])
+        return self.unflat(stepper.current_f()[: self.D])
+
+    def _stats(self, stepper):
+        s = dict(self.cf.stats)
+        s["n_nodes"] = self.n_nodes
+        s["n_panels"] = self.n_panels
+        s["n_accepted"] = stepper.stats["n_accepted"] if stepper else 0
+        s["n_rejected"] = stepper.stats["n_rejected"] if stepper else 0
+        s["n_steps"] = stepper.stats["n_steps"] if stepper else 0
+        return s
+
+    # -- quadrature ------------------------------------------------------------------------------
+    def _quadrature(self, segments, t_hi: float, t_lo: float):
+        """integral_{t_lo}^{t_hi} a^T df/dtheta dt over one output interval, oriented forward
+        (``t_hi`` is the later output time in the forward direction)."""
+        lo, hi = sorted((t_lo, t_hi))
+        cuts = [s for s in self.tstops if lo < s < hi]
+        edges = sorted({lo, hi, *cuts})
+        total = None
+        sign = 1.0 if t_hi > t_lo else -1.0
+        backward = _SegmentReader(segments, self.xp)
+        for a, b in zip(edges[:-1], edges[1:]):
+            part = self._panel(backward, a, b, depth=0)
+            total = part if total is None else total + part
+        return total if sign > 0 else -total
+
+    def _panel(self, reader, a: float, b: float, depth: int):
+        """``integral_a^b phi dt`` (a < b) on one smooth panel."""
+        xp = self.xp
+        if self.nodes == "paper":
+            n = paper_count(b - a, self.span, self.nfe_forward, self.gtol, self.max_nodes)
+        elif isinstance(self.nodes, int):
+            n = min(self.nodes, self.max_nodes)
+        else:
+            tc = 0.5 * (a + b) + 0.5 * (b - a) * chebyshev_points(SAMPLES)
+            zc = reader(tc)
+            if self.adjoint == "interpolated":
+                zc = xp.concat([xp.reshape(self.sol.dense(tc), (SAMPLES, -1)), zc], axis=1)
+            d = resolved_degree(xp, zc, self.rtol, self.atol)
+            if d is None and depth < MAX_SPLITS:
+                m = 0.5 * (a + b)
+                return self._panel(reader, a, m, depth + 1) + self._panel(reader, m, b, depth + 1)
+            d = SAMPLES - 4 if d is None else d
+            n = min(d + 1 + self.extra, self.max_nodes)
+        x, w = gauss_legendre(n, a, b)
+        z = reader(x)
+        if self.adjoint == "interpolated":
+            y_nodes = self.sol.dense(x)
+        self.n_nodes += n
+        self.n_panels += 1
+        acc = None
+        D = self.D
+        for k in range(n):
+            if self.adjoint == "interpolated":
+                y, av = y_nodes[k], self.unflat(z[k])
+            else:
+                y, av = self.unflat(z[k, :D]), self.unflat(z[k, D:])
+            term = float(w[k]) * self.cf.vjp_params(float(x[k]), y, av)
+            acc = term if acc is None else acc + term
+        return acc
+
+
+class _SegmentReader:
+    """Evaluates the backward interpolant of one output interval at arbitrary times."""
+
+    def __init__(self, segments, xp):
+        self.segments = segments
+        self.xp = xp
+        t0 = np.array([s.t0 for s in segments])
+        self.direction = 1.0 if segments[0].h > 0 else -1.0
+        self.keys = self.direction * t0
+
+    def __call__(self, tq: np.ndarray):
+        """Values at the times ``tq`` (any order), shape ``(len(tq), n_state)``."""
+        tq = np.asarray(tq, dtype=np.float64)
+        idx = np.searchsorted(self.keys, self.direction * tq, side="right") - 1
+        idx = np.clip(idx, 0, len(self.segments) - 1)
+        order = np.argsort(idx, kind="stable")
+        parts = []
+        for j in np.unique(idx):
+            sel = order[idx[order] == j]
+            parts.append((sel, self.segments[j](tq[sel])))
+        if len(parts) == 1:
+            sel, vals = parts[0]
+            return vals if np.all(sel == np.arange(len(tq))) else self._reorder(parts, len(tq))
+        return self._reorder(parts, len(tq))
+
+    def _reorder(self, parts, m):
+        xp = self.xp
+        sel_all = np.concatenate([p[0] for p in parts])
+        vals = xp.concat([p[1] for p in parts], axis=0)
+        inverse = np.empty(m, dtype=np.int64)
+        inverse[sel_all] = np.arange(m)
+        from array_api_compat import device
+
+        return xp.take(vals, xp.asarray(inverse, device=device(vals)), axis=0)

@@ -1,0 +1,77 @@
+"""How many Gauss-Legendre nodes a quadrature panel gets.
+
+Two rules:
+
+* ``"paper"`` (Norcliffe & Deisenroth 2023): ``n = min(ceil(C * NFE_fwd * |dt| / |T|), 64)`` with
+  ``C = gtol = 0.1``. It has no error estimate.
+* ``"adaptive"`` (gqlib's default): the integrand ``a(t)^T df/dtheta(t, y(t))`` is as smooth as the
+  backward state ``z = [y, a]`` that feeds it. ``z`` is sampled from the backward interpolant at
+  Chebyshev points of the panel (interpolant evaluations only: no f, no VJP), its Chebyshev
+  coefficients are scaled by the solver's own ``atol + rtol * |z|``, and ``d`` is the last degree
+  whose scaled coefficient exceeds 1: the polynomial degree at which z is resolved to the
+  backward tolerance. The integrand, a product of two such functions, is then resolved at degree
+  ``2 d``, which an n-point rule integrates exactly when ``2 n - 1 >= 2 d``: ``n = d + 1``
+  (plus ``extra`` nodes of margin for the nonlinearity of df/dtheta in y). A panel whose
+  coefficients have not decayed by degree ``SAMPLES - 4`` is split in two and each half is
+  treated alike, so long intervals get composite rules instead of one huge rule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["SAMPLES", "paper_count", "chebyshev_points", "resolved_degree"]
+
+SAMPLES = 24        # Chebyshev samples of z per panel: resolves degrees up to SAMPLES - 4 = 20
+MAX_SPLITS = 12     # panels are halved at most this many times (2^12 pieces of an interval)
+
+
+def paper_count(dt: float, span: float, nfe_forward: int, gtol: float, n_max: int = 64) -> int:
+    """The paper's node count for a piece of length ``dt`` of a span ``span``."""
+    return int(min(max(1, math.ceil(gtol * nfe_forward * abs(dt) / abs(span))), n_max))
+
+
+def chebyshev_points(m: int = SAMPLES) -> np.ndarray:
+    """Chebyshev points of the first kind on [-1, 1], ``cos(pi (k + 1/2) / m)``."""
+    return np.cos(np.pi * (np.arange(m) + 0.5) / m)
+
+
+def _dct_matrix(m: int) -> np.ndarray:
+    """``C @ v`` maps values at :func:`chebyshev_points` to Chebyshev coefficients."""
+    k = np.arange(m) + 0.5
+    j = np.arange(m)[:, None]
+    C = (2.0 / m) * np.cos(np.pi * j * k / m)
+    C[0] *= 0.5
+    return C
+
+
+_DCT = _dct_matrix(SAMPLES)
+
+
+def resolved_degree(xp, values, rtol, atol) -> int | None:
+    """Degree at which the sampled components are resolved to ``atol + rtol |z|``.
+
+    ``values`` has shape ``(SAMPLES, n_components)``, sampled at :func:`chebyshev_points`.
+    Returns ``None`` when the coefficients have not decayed (the panel must be split). One
+    device-to-host transfer of ``SAMPLES`` floats.
+    """
+    C = xp.asarray(_DCT, dtype=values.dtype, device=_device(values))
+    coef = C @ values                                                # (m, n_comp)
+    scale = atol + rtol * xp.max(xp.abs(values), axis=0)            # (n_comp,)
+    ratio = xp.max(xp.abs(coef) / scale, axis=1)                     # (m,)
+    detach = getattr(ratio, "detach", None)
+    r = np.asarray((detach() if detach else ratio).cpu() if hasattr(ratio, "cpu") else ratio,
+                   dtype=np.float64)
+    if not np.all(np.isfinite(r)):
+        return None
+    above = np.flatnonzero(r > 1.0)
+    d = int(above[-1]) if above.size else 0
+    return None if d >= SAMPLES - 4 else d
+
+
+def _device(x):
+    from array_api_compat import device
+
+    return device(x)
