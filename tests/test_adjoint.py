@@ -1,0 +1,210 @@
+"""Adjoint gradients: exact linear cases, finite differences, agreement between strategies."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from scipy.linalg import expm, expm_frechet
+
+import gqlib
+from gqlib.adjoint import FunctionField, gradient
+from adjoint_fields import LinearField, TanhField
+
+ADJ = ["gq", "backsolve", "interpolated"]
+TIGHT = dict(rtol=1e-11, atol=1e-13)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+
+
+def _linear_exact(A, y0, t, c):
+    """L = sum_i c_i . y(t_i) for y' = A y: exact dL/dy0, dL/dA (expm_frechet) and dL/dt."""
+    D = len(y0)
+    dy0 = np.zeros(D)
+    dA = np.zeros((D, D))
+    dt = np.zeros(len(t))
+    for i in range(1, len(t)):
+        tau = t[i] - t[0]
+        Ei = expm(A * tau)
+        dy0 += Ei.T @ c[i]
+        for j in range(D):
+            for k in range(D):
+                E = np.zeros((D, D))
+                E[j, k] = tau
+                dA[j, k] += c[i] @ expm_frechet(A * tau, E, compute_expm=False) @ y0
+        dt[i] = c[i] @ A @ Ei @ y0
+        dt[0] -= c[i] @ A @ Ei @ y0
+    dy0 += c[0]
+    return dy0, dA, dt
+
+
+@pytest.mark.parametrize("adjoint", ADJ)
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_linear_exact_gradients(adjoint, direction):
+    rng = np.random.default_rng(3)
+    A = 0.6 * rng.standard_normal((3, 3))
+    y0 = rng.standard_normal(3)
+    t = direction * np.array([0.0, 0.3, 0.7, 1.5])
+    c = rng.standard_normal((4, 3))
+    field = LinearField(A)
+    sol = gqlib.solve(field, y0, t, dense_output=True, **TIGHT)
+    g = gradient(field, sol, c, adjoint=adjoint)
+    dy0, dA, dt = _linear_exact(A, y0, t, c)
+    assert _rel(g.y0, dy0) < 1e-7
+    assert _rel(g.params, dA.ravel()) < 1e-7
+    assert _rel(g.t, dt) < 1e-7
+
+
+@pytest.mark.parametrize("adjoint", ADJ)
+def test_strategies_agree_on_nonlinear_nonautonomous_field(adjoint):
+    rng = np.random.default_rng(0)
+    D = 4
+    field = TanhField(rng.standard_normal((D, D)) * 1.2, rng.standard_normal(D) * 0.3)
+    y0 = rng.standard_normal(D)
+    t = np.linspace(0.0, 2.0, 11)
+    grad_y = rng.standard_normal((11, D))
+    sol = gqlib.solve(field, y0, t, dense_output=True, rtol=1e-12, atol=1e-12)
+    ref = gradient(field, sol, grad_y, adjoint="backsolve", rtol=1e-12, atol=1e-12)
+    g = gradient(field, sol, grad_y, adjoint=adjoint)
+    assert _rel(g.y0, ref.y0) < 1e-8
+    assert _rel(g.params, ref.params) < 1e-8
+    assert _rel(g.t, ref.t) < 1e-8
+
+
+def _fd_gradients(field, y0, t, grad_y, h_step, eps=1e-6):
+    """Central differences of L = sum_i grad_y[i] . y(t_i) on a fixed-step rk4 solve."""
+    def loss(f, y):
+        sol = gqlib.solve(f, y, t, method="rk4", step_size=h_step)
+        return float(np.sum(grad_y * sol.y))
+
+    th = field.theta
+    d_theta = np.array([(loss(field.with_theta(th + eps * e), y0) - loss(field.with_theta(th - eps * e), y0))
+                        / (2 * eps) for e in np.eye(th.size)])
+    d_y0 = np.array([(loss(field, y0 + eps * e) - loss(field, y0 - eps * e)) / (2 * eps)
+                     for e in np.eye(y0.size)])
+    return d_y0, d_theta
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(D=st.integers(1, 3), n_t=st.integers(2, 5), seed=st.integers(0, 2 ** 16),
+       span=st.floats(0.3, 1.5), adjoint=st.sampled_from(ADJ))
+def test_gradients_match_central_differences(D, n_t, seed, span, adjoint):
+    rng = np.random.default_rng(seed)
+    field = TanhField(rng.standard_normal((D, D)), 0.5 * rng.standard_normal(D))
+    y0 = rng.standard_normal(D)
+    t = np.sort(rng.uniform(0, span, n_t - 1))
+    t = np.concatenate([[0.0], t + 1e-2 * np.arange(1, n_t)])
+    grad_y = rng.standard_normal((n_t, D))
+    h = 0.01
+    sol = gqlib.solve(field, y0, t, method="rk4", step_size=h, dense_output=True)
+    g = gradient(field, sol, grad_y, adjoint=adjoint)
+    fd_y0, fd_theta = _fd_gradients(field, y0, t, grad_y, h)
+    # rk4 at h = 0.01: discretisation differences ~1e-9; central differences ~1e-9
+    np.testing.assert_allclose(g.y0, fd_y0, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(g.params, fd_theta, rtol=1e-6, atol=1e-7)
+
+
+def test_tstops_split_quadrature_and_reach_backward_solver():
+    """A field with a kink in t: panels split at the tstop; gq matches backsolve tightly."""
+    s = 0.45
+    k = np.array([0.7, -0.3])
+
+    def rate(t):
+        return 1.0 + 2.0 * max(t - s, 0.0)  # continuous, kink at s
+
+    field = FunctionField(lambda t, y: -rate(t) * k * y, lambda t, y, a: -rate(t) * k * a,
+                          lambda t, y, a: -rate(t) * a * y)
+    y0 = np.array([1.0, 2.0])
+    t = np.array([0.0, 1.0])
+    G = np.array([[0.0, 0.0], [1.0, 1.0]])
+    sol = gqlib.solve(field, y0, t, tstops=[s], rtol=1e-10, atol=1e-12)
+    assert sol.tstops == (s,)
+    g = gradient(field, sol, G)
+    # exact: y_i(1) = y0_i exp(-k_i R), R = int_0^1 rate = 1 + (1 - s)^2
+    R = 1.0 + (1.0 - s) ** 2
+    exact = -R * y0 * np.exp(-k * R)
+    assert _rel(g.params, exact) < 1e-8
+    assert g.stats["n_panels"] >= 2
+
+
+def test_many_outputs_no_restart():
+    """200 output times: the stepper keeps its step size across jumps."""
+    A = np.array([[-0.1, 1.0], [-1.0, -0.1]])
+    field = LinearField(A)
+    t = np.linspace(0, 10, 201)
+    sol = gqlib.solve(field, np.array([1.0, 0.0]), t, rtol=1e-8, atol=1e-10)
+    G = np.ones((201, 2)) * 0.01
+    g = gradient(field, sol, G)
+    ref = gradient(field, sol, G, adjoint="backsolve")
+    assert _rel(g.params, ref.params) < 1e-6
+    # about one backward step per interval, not a fresh initial-step search each time
+    assert g.stats["n_accepted"] < 2 * 200 + 50
+
+
+def test_node_rules():
+    rng = np.random.default_rng(1)
+    D = 3
+    field = TanhField(rng.standard_normal((D, D)) * 1.5, rng.standard_normal(D))
+    y0 = rng.standard_normal(D)
+    t = np.linspace(0, 1, 11)
+    G = rng.standard_normal((11, D))
+    sol = gqlib.solve(field, y0, t, rtol=1e-6, atol=1e-8)
+    ref = gradient(field, gqlib.solve(field, y0, t, rtol=1e-12, atol=1e-12), G,
+                   adjoint="backsolve", rtol=1e-12, atol=1e-12)
+    paper = gradient(field, sol, G, nodes="paper")
+    adaptive = gradient(field, sol, G)
+    one = gradient(field, sol, G, nodes=1)
+    assert one.stats["n_nodes"] == 10
+    assert paper.stats["n_nodes"] >= 10
+    err_adaptive = _rel(adaptive.params, ref.params)
+    assert err_adaptive < 1e-5
+    assert err_adaptive < _rel(one.params, ref.params)
+
+
+def test_stats_and_memory_shape():
+    field = LinearField(np.array([[-1.0]]))
+    sol = gqlib.solve(field, np.ones(1), [0.0, 1.0])
+    g = gradient(field, sol, np.array([[0.0], [1.0]]))
+    for key in ("nfe_f", "nfe_vjp_y", "nfe_vjp_params", "n_nodes", "n_accepted", "n_rejected"):
+        assert key in g.stats
+    assert g.stats["nfe_vjp_params"] == g.stats["n_nodes"]
+    b = gradient(field, sol, np.array([[0.0], [1.0]]), adjoint="backsolve")
+    assert g.stats["nfe_vjp_params"] < b.stats["nfe_vjp_params"]
+
+
+def test_seminorm_reduces_backsolve_cost():
+    rng = np.random.default_rng(5)
+    D = 3
+    field = TanhField(rng.standard_normal((D, D)) * 2, rng.standard_normal(D))
+    t = np.linspace(0, 2, 3)
+    sol = gqlib.solve(field, rng.standard_normal(D), t, rtol=1e-7, atol=1e-9)
+    G = rng.standard_normal((3, D))
+    full = gradient(field, sol, G, adjoint="backsolve")
+    semi = gradient(field, sol, G, adjoint="backsolve", seminorm=True)
+    assert semi.stats["n_steps"] <= full.stats["n_steps"]
+    assert _rel(semi.params, full.params) < 1e-4
+
+
+def test_bad_input():
+    field = LinearField(np.eye(2) * -1)
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0])
+    G = np.ones((2, 2))
+    with pytest.raises(ValueError, match="grad_y"):
+        gradient(field, sol, np.ones((3, 2)))
+    with pytest.raises(ValueError, match="adjoint"):
+        gradient(field, sol, G, adjoint="seminorm")
+    with pytest.raises(ValueError, match="dense_output=True"):
+        gradient(field, sol, G, adjoint="interpolated")
+    with pytest.raises(ValueError, match="seminorm"):
+        gradient(field, sol, G, seminorm=True)
+    with pytest.raises(ValueError, match="nodes"):
+        gradient(field, sol, G, nodes="gauss")
+    with pytest.raises(TypeError, match="vjp_y"):
+        gradient(lambda t, y: -y, sol, G)
+    with pytest.raises(TypeError, match="Solution"):
+        gradient(field, {"y": 1}, G)
+    # a field without vjp_params: state gradients only
+    g = gradient(FunctionField(lambda t, y: -y, lambda t, y, a: -a), sol, G)
+    assert g.params is None
+    np.testing.assert_allclose(g.y0, np.exp(-1.0) * np.ones(2) + 1.0, rtol=1e-6)
