@@ -64,7 +64,7 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
              rtol: float | None = None, atol: float | None = None,
              step_size: float | None = None, first_step: float | None = None, norm=None,
              seminorm: bool = False, nodes: str | int = "adaptive", gtol: float = 0.1,
-             extra_nodes: int = 1, max_nodes: int = 64, max_steps: int = 100_000,
+             extra_nodes: int = 0, max_nodes: int = 64, max_steps: int = 100_000,
              controller: PIController | None = None, min_step: float = 0.0,
              max_step: float = math.inf) -> AdjointGradient:
     r"""Gradients of ``L = sum_i l_i(y(t_i))`` from ``grad_y[i] = dl_i/dy(t_i)``.
@@ -93,7 +93,7 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
     gtol : float
         The paper's constant C for ``nodes="paper"``.
     extra_nodes : int
-        Nodes added to the adaptive rule's ``d + 1`` as margin.
+        Nodes added to the adaptive rule's ``d + 1`` as margin (default 0: measured unnecessary).
     max_nodes : int
         Cap on nodes per panel.
 
