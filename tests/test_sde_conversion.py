@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from gqlib.sde import (BrownianPath, diffusion_correction, ito_to_stratonovich, sdeint,
-                       stratonovich_to_ito)
+from gqlib.sde import (
+    BrownianPath,
+    diffusion_correction,
+    ito_to_stratonovich,
+    sdeint,
+    stratonovich_to_ito,
+)
 
 A = np.array([[0.0, -0.7], [0.7, 0.1]])
 B = np.array([[0.4, 0.2], [0.0, -0.3]])  # A B != B A: non-commutative general noise
@@ -24,8 +29,10 @@ def test_gbm_known_answer():
 
 def test_general_noncommutative_known_answer():
     """sigma(x) = [A x, B x]: c = (A^2 + B^2) x."""
-    sigma = lambda t, y: np.stack([y @ A.T, y @ B.T], axis=-1)  # (..., d, m=2)
-    jac = lambda t, y: np.broadcast_to(np.stack([A, B], axis=1), y.shape[:-1] + (2, 2, 2))
+    def sigma(t, y):
+        return np.stack([y @ A.T, y @ B.T], axis=-1)  # (..., d, m=2)
+    def jac(t, y):
+        return np.broadcast_to(np.stack([A, B], axis=1), y.shape[:-1] + (2, 2, 2))
     y = np.array([[1.0, 2.0], [-0.5, 0.3], [3.0, -1.0]])
     expect = y @ (A @ A + B @ B).T
     c_fd = diffusion_correction(0.0, y, sigma(0.0, y), sigma, "general")
@@ -36,12 +43,14 @@ def test_general_noncommutative_known_answer():
 
 def test_scalar_noise_known_answer():
     S = np.array([[0.3, 0.1], [-0.2, 0.5]])
-    sigma = lambda t, y: y @ S.T
+    def sigma(t, y):
+        return y @ S.T
     y = np.array([[1.0, -2.0], [0.5, 0.25]])
     expect = y @ (S @ S).T
     np.testing.assert_allclose(diffusion_correction(0.0, y, sigma(0.0, y), sigma, "scalar"), expect,
                                rtol=1e-9)
-    jac = lambda t, y: np.broadcast_to(S, y.shape[:-1] + (2, 2))
+    def jac(t, y):
+        return np.broadcast_to(S, y.shape[:-1] + (2, 2))
     np.testing.assert_allclose(diffusion_correction(0.0, y, sigma(0.0, y), sigma, "scalar", jac),
                                expect, rtol=1e-14)
 
@@ -75,11 +84,14 @@ def test_diagonal_modes_agree():
 def test_round_trip(noise_type):
     rng = np.random.default_rng(0)
     y = rng.standard_normal((4, 3))
-    mu = lambda t, y: np.sin(t) * y - y**3
+    def mu(t, y):
+        return np.sin(t) * y - y**3
     if noise_type == "general":
-        sigma = lambda t, y: np.tanh(y)[..., None] * np.array([1.0, -0.5]) + 0.1 * y[..., :1, None]
+        def sigma(t, y):
+            return np.tanh(y)[..., None] * np.array([1.0, -0.5]) + 0.1 * y[..., :1, None]
     else:
-        sigma = lambda t, y: np.tanh(y) * (1 + t) + 0.2 * y[..., ::-1] ** 2
+        def sigma(t, y):
+            return np.tanh(y) * (1 + t) + 0.2 * y[..., ::-1] ** 2
     there = ito_to_stratonovich(mu, sigma, noise_type)
     back = stratonovich_to_ito(there, sigma, noise_type)
     np.testing.assert_allclose(back(0.3, y), mu(0.3, y), rtol=1e-13, atol=1e-14)
@@ -90,8 +102,10 @@ def test_conversion_matches_solvers():
     """An Ito SDE by Milstein equals its converted Stratonovich form by midpoint (same path)."""
     M = 400
     path = BrownianPath(0.0, 1.0, shape=(M,), seed=31)
-    mu = lambda t, y: -y
-    sigma = lambda t, y: np.sin(y) + 0.5
+    def mu(t, y):
+        return -y
+    def sigma(t, y):
+        return np.sin(y) + 0.5
     y0 = np.full(M, 0.8)
     ito = sdeint(mu, sigma, y0, [0.0, 1.0], path, method="milstein", dt=2**-10, sde_type="ito")
     mu_s = ito_to_stratonovich(mu, sigma, commutative=True)

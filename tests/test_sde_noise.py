@@ -29,7 +29,7 @@ def test_piecewise_linear():
     n = PiecewiseLinearNoise(p, 0.3)
     np.testing.assert_allclose(n.tstops, [0.3, 0.6, 0.9])
     np.testing.assert_allclose(n.W(n.grid), p(n.grid), rtol=0, atol=1e-15)
-    for k, (a, b) in enumerate(zip(n.grid[:-1], n.grid[1:])):
+    for a, b in zip(n.grid[:-1], n.grid[1:], strict=True):
         slope = (p(b) - p(a)) / (b - a)
         for t in (a, 0.5 * (a + b), np.nextafter(b, a)):
             np.testing.assert_allclose(n.dW(float(t)), slope, rtol=1e-12)
@@ -56,7 +56,7 @@ def test_smooth_linear():
         np.testing.assert_allclose(n.dW(ts), np.stack([n.dW(float(t)) for t in ts]), rtol=1e-14)
         # Each cell's integral of dW is its increment (Gauss-Legendre, exact for the polynomial).
         x, w = np.polynomial.legendre.leggauss(smoothness + 3)
-        for a, b in zip(n.grid[:-1], n.grid[1:]):
+        for a, b in zip(n.grid[:-1], n.grid[1:], strict=True):
             q = 0.5 * (b - a) * np.tensordot(w, n.dW(0.5 * (a + b) + 0.5 * (b - a) * x), axes=1)
             np.testing.assert_allclose(q, p(b) - p(a), rtol=1e-12, atol=1e-14)
     # peak speed 11!/(5!^2 4^5) x the chord for the default (smoothness 4)

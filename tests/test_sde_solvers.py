@@ -67,7 +67,8 @@ def test_noncommutative_diagonal_drops_to_half():
     """A diffusion reading the whole state is diagonal but not commutative: order 0.5."""
     M = 500
     path = BrownianPath(0.0, 1.0, shape=(M, 2), seed=3)
-    f = lambda t, y: -0.5 * y
+    def f(t, y):
+        return -0.5 * y
 
     def g(t, y):
         s = y.sum(-1, keepdims=True)
@@ -85,9 +86,12 @@ def test_general_noise_matches_diagonal():
     """A diagonal diffusion written as a (d, d) matrix gives the same solution as diagonal noise."""
     M = 50
     path = BrownianPath(0.0, 1.0, shape=(M, 2), seed=5)
-    f = lambda t, y: np.sin(t) - y
-    g = lambda t, y: 0.5 * np.cos(y)
-    G = lambda t, y: g(t, y)[..., None] * np.eye(2)
+    def f(t, y):
+        return np.sin(t) - y
+    def g(t, y):
+        return 0.5 * np.cos(y)
+    def G(t, y):
+        return g(t, y)[..., None] * np.eye(2)
     y0 = np.full((M, 2), 0.3)
     ts = np.linspace(0.0, 1.0, 5)
     for name in ("euler_heun", "midpoint", "reversible_heun"):

@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 import gqlib
-from gqlib.sde import (BrownianPath, KarhunenLoeveNoise, PiecewiseLinearNoise, SmoothLinearNoise,
-                       ito_to_stratonovich, sdeint, wong_zakai)
+from gqlib.sde import (
+    BrownianPath,
+    KarhunenLoeveNoise,
+    PiecewiseLinearNoise,
+    SmoothLinearNoise,
+    ito_to_stratonovich,
+    sdeint,
+    wong_zakai,
+)
 
 RATE_TOL = 0.2
 RTOL = 1e-9
@@ -55,8 +62,10 @@ def nonlinear():
     """dX = -X dt + sin(X) o dW, 100 paths, and its fine Stratonovich solution at t = k/4."""
     M = 100
     path = BrownianPath(0.0, 1.0, shape=(M,), seed=11)
-    drift = lambda t, y: -y
-    diffusion = lambda t, y: np.sin(y)
+    def drift(t, y):
+        return -y
+    def diffusion(t, y):
+        return np.sin(y)
     y0 = np.ones(M)
     tout = np.linspace(0.0, 1.0, 5)
     ref = sdeint(drift, diffusion, y0, tout, path, method="midpoint", dt=2**-13)
@@ -95,8 +104,10 @@ def test_noncommutative_general_noise_converges_to_stratonovich():
     """dX = -0.2 X dt + A X o dW1 + B X o dW2 with AB != BA: rate 1/2, and to Stratonovich (not Ito)."""
     M = 200
     path = BrownianPath(0.0, 1.0, shape=(M, 2), seed=12)
-    drift = lambda t, y: -0.2 * y
-    sigma = lambda t, y: np.stack([y @ A.T, y @ B.T], axis=-1)
+    def drift(t, y):
+        return -0.2 * y
+    def sigma(t, y):
+        return np.stack([y @ A.T, y @ B.T], axis=-1)
     y0 = np.tile([1.0, 0.5], (M, 1))
     tout = np.array([0.0, 0.5, 1.0])
     strat = sdeint(drift, sigma, y0, tout, path, method="midpoint", dt=2**-12,
@@ -117,8 +128,10 @@ def test_ito_sde_via_conversion():
     """An Ito SDE solved as a Wong-Zakai ODE after ito_to_stratonovich matches Milstein."""
     M = 50
     path = BrownianPath(0.0, 1.0, shape=(M,), seed=13)
-    mu = lambda t, y: 0.3 - y
-    sigma = lambda t, y: 0.5 * np.cos(y)
+    def mu(t, y):
+        return 0.3 - y
+    def sigma(t, y):
+        return 0.5 * np.cos(y)
     y0 = np.zeros(M)
     ito = sdeint(mu, sigma, y0, [0.0, 1.0], path, method="milstein", dt=2**-12, sde_type="ito")
     field = wong_zakai(ito_to_stratonovich(mu, sigma, commutative=True), sigma,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ._brownian import BrownianPath
 from ._conversion import diffusion_correction, ito_to_stratonovich, stratonovich_to_ito
 from ._methods import SDE_METHODS, SDEMethod
-from ._noise import KarhunenLoeveNoise, SmoothLinearNoise, PiecewiseLinearNoise
+from ._noise import KarhunenLoeveNoise, PiecewiseLinearNoise, SmoothLinearNoise
 from ._solvers import sdeint
 from ._wong_zakai import WongZakaiField, wong_zakai
 

@@ -22,7 +22,8 @@ independent samples, and 2 when ``commutative=True`` (each ``g_i`` depends only 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -14,8 +14,9 @@ general noise), ``h`` the step, ``dW = W(t + h) - W(t)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ._conversion import diffusion_correction
 from ._wong_zakai import noise_product
