@@ -1,0 +1,242 @@
+"""The user's ``func`` seen by the core: flat states, time as a tensor, VJPs by autograd.
+
+The core calls ``f(t, y)`` with ``t`` a Python float; torchdiffeq users write ``func(t, y)`` with
+``t`` a 0-dim tensor (of y's dtype, on y's device, as torchdiffeq passes it) and ``y`` a tensor or
+a tuple of tensors. :class:`UserFunc` bridges the two; :class:`TorchField` and
+:class:`TorchParamField` add the vector-Jacobian products of :class:`gqlib.adjoint.VectorField`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+__all__ = ["UserFunc", "TorchField", "TorchParamField", "rms_norm", "state_norm",
+           "adjoint_norm"]
+
+
+class UserFunc:
+    """``func(t_tensor, y)`` callable as ``f(t_float, y_flat)``.
+
+    Parameters
+    ----------
+    func : callable
+        The user's vector field.
+    shapes : sequence of torch.Size or None
+        Component shapes of a tuple state (the core's state is their flat concatenation), or
+        None for a plain tensor state (passed through with its own shape).
+    dtype, device
+        The state's dtype and device: ``t`` is built as ``torch.full((), t, ...)`` (no
+        host-to-device copy, no sync).
+    """
+
+    def __init__(self, func: Callable, shapes: Sequence[torch.Size] | None, dtype: torch.dtype,
+                 device: torch.device, *, check: bool = True):
+        self.func = func
+        self.shapes = None if shapes is None else [torch.Size(s) for s in shapes]
+        self.dtype, self.device = dtype, device
+        self._check = check
+        if self.shapes is not None:
+            self.sizes = [s.numel() for s in self.shapes]
+
+    def t_tensor(self, t: float) -> torch.Tensor:
+        return torch.full((), t, dtype=self.dtype, device=self.device)
+
+    def split(self, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Flat state -> the user's tuple (views)."""
+        parts = torch.split(y, self.sizes, dim=-1)
+        lead = y.shape[:-1]
+        return tuple(p.reshape(*lead, *s) for p, s in zip(parts, self.shapes))
+
+    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        return self.call(self.t_tensor(t), y)
+
+    def call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.shapes is None:
+            out = self.func(tt, y)
+            if self._check:
+                _check_output(out, y, "y0")
+                self._check = False
+            return out
+        parts = self.split(y)
+        out = self.func(tt, parts)
+        if self._check:
+            if not isinstance(out, (tuple, list)) or len(out) != len(parts):
+                raise TypeError(f"`func(t, y)` must return a tuple of {len(parts)} tensors like the "
+                                f"tuple `y0`, got {_describe(out)}")
+            for i, (o, p) in enumerate(zip(out, parts)):
+                _check_output(o, p, f"y0[{i}]")
+            self._check = False
+        return torch.cat([o.reshape(-1) for o in out])
+
+
+def _describe(x: Any) -> str:
+    if torch.is_tensor(x):
+        return f"a tensor of shape {tuple(x.shape)}"
+    if isinstance(x, (tuple, list)):
+        return f"a {type(x).__name__} of length {len(x)}"
+    return type(x).__name__
+
+
+def _check_output(out: Any, like: torch.Tensor, name: str) -> None:
+    where = "`func(t, y)`" if name == "y0" else f"`func(t, y)`[{name[3:-1]}]"
+    if not torch.is_tensor(out):
+        raise TypeError(f"{where} must return a torch.Tensor like `{name}`, got {_describe(out)}")
+    if out.shape != like.shape:
+        raise ValueError(f"{where} returned shape {tuple(out.shape)}; expected `{name}`'s shape "
+                         f"{tuple(like.shape)}")
+    if out.dtype != like.dtype:
+        raise TypeError(f"{where} returned dtype {out.dtype}; expected `{name}`'s dtype "
+                        f"{like.dtype} (cast the output, or y0, so that they match)")
+    if out.device != like.device:
+        raise ValueError(f"{where} returned a tensor on {out.device}; expected `{name}`'s device "
+                         f"{like.device}")
+
+
+class TorchField:
+    """:class:`gqlib.adjoint.VectorField` of a user func without parameters to differentiate.
+
+    ``f_vjp_y`` is the fused form the GQ backward solve calls at every stage: one forward pass
+    with a graph and one backward pass, differentiating with respect to y only.
+    """
+
+    def __init__(self, fn: UserFunc):
+        self.fn = fn
+
+    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.fn(t, y)
+
+    def f_vjp_y(self, t: float, y: torch.Tensor, a: torch.Tensor):
+        with torch.enable_grad():
+            y_ = y.detach().requires_grad_(True)
+            f = self.fn(t, y_)
+            vy = _grad(f, (y_,), a)[0]
+        return f.detach(), vy
+
+    def vjp_y(self, t: float, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.f_vjp_y(t, y, a)[1]
+
+
+class TorchParamField(TorchField):
+    """A :class:`TorchField` with parameters: ``vjp_params`` is one flat vector (length P) in
+    the state's dtype, the parameters' gradients concatenated in order."""
+
+    def __init__(self, fn: UserFunc, params: Sequence[torch.Tensor]):
+        super().__init__(fn)
+        self.params = tuple(params)
+        self.numels = [p.numel() for p in self.params]
+
+    def _flat(self, grads):
+        dt, dev = self.fn.dtype, self.fn.device
+        return torch.cat([g.reshape(-1).to(dt) for g in grads]) if grads else \
+            torch.zeros(0, dtype=dt, device=dev)
+
+    def vjp_params(self, t: float, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            f = self.fn(t, y.detach())
+            return self._flat(_grad(f, self.params, a))
+
+    def vjp(self, t: float, y: torch.Tensor, a: torch.Tensor):
+        return self.f_vjp(t, y, a)[1:]
+
+    def f_vjp(self, t: float, y: torch.Tensor, a: torch.Tensor):
+        with torch.enable_grad():
+            y_ = y.detach().requires_grad_(True)
+            f = self.fn(t, y_)
+            vy, *vp = _grad(f, (y_, *self.params), a)
+        return f.detach(), vy, self._flat(vp)
+
+    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """The flat parameter gradient as one tensor per parameter (shape, dtype, device)."""
+        out = []
+        for p, chunk in zip(self.params, torch.split(flat, self.numels)):
+            out.append(chunk.reshape(p.shape).to(dtype=p.dtype, device=p.device))
+        return out
+
+
+def _grad(f: torch.Tensor, inputs, a: torch.Tensor):
+    """``a^T df/d(inputs)``, zeros for inputs f does not depend on."""
+    if f.requires_grad:
+        grads = torch.autograd.grad(f, inputs, a, allow_unused=True)
+    else:
+        grads = (None,) * len(inputs)
+    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+
+
+# -- norms: torchdiffeq's defaults, composed on the device (the core makes the one sync) ----------
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    """torchdiffeq's ``_rms_norm``: ``sqrt(mean(x^2))``."""
+    return x.abs().pow(2).mean().sqrt()
+
+
+def _max_of(values, like: torch.Tensor) -> torch.Tensor:
+    vals = [v if torch.is_tensor(v) else torch.as_tensor(v, dtype=like.dtype, device=like.device)
+            for v in values]
+    if not vals:
+        return torch.zeros((), dtype=like.dtype, device=like.device)
+    return torch.stack([v.reshape(()).to(like.dtype) for v in vals]).max()
+
+
+def state_norm(user_norm: Any, fn: UserFunc, shape: torch.Size) -> Callable:
+    """The forward norm on the core's state (flat for tuples, y0-shaped otherwise).
+
+    Default: RMS for a tensor state, the max over components of their RMS for a tuple state
+    (torchdiffeq's ``_mixed_norm``). A callable receives the state as the user sees it.
+    """
+    if user_norm in (None, "rms", "max"):
+        if user_norm == "max":
+            return lambda e: e.abs().max()
+        if fn.shapes is None:
+            return rms_norm
+        return lambda e: _max_of([rms_norm(p) for p in fn.split(e)], e)
+    if fn.shapes is None:
+        return lambda e: user_norm(e.reshape(shape))
+    return lambda e: user_norm(fn.split(e))
+
+
+def adjoint_norm(kind: str, spec: Any, fwd_norm: Callable, fn: UserFunc, shape: torch.Size,
+                 numels: Sequence[int]) -> Callable:
+    """The backward solve's norm on the core's backward state, as torchdiffeq defines it.
+
+    The core's backward state is flat: ``[y, a]`` for ``gq``, ``a`` for ``interpolated``,
+    ``[y, a, g]`` for ``backsolve`` (g: the P parameter-gradient components).
+
+    ``spec`` None: ``max(norm(y), norm(a), mixed(g))`` (torchdiffeq's default adjoint norm, with
+    the forward norm on y and a); ``"seminorm"``: the same without ``g`` (Kidger et al. 2021;
+    gq and interpolated never have g); a callable: torchdiffeq's convention,
+    ``norm((t, y, adj_y, *adj_params))`` (y and adj_y unpacked for tuple states), with ``t``
+    zero (gqlib never puts t in the backward state), ``y`` zero for ``interpolated`` (y is read
+    from the forward solution) and no ``adj_params`` for gq and interpolated.
+    """
+    D = shape.numel()
+
+    def blocks(e):
+        if kind == "interpolated":
+            return torch.zeros_like(e), e, None
+        if kind == "gq":
+            return e[:D], e[D:2 * D], None
+        return e[:D], e[D:2 * D], e[2 * D:]
+
+    if callable(spec):
+        def unpack(v):
+            return fn.split(v) if fn.shapes is not None else (v.reshape(shape),)
+
+        def user(e):
+            y, a, g = blocks(e)
+            params = () if g is None else tuple(torch.split(g, list(numels)))
+            zero = torch.zeros((), dtype=e.dtype, device=e.device)
+            return spec((zero, *unpack(y), *unpack(a), *params))
+        return user
+
+    with_g = spec != "seminorm"
+
+    def default(e):
+        y, a, g = blocks(e)
+        parts = [fwd_norm(a)] if kind == "interpolated" else [fwd_norm(y), fwd_norm(a)]
+        if with_g and g is not None and g.numel():
+            parts += [rms_norm(p) for p in torch.split(g, list(numels))]
+        return _max_of(parts, e)
+    return default

@@ -1,0 +1,412 @@
+"""``odeint`` and ``odeint_adjoint``: torchdiffeq's interface on gqlib's solvers and adjoints.
+
+Direct mode (``adjoint=None``) runs :func:`gqlib.solve` on the tensors with autograd recording, so
+backpropagation differentiates the discretisation. Adjoint mode wraps the solve in a
+``torch.autograd.Function``: the forward pass solves without a graph, the backward pass hands the
+core a vector field whose VJPs come from ``torch.autograd.grad`` and lets
+:func:`gqlib.adjoint.gradient` assemble dL/dy0, dL/dt and dL/dtheta.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+import gqlib
+from gqlib.adjoint import gradient
+from gqlib.integrate._validation import check_times
+
+from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
+from ._options import fixed_grid, resolve_adjoint, resolve_forward
+
+__all__ = ["odeint", "odeint_adjoint", "OdeintStats"]
+
+
+@dataclass
+class OdeintStats:
+    """Cost counters of one :func:`odeint` call, filled in as the passes run.
+
+    Attributes
+    ----------
+    method : str
+        The gqlib method that ran the forward pass (torchdiffeq's ``rk4`` shows as ``rk38``).
+    adjoint : str or None
+        ``"gq"``, ``"backsolve"``, ``"interpolated"``, or None for direct backpropagation.
+    forward : dict
+        The forward solve's ``nfe`` (calls of ``func``), ``n_steps`` (attempts), ``n_accepted``,
+        ``n_rejected``.
+    backward : dict or None
+        After ``backward()`` through an adjoint: ``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``,
+        ``n_nodes``, ``n_accepted``, ``n_rejected`` (and the core's further counters) of the
+        latest backward pass; None before it, and always None in direct mode (autograd replays
+        the forward graph: one VJP per forward evaluation).
+    """
+
+    method: str
+    adjoint: str | None
+    forward: dict = field(default_factory=dict)
+    backward: dict | None = None
+
+    @property
+    def nfe(self) -> int:
+        """Forward evaluations of ``func``."""
+        return int(self.forward.get("nfe", 0))
+
+    @property
+    def nfe_backward(self) -> int | None:
+        """Backward evaluations of ``func`` (plain and with a VJP), None before backward."""
+        if self.backward is None:
+            return None
+        return int(self.backward.get("nfe_f", 0))
+
+
+def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method: str | None = "dopri5",
+           options: dict | None = None, event_fn: Callable | None = None, adjoint: str | None = None,
+           adjoint_rtol=None, adjoint_atol=None, adjoint_method: str | None = None,
+           adjoint_options: dict | None = None,
+           adjoint_params: Sequence[torch.Tensor] | None = None, return_stats: bool = False):
+    r"""Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``; torchdiffeq's ``odeint`` on gqlib.
+
+    Every argument torchdiffeq shares has torchdiffeq's meaning. ``adjoint=None`` (the default)
+    backpropagates through the solver's operations (as torchdiffeq's ``odeint``); ``"gq"``
+    (Gauss-Legendre quadrature adjoint, Norcliffe & Deisenroth 2023), ``"backsolve"`` (Chen et
+    al. 2018; ``adjoint_options={"norm": "seminorm"}`` for Kidger et al. 2021) and
+    ``"interpolated"`` solve an adjoint equation backwards instead, in O(1) graph memory.
+
+    Parameters
+    ----------
+    func : callable or nn.Module
+        ``func(t, y) -> dy/dt``; ``t`` a 0-dim tensor of y's dtype on y's device, ``y`` shaped
+        like ``y0`` (a tuple of tensors for a tuple ``y0``).
+    y0 : Tensor or tuple of Tensors
+        Initial state, any shape (batch dimensions welcome), float32 or float64, on any device.
+    t : Tensor, shape (n,)
+        Output times, strictly increasing or decreasing; ``t[0]`` is the initial time.
+    rtol, atol : float or Tensor
+        Tolerances (adaptive methods), scalars or per element of ``y0`` (tuples per component).
+    method : str
+        torchdiffeq's names: ``dopri5`` (default), ``dopri8``, ``tsit5``, ``bosh3``,
+        ``adaptive_heun``, ``fehlberg2`` (adaptive); ``euler``, ``midpoint``, ``heun2``,
+        ``heun3``, ``rk4`` (the 3/8 rule, as in torchdiffeq) (fixed-step); gqlib adds ``heun``,
+        ``ralston``, ``rk38``, ``dop853``.
+    options : dict
+        torchdiffeq's solver options (see ``docs/torch.md``); unknown ones raise.
+    event_fn : None
+        Not supported (raises).
+    adjoint : {None, "gq", "backsolve", "interpolated"}
+    adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options
+        The backward solve's settings; default: the forward's (torchdiffeq's rules).
+        ``adjoint_options`` also takes ``nodes`` ("adaptive", "paper" or an int), ``gtol``,
+        ``extra_nodes`` and ``max_nodes`` for the quadrature of ``gq`` and ``interpolated``.
+    adjoint_params : sequence of Tensors, optional
+        The tensors to differentiate in adjoint mode; default: ``func.parameters()`` for an
+        ``nn.Module`` (required for any other callable: pass ``()`` if there are none).
+    return_stats : bool
+        Also return an :class:`OdeintStats` (forward counters now, backward ones after
+        ``backward()``).
+
+    Returns
+    -------
+    Tensor or tuple of Tensors, shape ``(len(t), *y0.shape)``
+        The solution at ``t``; ``(solution, stats)`` with ``return_stats=True``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid arguments, named in the message.
+    NotImplementedError
+        ``event_fn``; double backward through an adjoint.
+    gqlib.errors.GQLibError
+        A failed solve (step size underflow, non-finite state, too many steps), with the time.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from gqlib.torch import odeint
+    >>> k = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    >>> y = odeint(lambda t, y: -k * y, torch.ones(1, dtype=torch.float64),
+    ...            torch.tensor([0.0, 1.0], dtype=torch.float64), adjoint="gq",
+    ...            adjoint_params=(k,))
+    >>> y[-1].sum().backward()
+    >>> bool(abs(k.grad + torch.exp(-k.detach())) < 1e-7)   # d/dk exp(-k) = -exp(-k)
+    True
+    """
+    if event_fn is not None:
+        raise NotImplementedError("`event_fn` (event handling) is not supported by gqlib.torch; "
+                                  "use torchdiffeq for terminal events")
+    if not callable(func):
+        raise TypeError(f"`func` must be callable as func(t, y), got {type(func).__name__}")
+    if not isinstance(return_stats, bool):
+        raise TypeError(f"`return_stats` must be a bool, got {type(return_stats).__name__}")
+    state, shapes = _state(y0)
+    t_np = _times(t, state)
+    rtol_c = _tolerance(rtol, "rtol", shapes, state)
+    atol_c = _tolerance(atol, "atol", shapes, state)
+    fwd = resolve_forward(method, options, rtol=rtol_c, atol=atol_c)
+    if adjoint is not None:
+        acfg = resolve_adjoint(adjoint, fwd, method=adjoint_method, options=adjoint_options,
+                               adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
+                               atol=atol, forward_method=method)
+        params = _adjoint_params(func, adjoint_params)
+    fn = UserFunc(func, shapes, state.dtype, state.device)
+    kw = dict(fwd.solve_kwargs)
+    span = abs(float(t_np[-1] - t_np[0]))
+    stops = _tstops(fwd, fn, state, t, t_np)
+    if stops is not None:
+        kw["tstops"] = stops
+    if fwd.adaptive:
+        kw["norm"] = state_norm(fwd.norm, fn, state.shape)
+    else:
+        # without step_size: one step per interval between landing points (t, tstops, grid)
+        kw["step_size"] = fwd.step_size if fwd.step_size is not None else 2.0 * span or 1.0
+    stats = OdeintStats(method=fwd.method, adjoint=adjoint)
+
+    if adjoint is None:
+        ys = _direct(fn, state, t, t_np, kw, stats)
+    else:
+        ctx = _AdjointJob(fn=fn, t=t, t_np=t_np, solve_kwargs=kw, cfg=acfg, fwd=fwd, span=span,
+                          stats=stats, params=params, shape=state.shape)
+        ys = _OdeintAdjointFn.apply(ctx, state, t, *params)
+    out = ys if shapes is None else fn.split(ys)
+    return (out, stats) if return_stats else out
+
+
+def odeint_adjoint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9,
+                   method: str | None = None, options: dict | None = None,
+                   event_fn: Callable | None = None, adjoint_rtol=None, adjoint_atol=None,
+                   adjoint_method: str | None = None, adjoint_options: dict | None = None,
+                   adjoint_params: Sequence[torch.Tensor] | None = None,
+                   return_stats: bool = False):
+    """torchdiffeq's ``odeint_adjoint`` (same signature) with the GQ adjoint underneath.
+
+    Equivalent to ``odeint(..., adjoint="gq")``; switch from torchdiffeq by changing the import.
+    ``adjoint_options={"norm": "seminorm"}`` is accepted and has nothing to do here: GQ never
+    puts the parameter gradient in the backward solver. ``return_stats`` is gqlib's addition.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from gqlib.torch import odeint_adjoint
+    >>> f = torch.nn.Linear(2, 2).double()
+    >>> y = odeint_adjoint(lambda t, y: f(y), torch.ones(2, dtype=torch.float64),
+    ...                    torch.linspace(0, 1, 3, dtype=torch.float64),
+    ...                    adjoint_params=tuple(f.parameters()))
+    >>> y.shape
+    torch.Size([3, 2])
+    """
+    if adjoint_options is not None and isinstance(adjoint_options, dict) \
+            and adjoint_options.get("norm") == "seminorm":
+        adjoint_options = {k: v for k, v in adjoint_options.items() if k != "norm"}
+    return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options,
+                  event_fn=event_fn, adjoint="gq", adjoint_rtol=adjoint_rtol,
+                  adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
+                  adjoint_options=adjoint_options, adjoint_params=adjoint_params,
+                  return_stats=return_stats)
+
+
+# -- validation at the door --------------------------------------------------------------------
+
+def _state(y0) -> tuple[torch.Tensor, list[torch.Size] | None]:
+    """The core's state: ``y0`` itself, or the flat concatenation of a tuple ``y0``."""
+    if torch.is_tensor(y0):
+        _check_float(y0, "y0")
+        return y0, None
+    if isinstance(y0, (tuple, list)):
+        if len(y0) == 0:
+            raise ValueError("`y0` must be a tensor or a non-empty tuple of tensors, got ()")
+        for i, c in enumerate(y0):
+            if not torch.is_tensor(c):
+                raise TypeError(f"`y0[{i}]` must be a torch.Tensor, got {type(c).__name__}")
+            _check_float(c, f"y0[{i}]")
+            if c.device != y0[0].device:
+                raise ValueError(f"`y0[{i}]` is on {c.device} but `y0[0]` on {y0[0].device}; "
+                                 "put all components on one device")
+        return torch.cat([c.reshape(-1) for c in y0]), [c.shape for c in y0]
+    raise TypeError(f"`y0` must be a torch.Tensor or a tuple of tensors, got {type(y0).__name__}")
+
+
+def _check_float(x: torch.Tensor, name: str) -> None:
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"`{name}` must be a floating point tensor (float32 or float64), got "
+                        f"dtype {x.dtype}")
+
+
+def _times(t, state: torch.Tensor) -> np.ndarray:
+    if not torch.is_tensor(t):
+        raise TypeError(f"`t` must be a 1-D torch.Tensor of times, got {type(t).__name__}")
+    if not t.dtype.is_floating_point:
+        raise TypeError(f"`t` must be a floating point tensor, got dtype {t.dtype}")
+    if t.ndim != 1:
+        raise ValueError(f"`t` must be one-dimensional, got shape {tuple(t.shape)}")
+    return check_times(t)  # one sync: the times live on the host as float64
+
+
+def _tolerance(value, name: str, shapes, state: torch.Tensor):
+    """A float, or a tensor of per-element tolerances on the state's dtype and device."""
+    if isinstance(value, (tuple, list)):
+        if shapes is None:
+            raise TypeError(f"`{name}` may be a tuple only for a tuple `y0`, got a "
+                            f"{type(value).__name__}")
+        if len(value) != len(shapes):
+            raise ValueError(f"a tuple `{name}` must have one entry per component of `y0` "
+                             f"({len(shapes)}), got {len(value)}")
+        parts = [torch.as_tensor(v, dtype=state.dtype, device=state.device).expand(s.numel())
+                 for v, s in zip(value, shapes)]
+        for v in value:
+            if torch.is_tensor(v) and v.numel() != 1:
+                raise ValueError(f"each entry of a tuple `{name}` must be a scalar")
+        return torch.cat(parts)
+    if torch.is_tensor(value):
+        if value.requires_grad:
+            raise ValueError(f"`{name}` cannot require gradient")
+        if value.numel() == 1:
+            return float(value.item())
+        target = state.shape
+        try:
+            ok = torch.broadcast_shapes(value.shape, target) == target
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"`{name}` of shape {tuple(value.shape)} does not broadcast to the "
+                             f"state's shape {tuple(target)}")
+        return value.detach().to(dtype=state.dtype, device=state.device)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a positive number or a tensor, got "
+                        f"{type(value).__name__}")
+    return float(value)
+
+
+def _adjoint_params(func, adjoint_params) -> tuple[torch.Tensor, ...]:
+    if adjoint_params is None:
+        if not isinstance(func, nn.Module):
+            raise ValueError("an adjoint needs the tensors to differentiate: `func` is not an "
+                             "nn.Module, so pass them as `adjoint_params` (tensors it closes over "
+                             "would otherwise silently get no gradient); `adjoint_params=()` if "
+                             "there are none")
+        params = tuple(func.parameters())
+    else:
+        params = tuple(adjoint_params)
+        for i, p in enumerate(params):
+            if not torch.is_tensor(p):
+                raise TypeError(f"`adjoint_params[{i}]` must be a torch.Tensor, got "
+                                f"{type(p).__name__}")
+    return tuple(p for p in params if p.requires_grad)
+
+
+def _tstops(fwd, fn: UserFunc, state: torch.Tensor, t: torch.Tensor, t_np: np.ndarray):
+    """``jump_t``, ``step_t`` and, where asked for, the fixed grid's points: the core's tstops."""
+    parts = [x for x in (fwd.jump_t, fwd.step_t) if x is not None]
+    if fwd.grid_constructor is not None:
+        grid = fwd.grid_constructor(fn.call, state, t)
+        if not torch.is_tensor(grid) or grid.ndim != 1 or grid.numel() < 2:
+            raise ValueError("options['grid_constructor'] must return a 1-D tensor of at least "
+                             f"two times, got {grid!r}")
+        g = check_times(grid, "grid")
+        if g[0] != t_np[0] or g[-1] != t_np[-1]:
+            raise ValueError(f"options['grid_constructor'] must return a grid from t[0] = "
+                             f"{t_np[0]} to t[-1] = {t_np[-1]}, got one from {g[0]} to {g[-1]}")
+        parts.append(g[1:-1])
+    elif fwd.step_size is not None and fwd.options.get("perturb", False) and t_np.size > 1:
+        parts.append(fixed_grid(t_np, fwd.step_size))
+    if not parts:
+        return None
+    return np.concatenate(parts)
+
+
+# -- direct backpropagation -----------------------------------------------------------------------
+
+def _direct(fn: UserFunc, state: torch.Tensor, t: torch.Tensor, t_np: np.ndarray, kw: dict,
+            stats: OdeintStats) -> torch.Tensor:
+    """Solve with autograd recording. If ``t`` needs a gradient, zero-valued terms route the
+    exact dL/dt_i = g_i . f(t_i, y_i) (i > 0) and dL/dt_0 = -a(t_0+) . f(t_0, y_0) to it."""
+    t_grad = t.requires_grad and torch.is_grad_enabled()
+    y_in = state
+    if t_grad:
+        tt = t.to(state.dtype)
+        with torch.no_grad():
+            f0 = fn.call(tt[0].detach(), state)
+        y_in = state + (tt[0].detach() - tt[0]) * f0  # value y0; d/dt0 = -f0 . dL/dy0
+    sol = gqlib.solve(fn, y_in, t_np, **kw)
+    stats.forward = dict(sol.stats)
+    ys = sol.y
+    if t_grad:
+        with torch.no_grad():
+            fs = torch.stack([f0] + [fn.call(tt[i].detach(), ys[i]) for i in range(1, len(t_np))])
+        dt = (tt - tt.detach()).reshape(-1, *([1] * state.ndim))
+        ys = ys + dt * fs  # value ys; d/dt_i = g_i . f_i (cancels the shift above at i = 0)
+        stats.forward["nfe"] += len(t_np)
+    return ys
+
+
+# -- adjoints --------------------------------------------------------------------------------------
+
+@dataclass
+class _AdjointJob:
+    fn: UserFunc
+    t: torch.Tensor
+    t_np: np.ndarray
+    solve_kwargs: dict
+    cfg: Any
+    fwd: Any
+    span: float
+    stats: OdeintStats
+    params: tuple
+    shape: torch.Size
+    sol: Any = None
+
+    def gradient_kwargs(self, with_params: bool) -> dict:
+        cfg = self.cfg
+        kw = dict(cfg.gradient_kwargs)
+        numels = [p.numel() for p in self.params] if with_params else []
+        if cfg.adaptive:
+            fwd_norm = state_norm(self.fwd.norm, self.fn, self.shape)
+            kw["norm"] = adjoint_norm(cfg.kind, cfg.norm, fwd_norm, self.fn, self.shape, numels)
+        else:
+            step = cfg.step_size
+            if step is None and cfg.method == self.fwd.method and not self.fwd.adaptive:
+                step = self.solve_kwargs.get("step_size")
+            kw["step_size"] = step if step is not None else 2.0 * max(self.span, 1e-300)
+        return kw
+
+
+class _OdeintAdjointFn(torch.autograd.Function):
+    """Forward: the solve without a graph. Backward: ``gqlib.adjoint.gradient``."""
+
+    @staticmethod
+    def forward(ctx, job: _AdjointJob, y0: torch.Tensor, t: torch.Tensor, *params):
+        with torch.no_grad():
+            sol = gqlib.solve(job.fn, y0.detach(), job.t_np,
+                              dense_output=job.cfg.kind == "interpolated", **job.solve_kwargs)
+        job.sol = sol
+        job.stats.forward = dict(sol.stats)
+        ctx.job = job
+        ys = sol.y
+        ctx.save_for_backward(ys)  # raises at backward if the caller edits ys in place
+        return ys
+
+    @staticmethod
+    def backward(ctx, grad_ys):
+        if torch.is_grad_enabled():
+            raise NotImplementedError(
+                "double backward (create_graph=True) through an adjoint is not supported by "
+                "gqlib.torch; use adjoint=None (direct backpropagation) for higher derivatives")
+        job: _AdjointJob = ctx.job
+        ctx.saved_tensors  # the version check
+        need = ctx.needs_input_grad
+        with_params = any(need[3:])
+        fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False)
+        fld = TorchParamField(fn, job.params) if with_params else TorchField(fn)
+        g = gradient(fld, job.sol, grad_ys.contiguous(), **job.gradient_kwargs(with_params))
+        job.stats.backward = dict(g.stats)
+        grad_y0 = g.y0 if need[1] else None
+        grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None
+        if with_params:
+            grad_params = [gp if n else None for gp, n in zip(fld.unflatten(g.params), need[3:])]
+        else:
+            grad_params = [None] * len(job.params)
+        return (None, grad_y0, grad_t, *grad_params)

@@ -1,0 +1,341 @@
+"""torchdiffeq's method names and ``options`` mapped onto gqlib's solve and adjoint settings.
+
+Validation at the door: every option is checked here once (unknown ones raise, listing the valid
+ones), then turned into keyword arguments of :func:`gqlib.solve` and
+:func:`gqlib.adjoint.gradient`. No numerics: grids become ``tstops``, the controller constants a
+:class:`gqlib.PIController`, norms are composed from the user's norm.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import METHODS, PIController
+
+__all__ = ["METHOD_NAMES", "UNSUPPORTED_METHODS", "ADJOINT_KINDS", "resolve_method",
+           "ForwardConfig", "AdjointConfig", "resolve_forward", "resolve_adjoint"]
+
+# torchdiffeq's explicit Runge-Kutta names -> gqlib tableaux. torchdiffeq's `rk4` is the 3/8 rule.
+_TORCHDIFFEQ_NAMES = {
+    "dopri8": "dopri8", "dopri5": "dopri5", "tsit5": "tsit5", "bosh3": "bosh3",
+    "fehlberg2": "fehlberg2", "adaptive_heun": "adaptive_heun", "euler": "euler",
+    "midpoint": "midpoint", "heun2": "heun2", "heun3": "heun3", "rk4": "rk38",
+}
+# gqlib methods torchdiffeq lacks, under gqlib's names (`rk38` is what `rk4` means here too).
+_GQLIB_EXTRA = {"heun": "heun", "ralston": "ralston", "rk38": "rk38", "dop853": "dop853"}
+METHOD_NAMES: dict[str, str] = {**_TORCHDIFFEQ_NAMES, **_GQLIB_EXTRA}
+UNSUPPORTED_METHODS = {
+    "explicit_adams": "Adams-Bashforth (a multistep method)",
+    "implicit_adams": "Adams-Bashforth-Moulton (an implicit multistep method)",
+    "fixed_adams": "Adams-Bashforth-Moulton (an implicit multistep method)",
+    "scipy_solver": "scipy.integrate's solvers",
+}
+ADJOINT_KINDS = ("gq", "backsolve", "interpolated")
+
+# options accepted by kind of method (torchdiffeq's, plus gqlib's noted ones)
+_COMMON = {"norm", "max_num_steps", "jump_t", "step_t", "dtype"}
+_FIXED = _COMMON | {"step_size", "grid_constructor", "interp", "perturb"}
+_ADAPTIVE = _COMMON | {"first_step", "min_step", "max_step", "safety", "ifactor", "dfactor",
+                       "step_size"}  # step_size: gqlib extension, runs the method fixed-step
+_ADJOINT_EXTRA = {"nodes", "gtol", "extra_nodes", "max_nodes"}  # gqlib's quadrature settings
+_DEFAULT_MAX_STEPS = 2 ** 31 - 1  # torchdiffeq's max_num_steps default
+
+
+def resolve_method(method: Any, name: str = "method") -> str:
+    """torchdiffeq method name -> gqlib tableau name (``None`` means ``dopri5``)."""
+    if method is None:
+        return "dopri5"
+    if not isinstance(method, str):
+        raise TypeError(f"`{name}` must be a string, got {type(method).__name__}")
+    if method in METHOD_NAMES:
+        return METHOD_NAMES[method]
+    if method in UNSUPPORTED_METHODS:
+        raise ValueError(f"`{name}`={method!r} ({UNSUPPORTED_METHODS[method]}) is not supported by "
+                         "gqlib.torch, which has explicit Runge-Kutta methods only; use one of "
+                         f"{sorted(METHOD_NAMES)}")
+    raise ValueError(f"`{name}` must be one of {sorted(METHOD_NAMES)}, got {method!r}")
+
+
+def _real(value: Any, where: str, *, positive: bool = True, allow_inf: bool = False) -> float:
+    if torch.is_tensor(value):
+        if value.numel() != 1:
+            raise ValueError(f"{where} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if math.isnan(v) or (positive and v <= 0) or (not allow_inf and math.isinf(v)):
+        kind = "positive" if positive else "a number"
+        raise ValueError(f"{where} must be {kind}{'' if allow_inf else ' and finite'}, got {value!r}")
+    return v
+
+
+def _times(value: Any, where: str) -> np.ndarray:
+    """A 1-D set of times (tensor, array or list) as float64 host values (one sync)."""
+    if torch.is_tensor(value):
+        arr = value.detach().to("cpu", torch.float64).numpy().reshape(-1)
+    else:
+        try:
+            arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{where} must be a 1-D tensor of times, got {type(value).__name__}") from exc
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where} must be finite")
+    return arr
+
+
+@dataclass
+class ForwardConfig:
+    """Everything :func:`gqlib.solve` needs, plus what the adjoint inherits."""
+
+    method: str                       # gqlib name
+    adaptive: bool                    # adaptive step-size control (no step_size)
+    solve_kwargs: dict                # for gqlib.solve (without f, y0, t)
+    norm: Callable | None             # the state norm on the flat state (adaptive mode)
+    grid_constructor: Callable | None = None
+    step_size: float | None = None    # the user's fixed step (None: one step per grid interval)
+    jump_t: np.ndarray | None = None
+    step_t: np.ndarray | None = None
+    options: dict = field(default_factory=dict)  # the user's options, validated
+
+
+def _check_keys(options: dict, valid: set, what: str, method: str) -> None:
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown} for method {method!r}; valid: {sorted(valid)}")
+
+
+def _check_norm(norm: Any, where: str, *, allow_seminorm: bool) -> Any:
+    if norm is None or callable(norm):
+        return norm
+    if norm in ("rms", "max") or (allow_seminorm and norm == "seminorm"):
+        return norm
+    valid = "a callable, 'rms', 'max'" + (" or 'seminorm'" if allow_seminorm else "")
+    raise ValueError(f"{where} must be {valid}, got {norm!r}")
+
+
+def _controller(options: dict, tab, where: str) -> PIController | None:
+    if not any(k in options for k in ("safety", "ifactor", "dfactor")):
+        return None
+    safety = _real(options.get("safety", 0.9), f"{where}['safety']")
+    ifactor = _real(options.get("ifactor", 10.0), f"{where}['ifactor']")
+    dfactor = _real(options.get("dfactor", 0.2), f"{where}['dfactor']")
+    if safety > 1:
+        raise ValueError(f"{where}['safety'] must be in (0, 1], got {safety}")
+    if dfactor > 1:
+        raise ValueError(f"{where}['dfactor'] must be in (0, 1], got {dfactor}")
+    if ifactor < 1:
+        raise ValueError(f"{where}['ifactor'] must be at least 1, got {ifactor}")
+    return PIController(tab.error_order, safety=safety, min_factor=dfactor, max_factor=ifactor)
+
+
+def _max_steps(options: dict, where: str) -> int:
+    value = options.get("max_num_steps", _DEFAULT_MAX_STEPS)
+    if torch.is_tensor(value):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{where}['max_num_steps'] must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_dtype(options: dict, where: str) -> None:
+    if "dtype" in options:
+        dt = options["dtype"]
+        if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
+            raise TypeError(f"{where}['dtype'] must be a floating torch.dtype, got {dt!r}")
+
+
+def fixed_grid(t_np: np.ndarray, step_size: float) -> np.ndarray:
+    """torchdiffeq's grid from ``step_size``: ``t0 + k * step_size`` up to the last time.
+
+    Points closer to ``t[-1]`` than ``1e-9 * step_size`` are dropped (a rounding artefact that
+    would cost a step of a few ulps).
+    """
+    t0, t1 = float(t_np[0]), float(t_np[-1])
+    span = abs(t1 - t0)
+    n = max(1, math.ceil(span / step_size - 1e-9))
+    d = 1.0 if t1 >= t0 else -1.0
+    return t0 + d * step_size * np.arange(1, n, dtype=np.float64)
+
+
+def resolve_forward(method: Any, options: Any, *, rtol: Any, atol: Any) -> ForwardConfig:
+    """Validate ``method`` and ``options``; return the settings of the forward solve.
+
+    Tolerances are already converted by the caller (floats or tensors on the state's device).
+    """
+    name = resolve_method(method)
+    tab = METHODS[name]
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"`options` must be a dict, got {type(options).__name__}")
+    options = dict(options)
+    step_size = options.get("step_size")
+    if step_size is not None:
+        step_size = _real(step_size, "options['step_size']")
+    fixed_mode = (not tab.adaptive) or step_size is not None
+    _check_keys(options, _ADAPTIVE if tab.adaptive else _FIXED, "option(s)", method or "dopri5")
+    _check_dtype(options, "options")
+    norm = _check_norm(options.get("norm"), "options['norm']", allow_seminorm=False)
+    grid_constructor = options.get("grid_constructor")
+    if grid_constructor is not None:
+        if not callable(grid_constructor):
+            raise TypeError("options['grid_constructor'] must be callable as "
+                            f"grid_constructor(func, y0, t), got {type(grid_constructor).__name__}")
+        if step_size is not None:
+            raise ValueError("options 'step_size' and 'grid_constructor' are mutually exclusive")
+    if "interp" in options and options["interp"] not in ("linear", "cubic"):
+        raise ValueError(f"options['interp'] must be 'linear' or 'cubic', got {options['interp']!r}")
+    if "perturb" in options and not isinstance(options["perturb"], bool):
+        raise TypeError(f"options['perturb'] must be a bool, got {type(options['perturb']).__name__}")
+    jump_t = _times(options["jump_t"], "options['jump_t']") if options.get("jump_t") is not None else None
+    step_t = _times(options["step_t"], "options['step_t']") if options.get("step_t") is not None else None
+    if jump_t is not None and step_t is not None and np.intersect1d(jump_t, step_t).size:
+        raise ValueError("options 'step_t' and 'jump_t' must not have any elements in common")
+    kw: dict = dict(method=name, rtol=rtol, atol=atol, max_steps=_max_steps(options, "options"))
+    if not fixed_mode:
+        if "first_step" in options:
+            kw["first_step"] = _real(options["first_step"], "options['first_step']")
+        if "min_step" in options:
+            v = _real(options["min_step"], "options['min_step']", positive=False)
+            if v < 0:
+                raise ValueError(f"options['min_step'] must be non-negative, got {v}")
+            kw["min_step"] = v
+        if "max_step" in options:
+            kw["max_step"] = _real(options["max_step"], "options['max_step']", allow_inf=True)
+        kw["controller"] = _controller(options, tab, "options")
+    else:
+        for k in ("first_step", "min_step", "max_step", "safety", "ifactor", "dfactor"):
+            if k in options:
+                raise ValueError(f"option {k!r} applies to adaptive step-size control; it has no "
+                                 "effect with `step_size` (fixed-step mode): remove one of them")
+    return ForwardConfig(method=name, adaptive=not fixed_mode, solve_kwargs=kw, norm=norm,
+                         grid_constructor=grid_constructor, step_size=step_size, jump_t=jump_t,
+                         step_t=step_t, options=options)
+
+
+@dataclass
+class AdjointConfig:
+    """Settings of :func:`gqlib.adjoint.gradient` (without field, sol, grad_y)."""
+
+    kind: str
+    method: str
+    adaptive: bool
+    gradient_kwargs: dict
+    norm: Any                         # None (default), "seminorm", or a user callable
+    step_size: float | None
+
+
+def _scalar_tol(value: Any, where: str) -> float:
+    if torch.is_tensor(value):
+        if value.numel() != 1:
+            raise ValueError(f"{where} must be a scalar for the adjoint (its state is not y's "
+                             f"shape), got a tensor of shape {tuple(value.shape)}; pass a scalar "
+                             f"{where}")
+        value = value.item()
+    if isinstance(value, (tuple, list)):
+        raise ValueError(f"{where} must be a scalar for the adjoint, got a {type(value).__name__}; "
+                         f"pass a scalar {where}")
+    return _real(value, where)
+
+
+def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
+                    adjoint_rtol: Any, adjoint_atol: Any, rtol: Any, atol: Any,
+                    forward_method: Any) -> AdjointConfig:
+    """Validate the adjoint arguments; torchdiffeq's defaults (the forward's settings)."""
+    if kind not in ADJOINT_KINDS:
+        raise ValueError(f"`adjoint` must be None (direct backpropagation) or one of "
+                         f"{ADJOINT_KINDS}, got {kind!r}")
+    name = resolve_method(method if method is not None else forward_method, "adjoint_method")
+    tab = METHODS[name]
+    if options is None:
+        if method is not None and resolve_method(method, "adjoint_method") != fwd.method \
+                and fwd.options:
+            raise ValueError("`adjoint_method` differs from `method` and `options` were given, so "
+                             "`adjoint_options` cannot be inferred from them: pass "
+                             "`adjoint_options` too (torchdiffeq's rule)")
+        options = {k: v for k, v in fwd.options.items() if k != "norm"}
+        inherited = True
+    else:
+        if not isinstance(options, dict):
+            raise TypeError(f"`adjoint_options` must be a dict, got {type(options).__name__}")
+        options = dict(options)
+        inherited = False
+    step_size = options.get("step_size")
+    if step_size is not None:
+        step_size = _real(step_size, "adjoint_options['step_size']")
+    fixed_mode = (not tab.adaptive) or step_size is not None
+    valid = (_ADAPTIVE if tab.adaptive else _FIXED) | _ADJOINT_EXTRA
+    _check_keys(options, valid, "adjoint option(s)", method or forward_method or "dopri5")
+    _check_dtype(options, "adjoint_options")
+    norm = _check_norm(options.get("norm"), "adjoint_options['norm']", allow_seminorm=True)
+    if norm in ("rms", "max"):
+        raise ValueError("adjoint_options['norm'] must be a callable or 'seminorm', got "
+                         f"{norm!r}")
+    if not inherited:
+        # the backward pass steps onto the forward pass's tstops; it cannot take others
+        gc = options.get("grid_constructor")
+        if gc is not None and gc is not fwd.grid_constructor:
+            raise ValueError("adjoint_options['grid_constructor'] is not supported: the backward "
+                             "pass steps on the forward grid (its points are tstops)")
+        for key, fwd_val in (("jump_t", fwd.jump_t), ("step_t", fwd.step_t)):
+            if options.get(key) is not None:
+                val = _times(options[key], f"adjoint_options['{key}']")
+                if fwd_val is None or not np.array_equal(np.sort(val), np.sort(fwd_val)):
+                    raise ValueError(f"adjoint_options['{key}'] must equal options['{key}'] (or be "
+                                     "left out): the backward pass steps onto the forward "
+                                     "pass's jump and step times, and no others")
+    if "interp" in options and options["interp"] not in ("linear", "cubic"):
+        raise ValueError("adjoint_options['interp'] must be 'linear' or 'cubic', got "
+                         f"{options['interp']!r}")
+    rtol_a = _scalar_tol(adjoint_rtol if adjoint_rtol is not None else rtol,
+                         "adjoint_rtol" if adjoint_rtol is not None else "rtol")
+    atol_a = _scalar_tol(adjoint_atol if adjoint_atol is not None else atol,
+                         "adjoint_atol" if adjoint_atol is not None else "atol")
+    kw: dict = dict(adjoint=kind, method=name, rtol=rtol_a, atol=atol_a,
+                    max_steps=_max_steps(options, "adjoint_options"))
+    if not fixed_mode:
+        if "first_step" in options:
+            kw["first_step"] = _real(options["first_step"], "adjoint_options['first_step']")
+        if "min_step" in options:
+            v = _real(options["min_step"], "adjoint_options['min_step']", positive=False)
+            if v < 0:
+                raise ValueError(f"adjoint_options['min_step'] must be non-negative, got {v}")
+            kw["min_step"] = v
+        if "max_step" in options:
+            kw["max_step"] = _real(options["max_step"], "adjoint_options['max_step']",
+                                   allow_inf=True)
+        kw["controller"] = _controller(options, tab, "adjoint_options")
+    elif not inherited:
+        for k in ("first_step", "min_step", "max_step", "safety", "ifactor", "dfactor"):
+            if k in options:
+                raise ValueError(f"adjoint option {k!r} applies to adaptive step-size control; it "
+                                 "has no effect with a fixed step: remove one of them")
+    if "nodes" in options:
+        nodes = options["nodes"]
+        if not (nodes in ("adaptive", "paper") or (isinstance(nodes, int)
+                                                    and not isinstance(nodes, bool) and nodes >= 1)):
+            raise ValueError("adjoint_options['nodes'] must be 'adaptive', 'paper' or a positive "
+                             f"int, got {nodes!r}")
+        kw["nodes"] = nodes
+    if "gtol" in options:
+        kw["gtol"] = _real(options["gtol"], "adjoint_options['gtol']")
+    for k in ("extra_nodes", "max_nodes"):
+        if k in options:
+            v = options[k]
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "extra_nodes" else 1):
+                raise ValueError(f"adjoint_options[{k!r}] must be a "
+                                 f"{'non-negative' if k == 'extra_nodes' else 'positive'} int, "
+                                 f"got {v!r}")
+            kw[k] = v
+    if kind != "gq" and kind != "interpolated" and any(k in kw for k in _ADJOINT_EXTRA):
+        raise ValueError(f"adjoint options {sorted(_ADJOINT_EXTRA & set(kw))} set the quadrature "
+                         "of adjoint='gq' and 'interpolated'; adjoint='backsolve' has none")
+    return AdjointConfig(kind=kind, method=name, adaptive=not fixed_mode, gradient_kwargs=kw,
+                         norm=norm, step_size=step_size)
