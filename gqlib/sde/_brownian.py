@@ -114,6 +114,17 @@ def _tree_eval(s, key, depth, sqrt_c, stds, n_elem, out):
         _tree_element(s, key, np.uint64(e), depth, sqrt_c, stds, out, e)
 
 
+@jit
+def _tree_eval_serial(s, key, depth, sqrt_c, stds, n_elem, out):
+    """As ``_tree_eval``, without the thread launch (which costs more than small queries)."""
+    for e in range(n_elem):
+        _tree_element(s, key, np.uint64(e), depth, sqrt_c, stds, out, e)
+
+
+#: Below this many normal draws (elements x (times + depth)) a query runs serially.
+_PARALLEL_MIN_WORK = 2**16
+
+
 class BrownianPath:
     r"""Brownian motion on ``[t0, t1]`` as a virtual Brownian tree.
 
@@ -238,13 +249,14 @@ class BrownianPath:
         s_sorted = np.ascontiguousarray(s[order])
         vals = np.empty((s_sorted.size, self._n_elem))
         if s_sorted.size and self._n_elem:
+            work = self._n_elem * (s_sorted.size + self.depth)
+            kernel = _tree_eval if work >= _PARALLEL_MIN_WORK else _tree_eval_serial
+            args = (s_sorted, self._key, self.depth, self._sqrt_c, self._stds, self._n_elem, vals)
             if DISABLED:
-                with np.errstate(over="ignore"):
-                    _tree_eval(s_sorted, self._key, self.depth, self._sqrt_c, self._stds,
-                               self._n_elem, vals)
+                with np.errstate(over="ignore"):  # uint64 wrap-around is intended
+                    kernel(*args)
             else:
-                _tree_eval(s_sorted, self._key, self.depth, self._sqrt_c, self._stds,
-                           self._n_elem, vals)
+                kernel(*args)
         out = np.empty_like(vals)
         out[order] = vals
         return out.reshape(t.shape + self.shape).astype(self.dtype, copy=False)
