@@ -40,6 +40,10 @@ def test_query_order_and_batching_independence():
     np.testing.assert_array_equal(batch[perm], shuffled)
     np.testing.assert_array_equal(batch, halves)
     np.testing.assert_array_equal(batch, other)
+    # Large queries run in parallel, small ones serially: same values.
+    big = BrownianPath(-1.0, 3.0, shape=(200,), seed=123)
+    many = big(np.linspace(-1.0, 3.0, 1001))
+    np.testing.assert_array_equal(many[::250, :5], p(np.linspace(-1.0, 3.0, 5)))
     # Repeated times in one query agree too.
     np.testing.assert_array_equal(p(np.array([0.7, 0.7, 0.7])), np.stack([p(0.7)] * 3))
 
