@@ -29,7 +29,8 @@ from ..interpolate import Solution
 from ..quadrature import gauss_legendre
 from ..tableaux import get_method
 from ._field import CountedField
-from ._nodes import MAX_SPLITS, SAMPLES, chebyshev_points, paper_count, resolved_degree
+from ._nodes import (MAX_SPLITS, SAMPLES, adaptive_count, chebyshev_points, paper_count,
+                     resolved_degree)
 
 __all__ = ["gradient", "AdjointGradient", "ADJOINTS", "NODE_RULES"]
 
@@ -93,7 +94,7 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
     gtol : float
         The paper's constant C for ``nodes="paper"``.
     extra_nodes : int
-        Nodes added to the adaptive rule's ``d + 1`` as margin (default 0: measured unnecessary).
+        Nodes added to the adaptive rule's count as margin.
     max_nodes : int
         Cap on nodes per panel.
 
@@ -321,7 +322,7 @@ class _Backward:
                 m = 0.5 * (a + b)
                 return self._panel(reader, a, m, depth + 1) + self._panel(reader, m, b, depth + 1)
             d = SAMPLES - 4 if d is None else d
-            n = min(d + 1 + self.extra, self.max_nodes)
+            n = adaptive_count(d, self.extra, self.max_nodes)
         x, w = gauss_legendre(n, a, b)
         z = reader(x)
         if self.adjoint == "interpolated":
