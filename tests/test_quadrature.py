@@ -311,7 +311,8 @@ def test_double_double_transformations_are_exact():
         assert Fraction(p) + Fraction(e) == Fraction(a) * Fraction(b)
     third = _dd.dd_div_d(1.0, 0.0, 3.0)
     assert abs(Fraction(third[0]) + Fraction(third[1]) - Fraction(1, 3)) < Fraction(1, 10**31)
-    assert _dd.dd_recip_d(2.0, 3.0, 0.0) == 2.0 / 3.0
+    assert _dd.dd_div_to_d(2.0, 0.0, 3.0, 0.0) == 2.0 / 3.0
+    assert _dd.dd_div_to_d(1.0, 1e-17, 1.0, 0.0) == 1.0
 
 
 # ---------------------------------------------------------------- cache and dtypes

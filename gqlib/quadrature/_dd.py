@@ -15,7 +15,7 @@ from __future__ import annotations
 from gqlib._jit import jit
 
 __all__ = ["two_sum", "two_prod", "dd_add", "dd_add_d", "dd_mul", "dd_mul_d", "dd_div_d",
-           "dd_recip_d"]
+           "dd_div_to_d"]
 
 _SPLITTER = 134217729.0  # 2**27 + 1: splits a float64 into two 26-bit halves.
 
@@ -102,11 +102,11 @@ def dd_div_d(ah, al, b):
 
 
 @jit
-def dd_recip_d(c, bh, bl):
-    """``c / (bh, bl)`` rounded to one double (two correction steps; c a double)."""
-    q1 = c / bh
+def dd_div_to_d(ah, al, bh, bl):
+    """``(ah, al) / (bh, bl)`` rounded to one double (long division, three partial quotients)."""
+    q1 = ah / bh
     ph, pl = dd_mul_d(bh, bl, q1)
-    rh, rl = dd_add(c, 0.0, -ph, -pl)
+    rh, rl = dd_add(ah, al, -ph, -pl)
     q2 = rh / bh
     ph, pl = dd_mul_d(bh, bl, q2)
     rh, rl = dd_add(rh, rl, -ph, -pl)
