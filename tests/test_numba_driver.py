@@ -195,3 +195,15 @@ def test_singularity_fails_alike():
         got.append((type(info.value), info.value.t, info.value.h))
     assert got[0] == got[1]
     assert 0.99 < got[0][1] <= 1.0
+
+
+@numba.njit
+def shrinking(t, y):
+    if t > 0.5:
+        return np.zeros(y.shape[0] - 1)
+    return -y
+
+
+def test_wrong_size_inside_the_loop():
+    with pytest.raises(ValueError, match="another size"):
+        gqlib.solve(shrinking, Y_NL, [0.0, 1.0])

@@ -226,6 +226,8 @@ def _stage_state(y0, h, K, W, row, nw, acc, out):
 def _call(f, t, y, out):
     """``out[:] = f(t, y)`` (copied: ``f`` may return ``y`` itself or a view of it)."""
     r = f(t, y)
+    if r.shape[0] != out.shape[0]:
+        raise ValueError("`f(t, y)` returned an array of another size than y0")
     for k in range(out.shape[0]):
         out[k] = r[k]
 
@@ -234,6 +236,8 @@ def _call(f, t, y, out):
 def _call_row(f, t, y, K, row):
     """``K[row] = f(t, y)``."""
     r = f(t, y)
+    if r.shape[0] != K.shape[1]:
+        raise ValueError("`f(t, y)` returned an array of another size than y0")
     for k in range(K.shape[1]):
         K[row, k] = r[k]
 
@@ -593,7 +597,7 @@ def _types():
                    f8, f8, f8, f8, f8, f8,      # safety, min/max factor, beta1, beta2, half
                    bl, f8, f8, i8,              # adaptive, step_size, first_step, max_steps
                    a1, i8, bl, bl)              # tstops, norm_kind, land_on_outputs, dense
-    _TYPES = (f8, a1, kernel_args)
+    _TYPES = (f8, a1, kernel_args, fn)
     return _TYPES
 
 
@@ -621,9 +625,7 @@ def _as_kernel_function(f, shape):
     fn = _functions.get(key)
     if fn is not None:
         return fn
-    from numba.core.types.function_type import CompileResultWAP
-
-    f8, a1, _ = _types()
+    f8, a1 = _types()[:2]
     target = None
     if len(shape) == 1:
         try:
@@ -640,10 +642,57 @@ def _as_kernel_function(f, shape):
 
         target = jit(adapter, cache=False)  # a closure over f: nothing to cache across runs
         target.compile((f8, a1))
-    fn = CompileResultWAP(target.overloads[(f8, a1)])
+    fn = _kernel_function_class()(target.overloads[(f8, a1)])
     fn._keep_alive = (f, target)
     _functions[key] = fn
     return fn
+
+
+_KernelFunction = None
+
+
+def _kernel_function_class():
+    """numba's ``CompileResultWAP`` with its numba type cached: numba would otherwise build the
+    ``FunctionType`` on every call (~6 us)."""
+    global _KernelFunction
+    if _KernelFunction is None:
+        from numba.core.types.function_type import CompileResultWAP
+        from numba.extending import typeof_impl
+
+        class KernelFunction(CompileResultWAP):
+            pass
+
+        @typeof_impl.register(KernelFunction)
+        def _typeof_kernel_function(val, c):
+            return _types()[3]
+
+        _KernelFunction = KernelFunction
+    return _KernelFunction
+
+
+_tableau_cache: dict = {}  # id(tableau) -> (tableau, kernel arguments)
+
+
+def _tableau_args(tab):
+    """The kernel's tableau and controller arguments, packed once per tableau."""
+    hit = _tableau_cache.get(id(tab))
+    if hit is not None and hit[0] is tab:
+        return hit[1]
+    stages = tab.stages
+    c = np.ascontiguousarray
+    E = tab.E if tab.E is not None else np.zeros(stages)
+    E_low = tab.E_low if tab.E_low is not None else np.zeros(stages)
+    P = tab.P if tab.P is not None else np.zeros((1, 1))
+    ctrl = PIController(tab.error_order if tab.error_order is not None else 1)
+    args = (c(tab.A, dtype=np.float64), c(tab.B, dtype=np.float64), c(tab.C, dtype=np.float64),
+            c(E, dtype=np.float64), c(E_low, dtype=np.float64), c(P, dtype=np.float64),
+            c(np.any(P != 0.0, axis=1)),
+            int(stages), bool(tab.fsal), tab.E_low is not None, tab.P is not None,
+            int(tab.error_order or 0))
+    ctrl_args = (float(ctrl.safety), float(ctrl.min_factor), float(ctrl.max_factor),
+                 float(ctrl.beta1), float(ctrl.beta2))
+    _tableau_cache[id(tab)] = (tab, (args, ctrl_args))
+    return args, ctrl_args
 
 
 def use_numba(f, y0, norm) -> bool:
@@ -658,8 +707,10 @@ def use_numba(f, y0, norm) -> bool:
 
 
 def _tolerance_vector(value, shape, name):
+    if isinstance(value, float):  # the common case first (checked already)
+        return np.full(math.prod(shape), value)
     if isinstance(value, numbers.Real):
-        return np.full(int(np.prod(shape)), float(value))
+        return np.full(math.prod(shape), float(value))
     arr = np.asarray(value, dtype=np.float64)
     try:
         if np.broadcast_shapes(arr.shape, shape) != tuple(shape):
@@ -693,25 +744,14 @@ def numba_solve(f, y0, t, t_np, tab, *, rtol, atol, step_size, first_step, max_s
     fk = _as_kernel_function(f, shape)
 
     adaptive = step_size is None
-    ctrl = PIController(tab.error_order if tab.error_order is not None else 1)
-    stages = tab.stages
-    E = tab.E if tab.E is not None else np.zeros(stages)
-    E_low = tab.E_low if tab.E_low is not None else np.zeros(stages)
-    P = tab.P if tab.P is not None else np.zeros((1, 1))
-    P_rows = np.ascontiguousarray(np.any(P != 0.0, axis=1))
+    tab_args, ctrl_args = _tableau_args(tab)
     stops = np.array(tstops, dtype=np.float64).reshape(-1)
     t_out = np.ascontiguousarray(t_np, dtype=np.float64)
-    c = np.ascontiguousarray
 
     (ys, stats, status, t_fail, h_fail, seg_t0, seg_t1, seg_y0, seg_Q, n_seg) = _kernel()(
-        fk, t_out, y_init, f_init,
-        c(tab.A), c(tab.B), c(tab.C), c(E), c(E_low), c(P), P_rows,
-        stages, bool(tab.fsal), tab.E_low is not None, tab.P is not None,
-        int(tab.error_order or 0),
+        fk, t_out, y_init, f_init, *tab_args,
         _tolerance_vector(rtol, shape, "rtol"), _tolerance_vector(atol, shape, "atol"),
-        float(ctrl.safety), float(ctrl.min_factor), float(ctrl.max_factor), float(ctrl.beta1),
-        float(ctrl.beta2), 0.5,
-        adaptive, 0.0 if adaptive else float(step_size),
+        *ctrl_args, 0.5, adaptive, 0.0 if adaptive else float(step_size),
         0.0 if first_step is None else float(first_step), int(max_steps),
         stops, _NORM_KIND[norm], _lands_on_outputs(tab, step_size), bool(dense_output))
 
