@@ -251,7 +251,10 @@ class _Backward:
                 segments.append(stepper.step(t_lo))
             if cf.has_params and self.adjoint != "backsolve":
                 contrib = self._quadrature(segments, float(t[i]), t_lo)
-                params_acc = contrib if params_acc is None else params_acc + contrib
+                if params_acc is None:
+                    params_acc = contrib
+                else:
+                    params_acc += contrib
             z = stepper.y
             D = self.D
             a_before = self.unflat(z[:D] if self.adjoint == "interpolated" else z[D:2 * D])
@@ -302,7 +305,10 @@ class _Backward:
         backward = _SegmentReader(segments, self.xp)
         for a, b in zip(edges[:-1], edges[1:]):
             part = self._panel(backward, a, b, depth=0)
-            total = part if total is None else total + part
+            if total is None:
+                total = part
+            else:
+                total += part
         return total if sign > 0 else -total
 
     def _panel(self, reader, a: float, b: float, depth: int):
@@ -336,8 +342,12 @@ class _Backward:
                 y, av = y_nodes[k], self.unflat(z[k])
             else:
                 y, av = self.unflat(z[k, :D]), self.unflat(z[k, D:])
-            term = float(w[k]) * self.cf.vjp_params(float(x[k]), y, av)
-            acc = term if acc is None else acc + term
+            # the VJP is linear in a: weight the state-sized adjoint, not the P-sized result
+            term = self.cf.vjp_params(float(x[k]), y, float(w[k]) * av)
+            if acc is None:
+                acc = term
+            else:  # in place where the array library allows it (NumPy, torch): no P-sized copies
+                acc += term
         return acc
 
 
