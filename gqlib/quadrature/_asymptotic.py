@@ -56,8 +56,8 @@ _DROP_V4 = 100_000
 def bogaert_node(n, k):
     """Node ``x_k = cos(theta_k) >= 0`` and weight of the n-point rule, ``1 <= k <= (n + 1) // 2``.
 
-    k counts from x = 1 inwards (theta ascending). Accurate to a few ulps for ``n > 80``; a good
-    starting guess (relative error below 1e-3) for any ``n >= 2``.
+    k counts from x = 1 inwards (theta ascending). Accurate to a few ulps for ``n > 80``; an
+    excellent starting guess below (relative error under 1e-5 at n = 2, 1e-9 at n = 10).
     """
     nh = n + 0.5
     v = 1.0 / nh

