@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._backend import namespace
+from .integrate._stepper import evaluate_dense
 
 __all__ = ["Solution", "DenseOutput"]
 
@@ -44,12 +45,15 @@ class DenseOutput:
         self.t_last = float(self.t0[-1] + self.h[-1])
         # step boundaries in increasing order of direction * t for searchsorted
         self._keys = self.direction * self.t0
+        self._last = 0
 
     @property
     def n_steps(self) -> int:
         return len(self.t0)
 
     def __call__(self, tq):
+        if isinstance(tq, float):  # the adjoints query one float time per stage: fast path
+            return self._at(tq)
         tq_np = np.asarray(tq, dtype=np.float64)
         lo, hi = sorted((self.t_first, self.t_last))
         if np.any(~np.isfinite(tq_np)) or np.any(tq_np < lo) or np.any(tq_np > hi):
@@ -73,6 +77,20 @@ class DenseOutput:
         hsel = xp.reshape(hsel, (hsel.shape[0], *shape_extra))
         out = ysel + hsel * xp.sum(Qsel * pw, axis=-1)
         return xp.reshape(out, (*tq_np.shape, *like.shape[1:]))
+
+
+    def _at(self, t: float):
+        lo, hi = (self.t_first, self.t_last) if self.direction > 0 else (self.t_last, self.t_first)
+        if not (lo <= t <= hi):
+            raise ValueError(f"`t` must lie in the solved span [{lo}, {hi}]")
+        i = self._last
+        key = self.direction * t
+        if not (self._keys[i] <= key and (i + 1 == self.n_steps or key < self._keys[i + 1])):
+            i = int(np.searchsorted(self._keys, key, side="right")) - 1
+            i = min(max(i, 0), self.n_steps - 1)
+            self._last = i
+        theta = (t - self.t0[i]) / self.h[i]
+        return evaluate_dense(self.y0[i], float(self.h[i]), self.Q[i], theta)
 
 
 def _device(x):

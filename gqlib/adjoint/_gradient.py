@@ -244,12 +244,15 @@ class _Backward:
         stepper = Stepper(rhs, float(t[N]), z0, float(t[0]), self.tab, norm=self._norm(),
                           tstops=self.tstops, **self.solver_kw)
         dldt[N] = self.dot(g_N, self._f_at_output(stepper, N))
+        quadrature = cf.has_params and self.adjoint != "backsolve"
         for i in range(N, 0, -1):
             t_lo = float(t[i - 1])
-            segments = []
+            segments = []  # one interval's steps, kept only when the quadrature reads them
             while stepper.t != t_lo:
-                segments.append(stepper.step(t_lo))
-            if cf.has_params and self.adjoint != "backsolve":
+                seg = stepper.step(t_lo)
+                if quadrature:
+                    segments.append(seg)
+            if quadrature:
                 contrib = self._quadrature(segments, float(t[i]), t_lo)
                 if params_acc is None:
                     params_acc = contrib
