@@ -1,0 +1,81 @@
+"""gqlib.torch on CUDA: results equal CPU's, and at most one host sync per step attempt.
+
+Skipped without a CUDA device. The sync count uses torch's sync debug mode, which warns at every
+synchronising call (``.item()``, ``float(tensor)``, device-to-host copies).
+"""
+
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gqlib.torch import odeint  # noqa: E402
+
+pytestmark = [pytest.mark.torch,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+F64 = torch.float64
+ADJ = [None, "gq", "backsolve", "interpolated"]
+
+
+class Field(torch.nn.Module):
+    def __init__(self, d=4, width=32, dtype=F64):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.l1 = torch.nn.Linear(d, width).to(dtype)
+        self.l2 = torch.nn.Linear(width, d).to(dtype)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=dtype) * 0.5)
+
+    def forward(self, t, y):
+        return self.l2(torch.tanh(self.l1(y))) * (1.0 + 0.5 * torch.sin(2.0 * t)) - 0.1 * y
+
+
+def _run(device, adjoint, dtype=F64, **kw):
+    func = Field(dtype=dtype).to(device)
+    g = torch.Generator().manual_seed(1)
+    y0 = torch.randn(8, 4, generator=g, dtype=dtype).to(device).requires_grad_(True)
+    t = torch.linspace(0, 2, 5, dtype=dtype).to(device).requires_grad_(True)
+    w = torch.randn(5, 8, 4, generator=g, dtype=dtype).to(device)
+    ys, stats = odeint(func, y0, t, adjoint=adjoint, return_stats=True, **kw)
+    grads = torch.autograd.grad((w * ys).sum(), (y0, t, *func.parameters()))
+    return ys, grads, stats
+
+
+@pytest.mark.parametrize("adjoint", ADJ)
+def test_cuda_matches_cpu(adjoint):
+    tol = dict(rtol=1e-9, atol=1e-11)
+    ys_c, g_c, _ = _run("cpu", adjoint, **tol)
+    ys_g, g_g, _ = _run("cuda", adjoint, **tol)
+    assert ys_g.device.type == "cuda"
+    assert (ys_g.cpu() - ys_c).abs().max() < 1e-9
+    for a, b in zip(g_g, g_c):
+        assert a.device.type == "cuda"
+        assert ((a.cpu() - b).norm() / b.norm()) < 1e-7
+
+
+@pytest.mark.parametrize("adjoint", ADJ)
+def test_cuda_float32(adjoint):
+    ys, grads, _ = _run("cuda", adjoint, dtype=torch.float32, rtol=1e-5, atol=1e-6)
+    assert ys.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads)
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("adjoint", ADJ)
+def test_at_most_one_sync_per_step_attempt(adjoint):
+    _run("cuda", adjoint)  # warm up kernels and allocator
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            _, _, stats = _run("cuda", adjoint)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchroniz" in str(w.message).lower() for w in rec)
+    attempts = stats.forward["n_steps"] + (stats.backward or {}).get("n_steps", 0)
+    # per solve: the times to the host once, the Hermite initial step (two norms), and for the
+    # adjoints the backward initial step; the rest is one per attempt
+    print(f"adjoint={adjoint}: {syncs} syncs for {attempts} step attempts")
+    assert syncs <= attempts + 8
