@@ -6,6 +6,7 @@ A field supplies ``f`` and vector-Jacobian products; frameworks implement it (``
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any, Callable, Protocol, runtime_checkable
 
 __all__ = ["VectorField", "FunctionField", "CountedField"]
@@ -63,7 +64,8 @@ class FunctionField:
 
 
 class CountedField:
-    """Wraps a field, routes calls to its fused forms when it has them, and counts them."""
+    """Wraps a field, routes calls to its fused forms when it has them, counts them, and times
+    them by kind (host wall time: on an asynchronous device it is launch time, not run time)."""
 
     def __init__(self, field: Any):
         if not callable(field):
@@ -74,25 +76,32 @@ class CountedField:
         self.field = field
         self.has_params = callable(getattr(field, "vjp_params", None))
         self.stats = {"nfe_f": 0, "nfe_vjp_y": 0, "nfe_vjp_params": 0}
+        self.seconds = {"f": 0.0, "vjp_y": 0.0, "vjp_params": 0.0}
+
+    def _timed(self, kind, fn, *args):
+        start = perf_counter()
+        out = fn(*args)
+        self.seconds[kind] += perf_counter() - start
+        return out
 
     def f(self, t, y):
         self.stats["nfe_f"] += 1
-        return self.field(t, y)
+        return self._timed("f", self.field, t, y)
 
     def vjp_y(self, t, y, a):
         self.stats["nfe_vjp_y"] += 1
-        return self.field.vjp_y(t, y, a)
+        return self._timed("vjp_y", self.field.vjp_y, t, y, a)
 
     def vjp_params(self, t, y, a):
         self.stats["nfe_vjp_params"] += 1
-        return self.field.vjp_params(t, y, a)
+        return self._timed("vjp_params", self.field.vjp_params, t, y, a)
 
     def f_vjp_y(self, t, y, a):
         fused = getattr(self.field, "f_vjp_y", None)
         if fused is not None:
             self.stats["nfe_f"] += 1
             self.stats["nfe_vjp_y"] += 1
-            return fused(t, y, a)
+            return self._timed("vjp_y", fused, t, y, a)
         return self.f(t, y), self.vjp_y(t, y, a)
 
     def f_vjp(self, t, y, a):
@@ -101,12 +110,12 @@ class CountedField:
             self.stats["nfe_f"] += 1
             self.stats["nfe_vjp_y"] += 1
             self.stats["nfe_vjp_params"] += 1
-            return fused(t, y, a)
+            return self._timed("vjp_params", fused, t, y, a)
         both = getattr(self.field, "vjp", None)
         if both is not None:
             fy = self.f(t, y)
             self.stats["nfe_vjp_y"] += 1
             self.stats["nfe_vjp_params"] += 1
-            vy, vp = both(t, y, a)
+            vy, vp = self._timed("vjp_params", both, t, y, a)
             return fy, vy, vp
         return self.f(t, y), self.vjp_y(t, y, a), self.vjp_params(t, y, a)

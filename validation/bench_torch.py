@@ -1,0 +1,270 @@
+"""Neural-ODE training cost: gqlib's adjoints against torchdiffeq, side by side (issue 5).
+
+Problem: dz/dt = MLP(z), 16 -> W -> W -> 16, tanh, weights N(0, 4/fan_in), biases N(0, 0.04),
+drawn after ``torch.manual_seed(0)``; z0 ~ N(0, 1) (batch x 16) from a generator seeded 1;
+t = linspace(0, 1, 11); loss = mean of z(t)^2 over t_1..t_10; dopri5, rtol 1e-6, atol 1e-8,
+float64, one thread. For every (W, batch) and method: forward and backward time (median of
+``--repeats`` runs after a warm-up), NFE by kind, peak memory growth of one forward+backward in
+a fresh process (CPU: VmHWM - VmRSS before; CUDA: max_memory_allocated - memory_allocated
+before), and the relative gradient error (parameters and z0) against a tight direct reference
+(torchdiffeq, rtol = atol = 1e-10).
+
+    python validation/bench_torch.py                      # full grid, CPU (about 30 min)
+    python validation/bench_torch.py --widths 1024 --batches 4 64 --repeats 3
+    python validation/bench_torch.py --device cuda --out docs/bench_torch_cuda.md
+
+Every configuration runs in its own process (``--worker``), so memory peaks do not mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+METHODS = {
+    # name: (library, adjoint, options)
+    "tdq direct": ("torchdiffeq", None, {}),
+    "tdq adjoint": ("torchdiffeq", "adjoint", {}),
+    "tdq seminorm": ("torchdiffeq", "adjoint", {"norm": "seminorm"}),
+    "gq adaptive": ("gqlib", "gq", {}),
+    "gq paper": ("gqlib", "gq", {"nodes": "paper"}),
+    "interpolated": ("gqlib", "interpolated", {}),
+    "backsolve": ("gqlib", "backsolve", {}),
+    "gq direct": ("gqlib", None, {}),
+}
+RTOL, ATOL = 1e-6, 1e-8
+
+
+def build(W: int, batch: int, device: str):
+    import torch
+
+    torch.manual_seed(0)
+
+    class MLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1 = torch.nn.Linear(16, W)
+            self.l2 = torch.nn.Linear(W, W)
+            self.l3 = torch.nn.Linear(W, 16)
+            for layer in (self.l1, self.l2, self.l3):
+                torch.nn.init.normal_(layer.weight, 0.0, (4.0 / layer.in_features) ** 0.5)
+                torch.nn.init.normal_(layer.bias, 0.0, 0.2)
+
+        def forward(self, t, z):
+            return self.l3(torch.tanh(self.l2(torch.tanh(self.l1(z)))))
+
+    model = MLP().to(device=device, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    z0 = torch.randn(batch, 16, generator=gen, dtype=torch.float64).to(device)
+    t = torch.linspace(0.0, 1.0, 11, dtype=torch.float64, device=device)
+    return model, z0, t
+
+
+class Counter:
+    """Counts calls of the model (torchdiffeq has no NFE statistics)."""
+
+    def __init__(self, model):
+        self.model, self.n = model, 0
+
+    def __call__(self, t, z):
+        self.n += 1
+        return self.model(t, z)
+
+
+def _sync(device):
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def one_pass(name, model, z0, t, device, rtol=RTOL, atol=ATOL):
+    """Forward + backward once: times, NFE, gradients."""
+    import torch
+    import torchdiffeq
+
+    import gqlib.torch as gt
+
+    lib, adjoint, opts = METHODS[name]
+    z0 = z0.detach().clone().requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    stats = {}
+    _sync(device)
+    t0 = time.perf_counter()
+    if lib == "torchdiffeq":
+        counter = Counter(model)
+        if adjoint is None:
+            ys = torchdiffeq.odeint(counter, z0, t, rtol=rtol, atol=atol, method="dopri5")
+        else:
+            # odeint_adjoint needs an nn.Module for the parameters: pass them explicitly
+            ys = torchdiffeq.odeint_adjoint(counter, z0, t, rtol=rtol, atol=atol, method="dopri5",
+                                            adjoint_params=tuple(model.parameters()),
+                                            adjoint_options=dict(opts) or None)
+        nfe_fwd = counter.n
+    else:
+        ys, st = gt.odeint(model, z0, t, rtol=rtol, atol=atol, method="dopri5", adjoint=adjoint,
+                           adjoint_options=dict(opts) or None, return_stats=True)
+        nfe_fwd = st.forward["nfe"]
+    _sync(device)
+    t1 = time.perf_counter()
+    loss = (ys[1:] ** 2).mean()
+    loss.backward()
+    _sync(device)
+    t2 = time.perf_counter()
+    if lib == "torchdiffeq":
+        stats = {"nfe_fwd": nfe_fwd, "nfe_bwd_f": counter.n - nfe_fwd if adjoint else 0}
+    else:
+        stats = {"nfe_fwd": nfe_fwd}
+        if st.backward:
+            stats.update({k: st.backward[k] for k in ("nfe_f", "nfe_vjp_y", "nfe_vjp_params",
+                                                       "n_nodes", "n_accepted", "n_rejected",
+                                                       "seconds")
+                          if k in st.backward})
+    grads = torch.cat([z0.grad.reshape(-1)] + [p.grad.reshape(-1) for p in model.parameters()])
+    return t1 - t0, t2 - t1, stats, grads.detach()
+
+
+def worker(args) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    device = args.device
+    model, z0, t = build(args.W, args.B, device)
+    if args.method == "reference":
+        z = z0.detach().clone().requires_grad_(True)
+        import torchdiffeq
+
+        ys = torchdiffeq.odeint(model, z, t, rtol=1e-10, atol=1e-10, method="dopri5")
+        (ys[1:] ** 2).mean().backward()
+        g = torch.cat([z.grad.reshape(-1)] + [p.grad.reshape(-1) for p in model.parameters()])
+        torch.save(g.cpu(), args.ref)
+        print(json.dumps({"ok": True}))
+        return
+    # warm up every code path (imports, numba, caches) on a tiny model, so that the memory
+    # measured next is the pass's own and not the libraries'
+    tiny = build(4, 2, device)
+    one_pass(args.method, *tiny, device)
+    model, z0, t = build(args.W, args.B, device)
+    # memory: one pass in this fresh process
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = _rss_kib("VmRSS")
+    _, _, _, grads = one_pass(args.method, model, z0, t, device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak_mib = (torch.cuda.max_memory_allocated() - before) / 2 ** 20
+    else:
+        peak_mib = (_rss_kib("VmHWM") - before) / 1024
+    ref = torch.load(args.ref).to(grads.device)
+    err = float(torch.linalg.vector_norm(grads - ref) / torch.linalg.vector_norm(ref))
+    fwd, bwd = [], []
+    stats = {}
+    for _ in range(args.repeats):
+        f, b, stats, _ = one_pass(args.method, model, z0, t, device)
+        fwd.append(f)
+        bwd.append(b)
+    print(json.dumps({"fwd": statistics.median(fwd), "bwd": statistics.median(bwd),
+                      "peak_mib": peak_mib, "err": err, "stats": stats}))
+
+
+def run_worker(argv) -> dict:
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", *argv],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--widths", type=int, nargs="+", default=[32, 128, 512, 1024, 2048])
+    p.add_argument("--batches", type=int, nargs="+", default=[4, 64])
+    p.add_argument("--methods", nargs="+", default=list(METHODS))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="markdown file for the table")
+    p.add_argument("--json", default=None, help="raw results as JSON")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--W", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--B", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--method", help=argparse.SUPPRESS)
+    p.add_argument("--ref", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return 0
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        p.error(f"unknown methods {unknown}; valid: {list(METHODS)}")
+    import torch
+
+    card = torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or "cpu"
+    lines = [f"# Neural-ODE adjoint benchmark ({args.device}: {card})", "",
+             f"Command: `python validation/bench_torch.py {' '.join(sys.argv[1:])}`; torch "
+             f"{torch.__version__}, one thread, float64, dopri5, rtol {RTOL}, atol {ATOL}, median of "
+             f"{args.repeats} runs; memory: peak growth of one forward+backward in a fresh process.",
+             ""]
+    header = ("| W | batch | method | fwd s | bwd s | bwd / tdq direct | bwd / tdq seminorm | "
+              "NFE fwd | bwd f | bwd vjp_y | bwd vjp_θ | nodes | peak MiB | grad err |")
+    results = []
+    print(header)
+    lines += [header, "|" + "---|" * 14]
+    for W in args.widths:
+        for B in args.batches:
+            with tempfile.TemporaryDirectory() as tmp:
+                ref = os.path.join(tmp, "ref.pt")
+                base = ["--W", str(W), "--B", str(B), "--device", args.device, "--ref", ref,
+                        "--repeats", str(args.repeats)]
+                r = run_worker(base + ["--method", "reference"])
+                if "error" in r:
+                    print(f"W={W} B={B}: reference failed: {r['error']}")
+                    continue
+                rows = {}
+                for m in args.methods:
+                    rows[m] = run_worker(base + ["--method", m])
+            direct = rows.get("tdq direct", {}).get("bwd")
+            semi = rows.get("tdq seminorm", {}).get("bwd")
+            for m, r in rows.items():
+                results.append({"W": W, "batch": B, "method": m, **r})
+                if "error" in r:
+                    row = f"| {W} | {B} | {m} | failed: {r['error']} |"
+                else:
+                    s = r["stats"]
+                    bwd_f = s.get("nfe_f", s.get("nfe_bwd_f", 0))
+                    vs_direct = f"{r['bwd'] / direct:.2f}" if direct else "-"
+                    vs_semi = f"{r['bwd'] / semi:.3f}" if semi else "-"
+                    row = (f"| {W} | {B} | {m} | {r['fwd']:.3f} | {r['bwd']:.3f} | {vs_direct} | "
+                           f"{vs_semi} | {s.get('nfe_fwd', '-')} | {bwd_f} | "
+                           f"{s.get('nfe_vjp_y', '-')} | {s.get('nfe_vjp_params', '-')} | "
+                           f"{s.get('n_nodes', '-')} | {r['peak_mib']:.1f} | {r['err']:.1e} |")
+                print(row, flush=True)
+                lines.append(row)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
