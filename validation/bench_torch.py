@@ -257,6 +257,23 @@ def main() -> int:
                            f"{s.get('n_nodes', '-')} | {r['peak_mib']:.1f} | {r['err']:.1e} |")
                 print(row, flush=True)
                 lines.append(row)
+    breakdown = ["", "Where gqlib's backward time goes (host seconds inside the model's calls; "
+                 "stages = f + a^T df/dy at the backward solver's stages, nodes = f + "
+                 "a^T df/dtheta at the quadrature nodes, rest = solver, interpolation, "
+                 "bookkeeping; on CUDA these are launch times unless the model syncs):", "",
+                 "| W | batch | method | bwd s | stages s (calls) | nodes s (calls) | rest s |",
+                 "|---|---|---|---|---|---|---|"]
+    for r in results:
+        sec = r.get("stats", {}).get("seconds")
+        if not sec:
+            continue
+        s = r["stats"]
+        rest = r["bwd"] - sec["vjp_y"] - sec["vjp_params"] - sec["f"]
+        breakdown.append(f"| {r['W']} | {r['batch']} | {r['method']} | {r['bwd']:.3f} | "
+                         f"{sec['vjp_y'] + sec['f']:.3f} ({s.get('nfe_vjp_y', 0)}) | "
+                         f"{sec['vjp_params']:.3f} ({s.get('nfe_vjp_params', 0)}) | {rest:.3f} |")
+    print("\n".join(breakdown))
+    lines += breakdown
     if args.out:
         with open(args.out, "w") as fh:
             fh.write("\n".join(lines) + "\n")
