@@ -42,7 +42,7 @@ def _grads(func, y0, t, weights, **kw):
     """dL/d(y0, t, params) for L = sum(weights * ys)."""
     ys = odeint(func, y0, t, **kw)
     if isinstance(ys, tuple):
-        loss = sum((w * y).sum() for w, y in zip(weights, ys))
+        loss = sum((w * y).sum() for w, y in zip(weights, ys, strict=True))
         y0s = tuple(y0)
     else:
         loss = (weights * ys).sum()
@@ -120,7 +120,7 @@ def test_adjoints_equal_direct_backprop(adjoint, method):
     y0, t, w = _problem()
     ref = _grads(func, y0, t, w, method=method, **TIGHT)
     got = _grads(func, y0, t, w, method=method, adjoint=adjoint, **TIGHT)
-    for name, a, b in zip(["y0", "t", "W1", "b1", "W2", "b2", "omega"], got, ref):
+    for name, a, b in zip(["y0", "t", "W1", "b1", "W2", "b2", "omega"], got, ref, strict=True):
         assert _rel(a, b) < 1e-6, (name, _rel(a, b))
 
 
@@ -131,7 +131,7 @@ def test_adjoints_equal_direct_backprop_decreasing_time(adjoint):
     t = torch.tensor([1.0, 0.6, -0.1, -0.5], dtype=F64, requires_grad=True)
     ref = _grads(func, y0, t, w, **TIGHT)
     got = _grads(func, y0, t, w, adjoint=adjoint, **TIGHT)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert _rel(a, b) < 1e-6
 
 
@@ -143,7 +143,7 @@ def test_adjoints_with_fixed_step_agree_with_direct_at_the_step_error(adjoint):
     kw = dict(method="rk4", options=dict(step_size=0.02), rtol=1e-8, atol=1e-10)
     ref = _grads(func, y0, t, w, **kw)
     got = _grads(func, y0, t, w, adjoint=adjoint, **kw)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert _rel(a, b) < 1e-6
 
 
@@ -198,7 +198,7 @@ def test_agrees_with_torchdiffeqs_adjoint(adjoint):
     got = _grads(func, y0, t, w, adjoint=adjoint, **TIGHT)
     ys = torchdiffeq.odeint_adjoint(func, y0, t, **TIGHT)
     ref = torch.autograd.grad((w * ys).sum(), (y0, t, *func.parameters()))
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert _rel(a, b) < 1e-6
 
 
@@ -210,7 +210,7 @@ def test_odeint_adjoint_drop_in_for_torchdiffeq():
     assert (ours - theirs).abs().max() < 1e-8
     g1 = torch.autograd.grad((w * ours).sum(), (y0, *func.parameters()))
     g2 = torch.autograd.grad((w * theirs).sum(), (y0, *func.parameters()))
-    for a, b in zip(g1, g2):
+    for a, b in zip(g1, g2, strict=True):
         assert _rel(a, b) < 1e-6
 
 
@@ -235,11 +235,11 @@ def test_tuple_state_gradients(adjoint):
     kw = dict(adjoint_params=(k, damp), **TIGHT)
     ref = _grads(_osc(k, damp), (x0, v0), t, w, **kw)
     got = _grads(_osc(k, damp), (x0, v0), t, w, adjoint=adjoint, **kw)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert _rel(a, b) < 1e-6
     ys = torchdiffeq.odeint_adjoint(_osc(k, damp), (x0, v0), t, **kw)
-    td = torch.autograd.grad(sum((wi * yi).sum() for wi, yi in zip(w, ys)), (x0, v0, t, k, damp))
-    for a, b in zip(got, td):
+    td = torch.autograd.grad(sum((wi * yi).sum() for wi, yi in zip(w, ys, strict=True)), (x0, v0, t, k, damp))
+    for a, b in zip(got, td, strict=True):
         assert _rel(a, b) < 1e-6
 
 
@@ -249,7 +249,7 @@ def test_batched_state_gradients(adjoint):
     y0, t, w = _problem(shape=(2, 2, 3), n_t=3, seed=11)
     ref = _grads(func, y0, t, w, **TIGHT)
     got = _grads(func, y0, t, w, adjoint=adjoint, **TIGHT)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert _rel(a, b) < 1e-6
 
 
@@ -262,7 +262,7 @@ def test_float32(adjoint):
     y32 = y0.detach().float().requires_grad_(True)
     t32 = t.detach().float().requires_grad_(True)
     got = _grads(func32, y32, t32, w.float(), rtol=1e-6, atol=1e-7, adjoint=adjoint)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert a.dtype == torch.float32
         assert _rel(a.double(), b) < 1e-4
 
@@ -311,5 +311,5 @@ def test_adjoints_equal_direct_every_adaptive_method(adjoint, method):
     tol = TIGHT if method == "dopri8" else dict(rtol=1e-8, atol=1e-10)
     ref = _grads(func, y0, t, w, method=method, **tol)
     got = _grads(func, y0, t, w, method=method, adjoint=adjoint, **tol)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert _rel(a, b) < 1e-5

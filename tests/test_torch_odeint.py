@@ -139,12 +139,12 @@ def test_tuple_state_matches_torchdiffeq():
     ours = odeint(_tuple_func, y0, t, **TIGHT)
     ref = torchdiffeq.odeint(_tuple_func, y0, t, **TIGHT)
     assert isinstance(ours, tuple) and len(ours) == 2
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=True):
         assert a.shape == b.shape == (5, 2)
         assert (a - b).abs().max() < 1e-8
     fixed = odeint(_tuple_func, y0, t, method="rk4", options=dict(step_size=0.1))
     fixed_ref = torchdiffeq.odeint(_tuple_func, y0, t, method="rk4", options=dict(step_size=0.1))
-    for a, b in zip(fixed, fixed_ref):
+    for a, b in zip(fixed, fixed_ref, strict=True):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
 
 

@@ -104,7 +104,7 @@ def test_grid_constructor_gradients(adjoint):
     for adj in (None, adjoint):
         ys = odeint(func, y0, t, method="rk4", options=opts, adjoint=adj, rtol=1e-8, atol=1e-10)
         grads.append(torch.autograd.grad(ys.sum(), (y0, *func.parameters())))
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert _rel(a, b) < 1e-5
 
 
@@ -161,7 +161,7 @@ def test_jump_t_is_seen_by_the_adjoints(adjoint):
     g_direct = torch.autograd.grad(odeint(f, y0, t, **kw).sum(), (y0, k))
     ys, stats = odeint(f, y0, t, adjoint=adjoint, return_stats=True, **kw)
     g = torch.autograd.grad(ys.sum(), (y0, k))
-    for a, b in zip(g, g_direct):
+    for a, b in zip(g, g_direct, strict=True):
         assert _rel(a, b) < 1e-8
     if adjoint != "backsolve":
         assert stats.backward["n_panels"] == 3  # [0, 0.4], [0.4, 0.7], [0.7, 1]
@@ -217,7 +217,7 @@ def test_seminorm_backsolve():
         ys, stats = odeint(func, y0, t, adjoint="backsolve", return_stats=True,
                            adjoint_options=None if norm is None else dict(norm=norm), **tol)
         g = torch.autograd.grad(ys.sum(), (y0, *func.parameters()))
-        for a, b in zip(g, ref):
+        for a, b in zip(g, ref, strict=True):
             assert _rel(a, b) < 1e-6
         nfe[norm] = stats.backward["nfe_f"]
     assert nfe["seminorm"] <= nfe[None]

@@ -8,7 +8,8 @@ a tuple of tensors. :class:`UserFunc` bridges the two; :class:`TorchField` and
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -47,7 +48,7 @@ class UserFunc:
         """Flat state -> the user's tuple (views)."""
         parts = torch.split(y, self.sizes, dim=-1)
         lead = y.shape[:-1]
-        return tuple(p.reshape(*lead, *s) for p, s in zip(parts, self.shapes))
+        return tuple(p.reshape(*lead, *s) for p, s in zip(parts, self.shapes, strict=True))
 
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         return self.call(self.t_tensor(t), y)
@@ -65,7 +66,7 @@ class UserFunc:
             if not isinstance(out, (tuple, list)) or len(out) != len(parts):
                 raise TypeError(f"`func(t, y)` must return a tuple of {len(parts)} tensors like the "
                                 f"tuple `y0`, got {_describe(out)}")
-            for i, (o, p) in enumerate(zip(out, parts)):
+            for i, (o, p) in enumerate(zip(out, parts, strict=True)):
                 _check_output(o, p, f"y0[{i}]")
             self._check = False
         return torch.cat([o.reshape(-1) for o in out])
@@ -151,7 +152,7 @@ class TorchParamField(TorchField):
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """The flat parameter gradient as one tensor per parameter (shape, dtype, device)."""
         out = []
-        for p, chunk in zip(self.params, torch.split(flat, self.numels)):
+        for p, chunk in zip(self.params, torch.split(flat, self.numels), strict=True):
             out.append(chunk.reshape(p.shape).to(dtype=p.dtype, device=p.device))
         return out
 
@@ -162,7 +163,7 @@ def _grad(f: torch.Tensor, inputs, a: torch.Tensor):
         grads = torch.autograd.grad(f, inputs, a, allow_unused=True)
     else:
         grads = (None,) * len(inputs)
-    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)]
 
 
 # -- norms: torchdiffeq's defaults, composed on the device (the core makes the one sync) ----------

@@ -10,8 +10,9 @@ core a vector field whose VJPs come from ``torch.autograd.grad`` and lets
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -256,7 +257,7 @@ def _tolerance(value, name: str, shapes, state: torch.Tensor):
             raise ValueError(f"a tuple `{name}` must have one entry per component of `y0` "
                              f"({len(shapes)}), got {len(value)}")
         parts = [torch.as_tensor(v, dtype=state.dtype, device=state.device).expand(s.numel())
-                 for v, s in zip(value, shapes)]
+                 for v, s in zip(value, shapes, strict=True)]
         for v in value:
             if torch.is_tensor(v) and v.numel() != 1:
                 raise ValueError(f"each entry of a tuple `{name}` must be a scalar")
@@ -396,7 +397,7 @@ class _OdeintAdjointFn(torch.autograd.Function):
                 "double backward (create_graph=True) through an adjoint is not supported by "
                 "gqlib.torch; use adjoint=None (direct backpropagation) for higher derivatives")
         job: _AdjointJob = ctx.job
-        ctx.saved_tensors  # the version check
+        _ = ctx.saved_tensors  # the version check
         need = ctx.needs_input_grad
         with_params = any(need[3:])
         fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False)
@@ -406,7 +407,7 @@ class _OdeintAdjointFn(torch.autograd.Function):
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None
         if with_params:
-            grad_params = [gp if n else None for gp, n in zip(fld.unflatten(g.params), need[3:])]
+            grad_params = [gp if n else None for gp, n in zip(fld.unflatten(g.params), need[3:], strict=True)]
         else:
             grad_params = [None] * len(job.params)
         return (None, grad_y0, grad_t, *grad_params)
