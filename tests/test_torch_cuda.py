@@ -34,15 +34,23 @@ class Field(torch.nn.Module):
         return self.l2(torch.tanh(self.l1(y))) * (1.0 + 0.5 * torch.sin(2.0 * t)) - 0.1 * y
 
 
-def _run(device, adjoint, dtype=F64, **kw):
+def _setup(device, dtype=F64):
     func = Field(dtype=dtype).to(device)
     g = torch.Generator().manual_seed(1)
     y0 = torch.randn(8, 4, generator=g, dtype=dtype).to(device).requires_grad_(True)
     t = torch.linspace(0, 2, 5, dtype=dtype).to(device).requires_grad_(True)
     w = torch.randn(5, 8, 4, generator=g, dtype=dtype).to(device)
+    return func, y0, t, w
+
+
+def _solve(func, y0, t, w, adjoint, **kw):
     ys, stats = odeint(func, y0, t, adjoint=adjoint, return_stats=True, **kw)
     grads = torch.autograd.grad((w * ys).sum(), (y0, t, *func.parameters()))
     return ys, grads, stats
+
+
+def _run(device, adjoint, dtype=F64, **kw):
+    return _solve(*_setup(device, dtype), adjoint, **kw)
 
 
 @pytest.mark.parametrize("adjoint", ADJ)
@@ -84,20 +92,37 @@ def _sync_sites(fn):
 def test_direct_mode_syncs_once_per_step_attempt(method):
     # rk4 (fixed) and dopri8 (adaptive) land on the outputs: no dense output is evaluated
     kw = dict(options=dict(step_size=0.05)) if method == "rk4" else dict(rtol=1e-8, atol=1e-10)
-    _run("cuda", None, method=method, **kw)  # warm up kernels and allocator
-    (_, _, stats), sites = _sync_sites(lambda: _run("cuda", None, method=method, **kw))
+    args = _setup("cuda")
+    _solve(*args, None, method=method, **kw)  # warm up kernels and allocator
+    (_, _, stats), sites = _sync_sites(lambda: _solve(*args, None, method=method, **kw))
     syncs = sum(sites.values())
     print(f"{method}: {syncs} syncs for {stats.forward['n_steps']} attempts: {dict(sites)}")
     # + the times to the host once and Hairer's initial step (three norms)
     assert syncs <= stats.forward["n_steps"] + 4
 
 
-@pytest.mark.parametrize("adjoint", ADJ)
-def test_the_adapter_adds_no_syncs(adjoint):
-    _run("cuda", adjoint)
-    (_, _, stats), sites = _sync_sites(lambda: _run("cuda", adjoint))
+def _adjoint_sites(adjoint):
+    args = _setup("cuda")
+    _solve(*args, adjoint)
+    (_, _, stats), sites = _sync_sites(lambda: _solve(*args, adjoint))
     attempts = stats.forward["n_steps"] + (stats.backward or {}).get("n_steps", 0)
     print(f"adjoint={adjoint}: {sum(sites.values())} syncs for {attempts} step attempts")
     for site, n in sites.most_common():
         print(f"    {n:5d}  {site}")
+    return sites, stats, attempts
+
+
+@pytest.mark.parametrize("adjoint", ADJ)
+def test_the_adapter_adds_no_syncs(adjoint):
+    sites, _, _ = _adjoint_sites(adjoint)
     assert not [s for s in sites if "gqlib/torch/" in s.replace(os.sep, "/")]
+
+
+@pytest.mark.xfail(strict=False, reason="core: dense output copies tableau rows and "
+                   "interpolation powers host-to-device per segment (xp.asarray from NumPy, a "
+                   "stream sync each); the GQ node rule syncs once per panel")
+@pytest.mark.parametrize("adjoint", ADJ)
+def test_dense_output_and_adjoints_sync_once_per_step_attempt(adjoint):
+    sites, stats, attempts = _adjoint_sites(adjoint)
+    panels = (stats.backward or {}).get("n_panels", 0)
+    assert sum(sites.values()) <= attempts + panels + 8
