@@ -239,7 +239,9 @@ def write_markdown(rows, cold, warm_load, cos_pair, scipy_pair, t_gl7, t_cached)
         "Written by `validation/bench_gauss_legendre.py` "
         "(`.venv/bin/python validation/bench_gauss_legendre.py`), one run on "
         f"{platform.machine()} with {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, SciPy {scipy.__version__}.",
+        f"NumPy {np.__version__}, SciPy {scipy.__version__}; 1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the end (other jobs slow every timing alike; the targets are "
+        "ratios of alternated runs).",
         "",
         "Times are the best of several warm runs (gqlib with its rule cache cleared before each, "
         "so it computes). Errors are the largest over a sample of nodes (all for n <= 100; ends, "
