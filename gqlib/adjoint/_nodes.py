@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from .._backend import constant_like
+
 __all__ = ["SAMPLES", "paper_count", "chebyshev_points", "resolved_degree", "adaptive_count"]
 
 SAMPLES = 24        # Chebyshev samples of z per panel: resolves degrees up to SAMPLES - 4 = 20
@@ -66,7 +68,7 @@ def resolved_degree(xp, values, rtol, atol) -> int | None:
     Returns ``None`` when the coefficients have not decayed (the panel must be split). One
     device-to-host transfer of ``SAMPLES`` floats.
     """
-    C = xp.asarray(_DCT, dtype=values.dtype, device=_device(values))
+    C = constant_like(f"dct{SAMPLES}", _DCT, values)
     coef = C @ values                                                # (m, n_comp)
     scale = atol + rtol * xp.max(xp.abs(values), axis=0)            # (n_comp,)
     scaled = coef / scale

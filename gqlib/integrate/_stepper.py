@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .._backend import namespace, to_host_float
+from .._backend import constant_like, namespace, to_host_float
 from ..errors import NonFiniteState, StepSizeTooSmall, TooManySteps
 from ..tableaux import ButcherTableau
 from ._controller import PIController
@@ -59,16 +59,19 @@ class Segment:
 
 
 def evaluate_dense(y0, h, Q, theta):
-    """``y0 + h * Q @ [theta, theta^2, ...]`` for a scalar or 1-D array of ``theta`` (floats)."""
+    """``y0 + h * Q @ [theta, theta^2, ...]`` for a scalar or 1-D array of ``theta`` (floats).
+
+    A scalar ``theta`` is raised to a cached on-device range of exponents (no host-to-device
+    copy); an array of ``theta`` is copied to the device once.
+    """
     xp = namespace(y0)
     degree = Q.shape[-1]
-    theta = np.asarray(theta, dtype=np.float64)
-    if theta.ndim == 0:
-        powers = np.cumprod(np.full(degree, float(theta)))
-        pw = xp.asarray(powers, dtype=y0.dtype, device=_device(y0))
+    exps = constant_like(f"exponents{degree}", np.arange(1, degree + 1, dtype=np.float64), y0)
+    if np.ndim(theta) == 0:
+        pw = float(theta) ** exps
         return y0 + h * (Q @ pw)
-    powers = np.cumprod(np.repeat(theta[:, None], degree, axis=1), axis=1)  # (m, degree)
-    pw = xp.asarray(powers.T, dtype=y0.dtype, device=_device(y0))  # (degree, m)
+    theta_x = xp.asarray(np.asarray(theta, dtype=np.float64), dtype=y0.dtype, device=_device(y0))
+    pw = theta_x[None, :] ** exps[:, None]  # (degree, m)
     vals = Q @ pw  # (*shape, m)
     vals = xp.moveaxis(vals, -1, 0) if vals.ndim > 1 else vals
     return y0[None, ...] + h * vals
@@ -355,7 +358,7 @@ class Stepper:
                 row = tab.P[i]
                 if not np.any(row):
                     continue
-                pr = self.xp.asarray(row, dtype=seg.y0.dtype, device=_device(seg.y0))
+                pr = constant_like(f"P:{tab.name}:{i}", row, seg.y0)
                 term = K[i][..., None] * pr
                 Q = term if Q is None else Q + term
             return Q
