@@ -185,7 +185,23 @@ def worker(args) -> None:
                       "peak_mib": peak_mib, "err": err, "stats": stats}))
 
 
+IN_PROCESS = False
+
+
 def run_worker(argv) -> dict:
+    if IN_PROCESS:  # CUDA only: peaks are reset per configuration with torch.cuda
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        ns = argparse.Namespace(**{k.lstrip("-"): v for k, v in zip(argv[::2], argv[1::2])})
+        ns.W, ns.B, ns.repeats = int(ns.W), int(ns.B), int(ns.repeats)
+        try:
+            with contextlib.redirect_stdout(buf):
+                worker(ns)
+        except Exception as exc:  # report and go on with the next configuration
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        return json.loads(buf.getvalue().strip().splitlines()[-1])
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", *argv],
                          capture_output=True, text=True)
     if out.returncode != 0:
@@ -202,6 +218,8 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="markdown file for the table")
     p.add_argument("--json", default=None, help="raw results as JSON")
+    p.add_argument("--in-process", action="store_true",
+                   help="CUDA: run every configuration in this process (saves start-up time)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--W", type=int, help=argparse.SUPPRESS)
     p.add_argument("--B", type=int, help=argparse.SUPPRESS)
@@ -211,6 +229,11 @@ def main() -> int:
     if args.worker:
         worker(args)
         return 0
+    if args.in_process:
+        if args.device != "cuda":
+            p.error("--in-process needs --device cuda (CPU peaks cannot be reset in-process)")
+        global IN_PROCESS
+        IN_PROCESS = True
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         p.error(f"unknown methods {unknown}; valid: {list(METHODS)}")
