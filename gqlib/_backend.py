@@ -77,17 +77,18 @@ def finite_float(x: float) -> bool:
 _CONSTANTS: dict = {}
 
 
-def constant_like(name: str, values, like):
+def constant_like(name: str, values, like, dtype=None):
     """``values`` (host data) as an array in ``like``'s namespace, dtype and device, cached.
 
     Tableau rows, exponent ranges and DCT matrices are copied to an accelerator once, not at
     every step: each host-to-device copy from pageable memory costs a stream synchronisation.
     ``name`` must identify ``values`` uniquely.
     """
-    key = (name, type(like).__module__, str(like.dtype), str(array_device(like)))
+    xp = array_namespace(like)
+    dtype = like.dtype if dtype is None else dtype
+    key = (name, type(like).__module__, str(dtype), str(array_device(like)))
     arr = _CONSTANTS.get(key)
     if arr is None:
-        xp = array_namespace(like)
-        arr = xp.asarray(np.asarray(values), dtype=like.dtype, device=array_device(like))
+        arr = xp.asarray(np.asarray(values), dtype=dtype, device=array_device(like))
         _CONSTANTS[key] = arr
     return arr

@@ -79,6 +79,14 @@ class DenseOutput:
         return xp.reshape(out, (*tq_np.shape, *like.shape[1:]))
 
 
+    def pieces_between(self, a: float, b: float):
+        """``(t0, h, y0, Q)`` of the steps overlapping ``[a, b]`` (for device-side evaluation)."""
+        lo_key, hi_key = sorted((self.direction * a, self.direction * b))
+        i0 = max(int(np.searchsorted(self._keys, lo_key, side="right")) - 1, 0)
+        i1 = min(int(np.searchsorted(self._keys, hi_key, side="right")) - 1, self.n_steps - 1)
+        return [(float(self.t0[i]), float(self.h[i]), self.y0[i], self.Q[i])
+                for i in range(i0, i1 + 1)]
+
     def _at(self, t: float):
         lo, hi = (self.t_first, self.t_last) if self.direction > 0 else (self.t_last, self.t_first)
         if not (lo <= t <= hi):

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import namespace
+from .._backend import constant_like, namespace
 from ..integrate._controller import PIController
 from ..integrate._norms import resolve_norm
-from ..integrate._stepper import Stepper
+from ..integrate._stepper import Stepper, evaluate_pieces
 from ..integrate._validation import (check_max_steps, check_positive, check_times,
                                      check_tolerance)
 from ..interpolate import Solution
@@ -252,6 +252,9 @@ class _Backward:
             while stepper.t != t_lo:
                 seg = stepper.step(t_lo)
                 if quadrature:
+                    # build the interpolant now: a Hermite f(t1, y1) is then the next step's
+                    # first stage instead of an extra evaluation later
+                    seg.Q
                     segments.append(seg)
             if quadrature:
                 contrib = self._quadrature(segments, float(t[i]), t_lo)
@@ -308,7 +311,7 @@ class _Backward:
         edges = sorted({lo, hi, *cuts})
         total = None
         sign = 1.0 if t_hi > t_lo else -1.0
-        backward = _SegmentReader(segments, self.xp)
+        backward = _SegmentReader(segments, segments[0].y0)
         for a, b in zip(edges[:-1], edges[1:]):
             part = self._panel(backward, a, b, depth=0)
             if total is None:
@@ -325,20 +328,24 @@ class _Backward:
         elif isinstance(self.nodes, int):
             n = min(self.nodes, self.max_nodes)
         else:
-            tc = 0.5 * (a + b) + 0.5 * (b - a) * chebyshev_points(SAMPLES)
-            zc = reader(tc)
+            tc = reader.times(f"cheb{SAMPLES}", chebyshev_points(SAMPLES), a, b)
+            zc = reader.at(tc, a, b)
             if self.adjoint == "interpolated":
-                zc = xp.concat([xp.reshape(self.sol.dense(tc), (SAMPLES, -1)), zc], axis=1)
+                yc = evaluate_pieces(self.sol.dense.pieces_between(a, b), tc, zc)
+                zc = xp.concat([xp.reshape(yc, (SAMPLES, -1)), zc], axis=1)
             d = resolved_degree(xp, zc, self.rtol, self.atol)
             if d is None and depth < MAX_SPLITS:
                 m = 0.5 * (a + b)
                 return self._panel(reader, a, m, depth + 1) + self._panel(reader, m, b, depth + 1)
             d = SAMPLES - 4 if d is None else d
             n = adaptive_count(d, self.extra, self.max_nodes)
-        x, w = gauss_legendre(n, a, b)
-        z = reader(x)
+        x_ref, w_ref = gauss_legendre(n)
+        x = 0.5 * (a + b) + 0.5 * (b - a) * x_ref
+        w = 0.5 * (b - a) * w_ref
+        x_dev = reader.times(f"gl{n}", x_ref, a, b)
+        z = reader.at(x_dev, a, b)
         if self.adjoint == "interpolated":
-            y_nodes = self.sol.dense(x)
+            y_nodes = evaluate_pieces(self.sol.dense.pieces_between(a, b), x_dev, z)
         self.n_nodes += n
         self.n_panels += 1
         acc = None
@@ -358,36 +365,24 @@ class _Backward:
 
 
 class _SegmentReader:
-    """Evaluates the backward interpolant of one output interval at arbitrary times."""
+    """Evaluates the backward interpolant of one output interval at a rule's points, mapped to a
+    panel, entirely on the state's device (see :func:`evaluate_pieces`)."""
 
-    def __init__(self, segments, xp):
-        self.segments = segments
-        self.xp = xp
-        t0 = np.array([s.t0 for s in segments])
-        self.direction = 1.0 if segments[0].h > 0 else -1.0
-        self.keys = self.direction * t0
+    def __init__(self, segments, like):
+        self.pieces = [(s.t0, s.h, s.y0, s.Q) for s in segments]
+        self.like = like
 
-    def __call__(self, tq: np.ndarray):
-        """Values at the times ``tq`` (any order), shape ``(len(tq), n_state)``."""
-        tq = np.asarray(tq, dtype=np.float64)
-        idx = np.searchsorted(self.keys, self.direction * tq, side="right") - 1
-        idx = np.clip(idx, 0, len(self.segments) - 1)
-        order = np.argsort(idx, kind="stable")
-        parts = []
-        for j in np.unique(idx):
-            sel = order[idx[order] == j]
-            parts.append((sel, self.segments[j](tq[sel])))
-        if len(parts) == 1:
-            sel, vals = parts[0]
-            return vals if np.all(sel == np.arange(len(tq))) else self._reorder(parts, len(tq))
-        return self._reorder(parts, len(tq))
+    def times(self, name: str, ref: np.ndarray, a: float, b: float):
+        """The points ``ref`` of [-1, 1] mapped to [a, b], as a float64 device array."""
+        base = constant_like(name, ref, self.like, dtype=_float64(self.like))
+        return 0.5 * (a + b) + 0.5 * (b - a) * base
 
-    def _reorder(self, parts, m):
-        xp = self.xp
-        sel_all = np.concatenate([p[0] for p in parts])
-        vals = xp.concat([p[1] for p in parts], axis=0)
-        inverse = np.empty(m, dtype=np.int64)
-        inverse[sel_all] = np.arange(m)
-        from array_api_compat import device
+    def at(self, t_dev, a: float, b: float):
+        sel = [p for p in self.pieces if min(p[0], p[0] + p[1]) < b and max(p[0], p[0] + p[1]) > a]
+        return evaluate_pieces(sel, t_dev, self.like)
 
-        return xp.take(vals, xp.asarray(inverse, device=device(vals)), axis=0)
+
+def _float64(like):
+    from array_api_compat import array_namespace
+
+    return array_namespace(like).float64

@@ -77,6 +77,32 @@ def evaluate_dense(y0, h, Q, theta):
     return y0[None, ...] + h * vals
 
 
+def evaluate_pieces(pieces, t_dev, like):
+    """A piecewise interpolant at times already on the device, with no host transfer.
+
+    ``pieces`` are ``(t0, h, y0, Q)`` of consecutive steps (host floats ``t0``, ``h``); ``t_dev``
+    is a 1-D float64 device array. Each time is evaluated on every piece and kept where it
+    belongs (``lo <= t < hi``, the topmost piece closed), by masks rather than indexing, so no
+    index array crosses to the device. Returns shape ``(m, *y0.shape)``.
+    """
+    xp = namespace(like)
+    his = [max(t0, t0 + h) for t0, h, _, _ in pieces]
+    top = int(np.argmax(his))
+    out = None
+    for j, (t0, h, y0, Q) in enumerate(pieces):
+        lo, hi = min(t0, t0 + h), his[j]
+        degree = Q.shape[-1]
+        exps = constant_like(f"exponents{degree}", np.arange(1, degree + 1, dtype=np.float64),
+                             t_dev, dtype=t_dev.dtype)
+        theta = (t_dev - t0) / h
+        pw = xp.astype(theta[None, :] ** exps[:, None], y0.dtype)  # (degree, m)
+        vals = y0[..., None] + h * (Q @ pw)                          # (*shape, m)
+        inside = (t_dev >= lo) & ((t_dev <= hi) if j == top else (t_dev < hi))
+        term = vals * xp.astype(inside, y0.dtype)
+        out = term if out is None else out + term
+    return xp.moveaxis(out, -1, 0) if out.ndim > 1 else out
+
+
 def _device(x):
     from array_api_compat import device
 
