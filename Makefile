@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check gqlib tests validation
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
