@@ -11,7 +11,8 @@ import math
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device as array_device, is_array_api_obj
+from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import device as array_device
 
 __all__ = ["namespace", "as_state", "is_numpy", "to_host_float", "device_of", "asarray_like",
            "is_floating"]

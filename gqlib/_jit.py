@@ -8,7 +8,8 @@ call. Set the environment variable ``GQLIB_DISABLE_JIT=1`` to run every kernel a
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DISABLED = os.environ.get("GQLIB_DISABLE_JIT", "0") not in ("", "0", "false", "False")
 

@@ -7,7 +7,7 @@ large enough that rounding does not dominate.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -7,7 +7,8 @@ Each accepted step carries the method's continuous extension (``Q = K.T @ P``, l
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -38,11 +38,11 @@ LOGISTIC = Problem("logistic", _logistic_f, [0.1], 0.0, 5.0, _logistic_exact)
 _A = np.array([[-0.5, 2.0], [-2.0, -0.5]])
 
 
-def _linear_exact(t, y0=np.array([1.0, 0.0])):
+def _linear_exact(t, y0=(1.0, 0.0)):
     from scipy.linalg import expm
 
     t = np.atleast_1d(np.asarray(t, dtype=float))
-    out = np.stack([expm(_A * s) @ y0 for s in t])
+    out = np.stack([expm(_A * s) @ np.asarray(y0) for s in t])
     return out
 
 

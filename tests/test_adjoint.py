@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from adjoint_fields import LinearField, TanhField
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy.linalg import expm, expm_frechet
 
 import gqlib
 from gqlib.adjoint import FunctionField, gradient
-from adjoint_fields import LinearField, TanhField
 
 ADJ = ["gq", "backsolve", "interpolated"]
 TIGHT = dict(rtol=1e-11, atol=1e-13)

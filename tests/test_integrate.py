@@ -6,11 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+from problems import LINEAR, LOGISTIC, NONAUTONOMOUS
 from scipy.integrate import solve_ivp
 
 import gqlib
 from gqlib.errors import GQLibError, NonFiniteState, StepSizeTooSmall, TooManySteps
-from problems import LINEAR, LOGISTIC, NONAUTONOMOUS
 
 
 def test_outputs_and_shapes():

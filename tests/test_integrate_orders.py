@@ -7,10 +7,10 @@ must lie within 0.15 of theory.
 
 import numpy as np
 import pytest
+from problems import LINEAR, NONAUTONOMOUS
 
 import gqlib
 from gqlib.convergence import observed_order, refinement_study
-from problems import LINEAR, NONAUTONOMOUS
 
 ALL = sorted({tab.name for tab in gqlib.METHODS.values()})
 TOL = 0.15

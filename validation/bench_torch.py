@@ -194,7 +194,7 @@ def run_worker(argv) -> dict:
         import io
 
         buf = io.StringIO()
-        ns = argparse.Namespace(**{k.lstrip("-"): v for k, v in zip(argv[::2], argv[1::2])})
+        ns = argparse.Namespace(**{k.lstrip("-"): v for k, v in zip(argv[::2], argv[1::2], strict=True)})
         ns.W, ns.B, ns.repeats = int(ns.W), int(ns.B), int(ns.repeats)
         try:
             with contextlib.redirect_stdout(buf):

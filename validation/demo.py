@@ -40,14 +40,14 @@ def order_table() -> None:
         k_max = {1: 2 ** 13, 2: 2 ** 11, 3: 2 ** 9, 4: 2 ** 8, 5: 200}.get(tab.order, 40)
         hs = (tout[1] - tout[0]) / np.unique(np.geomspace(k_min, k_max, 20).astype(int))
 
-        def err(h):
+        def err(h, name=name, tout=tout, ref=ref):
             sol = gqlib.solve(f, exact(0.0), tout, method=name, step_size=h)
             return np.max(np.abs(sol.y[1:] - ref[1:]))
 
         study = refinement_study(err, hs, lo=1e-13, hi=1e-2, next_order_term=True)
         expected = min(tab.order, tab.dense_order + 1)
 
-        def err_dense(h):
+        def err_dense(h, name=name):
             sol = gqlib.solve(f, exact(0.0), [0.0, 1.0], method=name, step_size=h, dense_output=True)
             n = round(1.0 / h)
             tq = (np.arange(n) + 0.37) / n

@@ -6,8 +6,9 @@ A field supplies ``f`` and vector-Jacobian products; frameworks implement it (``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import perf_counter
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["VectorField", "FunctionField", "CountedField"]
 

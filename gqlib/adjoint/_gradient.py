@@ -14,7 +14,8 @@ References: Chen et al. (2018); Kidger, Chen & Lyons (2021); Norcliffe & Deisenr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 import numpy as np
@@ -23,14 +24,19 @@ from .._backend import constant_like, namespace
 from ..integrate._controller import PIController
 from ..integrate._norms import resolve_norm
 from ..integrate._stepper import Stepper, evaluate_pieces
-from ..integrate._validation import (check_max_steps, check_positive, check_times,
-                                     check_tolerance)
+from ..integrate._validation import check_max_steps, check_positive, check_times, check_tolerance
 from ..interpolate import Solution
 from ..quadrature import gauss_legendre
 from ..tableaux import get_method
 from ._field import CountedField
-from ._nodes import (MAX_SPLITS, SAMPLES, adaptive_count, chebyshev_points, paper_count,
-                     resolved_degree)
+from ._nodes import (
+    MAX_SPLITS,
+    SAMPLES,
+    adaptive_count,
+    chebyshev_points,
+    paper_count,
+    resolved_degree,
+)
 
 __all__ = ["gradient", "AdjointGradient", "ADJOINTS", "NODE_RULES"]
 
@@ -254,7 +260,7 @@ class _Backward:
                 if quadrature:
                     # build the interpolant now: a Hermite f(t1, y1) is then the next step's
                     # first stage instead of an extra evaluation later
-                    seg.Q
+                    _ = seg.Q
                     segments.append(seg)
             if quadrature:
                 contrib = self._quadrature(segments, float(t[i]), t_lo)
@@ -312,7 +318,7 @@ class _Backward:
         total = None
         sign = 1.0 if t_hi > t_lo else -1.0
         backward = _SegmentReader(segments, segments[0].y0)
-        for a, b in zip(edges[:-1], edges[1:]):
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
             part = self._panel(backward, a, b, depth=0)
             if total is None:
                 total = part

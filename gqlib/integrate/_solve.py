@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -13,8 +14,14 @@ from ..tableaux import get_method
 from ._controller import PIController
 from ._norms import resolve_norm
 from ._stepper import Stepper
-from ._validation import (check_derivative, check_max_steps, check_positive, check_times,
-                          check_tolerance, check_tstops)
+from ._validation import (
+    check_derivative,
+    check_max_steps,
+    check_positive,
+    check_times,
+    check_tolerance,
+    check_tstops,
+)
 
 __all__ = ["solve"]
 
@@ -155,7 +162,7 @@ def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: b
         limit = float(t_np[i]) if land_on_outputs else None
         seg = stepper.step(limit)
         if keep:
-            seg.Q  # build the interpolant now: a Hermite f(t1, y1) is then reused by the next step
+            _ = seg.Q  # build the interpolant now: a Hermite f(t1, y1) is then reused by the next step
             segments.append(seg)
         # outputs inside this step (interpolated) and at its end (exact)
         while i < n and d * (t_np[i] - seg.t1) < 0:

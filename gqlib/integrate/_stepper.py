@@ -12,7 +12,8 @@ autograd: direct backpropagation differentiates the discretisation.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
