@@ -209,3 +209,16 @@ def test_bad_input():
     g = gradient(FunctionField(lambda t, y: -y, lambda t, y, a: -a), sol, G)
     assert g.params is None
     np.testing.assert_allclose(g.y0, np.exp(-1.0) * np.ones(2) + 1.0, rtol=1e-6)
+
+
+def test_backward_state_sizes():
+    """Memory: the backward solver holds 2D (gq), D (interpolated) or 2D + P (backsolve)."""
+    rng = np.random.default_rng(2)
+    D = 3
+    field = TanhField(rng.standard_normal((D, D)), rng.standard_normal(D))
+    P = field.theta.size
+    t = np.linspace(0, 1, 4)
+    sol = gqlib.solve(field, rng.standard_normal(D), t, dense_output=True)
+    G = rng.standard_normal((4, D))
+    sizes = {adj: gradient(field, sol, G, adjoint=adj).stats["state_size"] for adj in ADJ}
+    assert sizes == {"gq": 2 * D, "interpolated": D, "backsolve": 2 * D + P}

@@ -58,7 +58,8 @@ class AdjointGradient:
         dL/dt_i for every output time, shape ``(len(t),)``.
     stats : dict
         ``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``, ``n_nodes``, ``n_panels``, ``n_accepted``,
-        ``n_rejected``, ``n_steps`` of the backward pass, and ``seconds``: host time spent in the
+        ``n_rejected``, ``n_steps``, ``state_size`` (entries of the backward solver's state) of the
+        backward pass, and ``seconds``: host time spent in the
         field by kind (``f``, ``vjp_y`` including fused ``f_vjp_y``, ``vjp_params``).
     """
 
@@ -304,6 +305,8 @@ class _Backward:
         s["n_accepted"] = stepper.stats["n_accepted"] if stepper else 0
         s["n_rejected"] = stepper.stats["n_rejected"] if stepper else 0
         s["n_steps"] = stepper.stats["n_steps"] if stepper else 0
+        # size of the state inside the backward solver: 2D (gq), D (interpolated), 2D + P
+        s["state_size"] = int(stepper.y.shape[0]) if stepper else 0
         # host seconds inside the field, by kind (fused f+vjp_y calls count as vjp_y)
         s["seconds"] = dict(self.cf.seconds)
         return s
