@@ -38,6 +38,11 @@ import threading
 import numpy as np
 
 from .._jit import DISABLED, is_jitted, jit
+
+if not DISABLED:  # the kernel's growable dense-output store (only ever built inside the kernel)
+    from numba.typed import List
+else:  # pragma: no cover
+    List = list
 from ..errors import NonFiniteState, StepSizeTooSmall, TooManySteps
 from ..interpolate import DenseOutput, Solution
 from ._controller import PIController, pi_factor
@@ -293,6 +298,26 @@ def _dense_coefficients(f, t0, t1, y0, y1, K, stages, fsal, has_P, P, P_rows, W,
 
 
 @jit
+def _record_step(store, n_seg, t0, t1, y0, Q):
+    """Append the record ``[t0, t1, y0, Q.ravel()]`` to ``store[0]``, doubling it when full."""
+    n, degree = Q.shape
+    rec = 2 + n + n * degree
+    buf = store[0]
+    o = n_seg * rec
+    if o + rec > buf.shape[0]:
+        new = np.empty(max(2 * buf.shape[0], o + rec))
+        new[:o] = buf[:o]
+        store[0] = new
+        buf = new
+    buf[o] = t0
+    buf[o + 1] = t1
+    for k in range(n):
+        buf[o + 2 + k] = y0[k]
+        for p in range(degree):
+            buf[o + 2 + n + k * degree + p] = Q[k, p]
+
+
+@jit
 def _interpolate(t0, t1, y0, Q, tq, pw, out):
     """``y0 + h * Q @ [theta, theta^2, ...]`` at ``tq`` (``Segment.__call__``)."""
     h = t1 - t0
@@ -319,7 +344,7 @@ def _solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages
                   land_on_outputs, dense):
     """Solve from ``t_out[0]`` to ``t_out[-1]``; see :func:`numba_solve` for the arguments.
 
-    Returns ``(ys, stats, status, t_fail, h_fail, seg_t0, seg_t1, seg_y0, seg_Q, n_seg)`` with
+    Returns ``(ys, stats, status, t_fail, h_fail, dense_records, n_seg)`` with
     ``stats = [nfe, n_steps, n_accepted, n_rejected]``. ``f_init = f(t_out[0], y_init)`` is given
     (and counted: nfe starts at 1, as in ``solve``).
     """
@@ -356,11 +381,11 @@ def _solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages
     for k in range(n):
         ys[0, k] = y[k]
 
-    cap = 16 if dense else 0
-    seg_t0 = np.empty(cap)
-    seg_t1 = np.empty(cap)
-    seg_y0 = np.empty((cap, n))
-    seg_Q = np.empty((cap, n, degree))
+    # dense output: one record [t0, t1, y0, Q.ravel()] per step in a buffer grown by doubling,
+    # held in a list so that the kernel never rebinds an array variable in its loop (numba
+    # would then update reference counts on every pass)
+    store = List()
+    store.append(np.empty(16 * (2 + n + n * degree) if dense else 0))
     n_seg = 0
 
     t = t_out[0]
@@ -442,8 +467,7 @@ def _solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages
         while True:
             stats[1] += 1
             if stats[1] > max_steps:
-                return (ys, stats, STATUS_TOO_MANY_STEPS, t0, h_ctrl, seg_t0, seg_t1, seg_y0,
-                        seg_Q, n_seg)
+                return (ys, stats, STATUS_TOO_MANY_STEPS, t0, h_ctrl, store[0], n_seg)
             remaining = target - t0
             if adaptive:
                 habs = abs(h_ctrl)
@@ -455,38 +479,105 @@ def _solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages
                 h = remaining if landing else remaining / nsub
             t1 = target if landing else t0 + h
             end_is_stop = landing and is_stop
-            for i in range(1, stages):
+            # The stages, then y1 (row `stages` stands for B). Written out in the kernel rather
+            # than through helpers: every array handed to a helper costs numba two atomic
+            # reference-count updates, as much as the arithmetic of a small system.
+            for i in range(1, stages + 1):
+                row = i if i < stages else row_B
+                nw = i if i < stages else stages
+                # acc = sum_j W[row, j] k_j over the nonzero weights, in order (Stepper._combine)
+                first = True
+                for j in range(nw):
+                    w = W[row, j]
+                    if w == 0.0:
+                        continue
+                    if first:
+                        for k in range(n):
+                            acc[k] = w * K[j, k]
+                        first = False
+                    else:
+                        for k in range(n):
+                            acc[k] = acc[k] + w * K[j, k]
+                if i == stages:
+                    for k in range(n):
+                        y1[k] = y_prev[k] + h * acc[k]
+                    break
+                if first:
+                    for k in range(n):
+                        ytmp[k] = y_prev[k]
+                else:
+                    for k in range(n):
+                        ytmp[k] = y_prev[k] + h * acc[k]
                 c = C[i]
                 ti = t1 if c == 1.0 else t0 + c * h
                 if end_is_stop and c == 1.0:
                     ti = np.nextafter(t1, -d * np.inf)  # one-sided, from inside
-                _stage_state(y_prev, h, K, W, i, i, acc, ytmp)
-                _call_row(f, ti, ytmp, K, i)
+                r = f(ti, ytmp)
+                if r.shape[0] != n:
+                    raise ValueError("`f(t, y)` returned an array of another size than y0")
+                for k in range(n):
+                    K[i, k] = r[k]
                 stats[0] += 1
-            _stage_state(y_prev, h, K, W, row_B, stages, acc, y1)
             if not adaptive:
                 finite = True
                 for k in range(n):
                     if not math.isfinite(y1[k]):
                         finite = False
                 if not finite:
-                    return (ys, stats, STATUS_NON_FINITE, t0, h, seg_t0, seg_t1, seg_y0,
-                            seg_Q, n_seg)
+                    return (ys, stats, STATUS_NON_FINITE, t0, h, store[0], n_seg)
                 break
-            # error norm (Stepper._error_norm)
+            # error norm (Stepper._error_norm): e5 from E, e3 from E_low (dop853)
             for k in range(n):
                 scale[k] = atol[k] + rtol[k] * _npmaximum(abs(y_prev[k]), abs(y1[k]))
-            _combine(K, W, row_B + 1, stages, acc)
-            for k in range(n):
-                acc[k] = (h * acc[k]) / scale[k]
-            e5 = _norm(acc, norm_kind, work)
+            e5 = 0.0
+            e3 = 0.0
+            for q in range(2 if has_E_low else 1):
+                row = row_B + 1 + q
+                first = True
+                for j in range(stages):
+                    w = W[row, j]
+                    if w == 0.0:
+                        continue
+                    if first:
+                        for k in range(n):
+                            acc[k] = w * K[j, k]
+                        first = False
+                    else:
+                        for k in range(n):
+                            acc[k] = acc[k] + w * K[j, k]
+                if norm_kind == 1:  # max |x|, NaN propagating
+                    e = 0.0
+                    for k in range(n):
+                        v = abs((h * acc[k]) / scale[k])
+                        if v > e or v != v:
+                            e = v
+                        if e != e:
+                            break
+                else:  # sqrt(mean(x * x)), summed as NumPy does
+                    for k in range(n):
+                        v = (h * acc[k]) / scale[k]
+                        work[k] = v * v
+                    if n < 8:
+                        ss = -0.0
+                        for k in range(n):
+                            ss += work[k]
+                    else:
+                        ss = _pairwise_sum(work, 0, n)
+                    e = math.sqrt(ss / n)
+                if q == 0:
+                    e5 = e
+                else:
+                    e3 = e
             if has_E_low:
-                _combine(K, W, row_B + 2, stages, acc)
-                for k in range(n):
-                    acc[k] = (h * acc[k]) / scale[k]
-                e3 = _norm(acc, norm_kind, work)
                 e5 = e5 * e5 / ((e5 * e5 + 0.01 * e3 * e3) ** half + 1e-300)
-            err = e5 + 0.0 * _pairwise_sum(y1, 0, n)
+            # a non-finite y1 with finite stages would give scale = inf and err = 0: poison it
+            if n < 8:
+                sy = -0.0
+                for k in range(n):
+                    sy += y1[k]
+            else:
+                sy = _pairwise_sum(y1, 0, n)
+            err = e5 + 0.0 * sy
             accept = err <= 1.0
             factor = pi_factor(err, err_prev, safety, min_factor, max_factor, beta1, beta2,
                                after_reject or not accept)
@@ -505,11 +596,9 @@ def _solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages
             if accept:
                 break
             if not math.isfinite(err) and hnew < 10 * _ulp(t0):
-                return (ys, stats, STATUS_NON_FINITE, t0, hnew, seg_t0, seg_t1, seg_y0, seg_Q,
-                        n_seg)
+                return (ys, stats, STATUS_NON_FINITE, t0, hnew, store[0], n_seg)
             if hnew < 10 * _ulp(t0):
-                return (ys, stats, STATUS_STEP_TOO_SMALL, t0, hnew, seg_t0, seg_t1, seg_y0,
-                        seg_Q, n_seg)
+                return (ys, stats, STATUS_STEP_TOO_SMALL, t0, hnew, store[0], n_seg)
 
         # accepted
         stats[2] += 1
@@ -541,21 +630,7 @@ def _solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages
                         fcur[k] = f1[k]
                     have_f = True
         if dense:
-            if n_seg == seg_t0.shape[0]:
-                new_cap = 2 * n_seg
-                nt0 = np.empty(new_cap)
-                nt1 = np.empty(new_cap)
-                ny0 = np.empty((new_cap, n))
-                nQ = np.empty((new_cap, n, degree))
-                nt0[:n_seg] = seg_t0
-                nt1[:n_seg] = seg_t1
-                ny0[:n_seg] = seg_y0
-                nQ[:n_seg] = seg_Q
-                seg_t0, seg_t1, seg_y0, seg_Q = nt0, nt1, ny0, nQ
-            seg_t0[n_seg] = t0
-            seg_t1[n_seg] = t1
-            seg_y0[n_seg] = y_prev
-            seg_Q[n_seg] = Q
+            _record_step(store, n_seg, t0, t1, y_prev, Q)
             n_seg += 1
         while i_out < n_out and d * (t_out[i_out] - t1) < 0:
             _interpolate(t0, t1, y_prev, Q, t_out[i_out], pw, ys[i_out])
@@ -564,7 +639,7 @@ def _solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages
             for k in range(n):
                 ys[i_out, k] = y[k]
             i_out += 1
-    return ys, stats, status, t_fail, h_fail, seg_t0, seg_t1, seg_y0, seg_Q, n_seg
+    return ys, stats, status, t_fail, h_fail, store[0], n_seg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -748,7 +823,7 @@ def numba_solve(f, y0, t, t_np, tab, *, rtol, atol, step_size, first_step, max_s
     stops = np.array(tstops, dtype=np.float64).reshape(-1)
     t_out = np.ascontiguousarray(t_np, dtype=np.float64)
 
-    (ys, stats, status, t_fail, h_fail, seg_t0, seg_t1, seg_y0, seg_Q, n_seg) = _kernel()(
+    (ys, stats, status, t_fail, h_fail, records, n_seg) = _kernel()(
         fk, t_out, y_init, f_init, *tab_args,
         _tolerance_vector(rtol, shape, "rtol"), _tolerance_vector(atol, shape, "atol"),
         *ctrl_args, 0.5, adaptive, 0.0 if adaptive else float(step_size),
@@ -769,10 +844,13 @@ def numba_solve(f, y0, t, t_np, tab, *, rtol, atol, step_size, first_step, max_s
                "n_rejected": int(stats[3])}
     dense = None
     if dense_output:
-        degree = seg_Q.shape[-1]
-        records = [_StepRecord(float(seg_t0[i]), float(seg_t1[i] - seg_t0[i]),
-                               seg_y0[i].reshape(shape), seg_Q[i].reshape(*shape, degree))
-                   for i in range(n_seg)]
-        dense = DenseOutput(records)
+        n = y_init.size
+        degree = tab.P.shape[1] if tab.P is not None else 3
+        rec = records[: n_seg * (2 + n + n * degree)].reshape(n_seg, 2 + n + n * degree)
+        t0s, t1s = rec[:, 0], rec[:, 1]
+        y0s = rec[:, 2:2 + n].reshape(n_seg, *shape)
+        Qs = rec[:, 2 + n:].reshape(n_seg, *shape, degree)
+        dense = DenseOutput([_StepRecord(float(t0s[i]), float(t1s[i] - t0s[i]), y0s[i], Qs[i])
+                             for i in range(n_seg)])
     return Solution(t, ys.reshape((t_out.size, *shape)), stats_d, tstops=tuple(tstops),
                     dense=dense, options=options)
