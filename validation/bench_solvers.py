@@ -10,7 +10,7 @@ One run measures, on this machine, for three nonstiff problems at rtol = atol = 
 
 the number of f evaluations (NFE), the accuracy (max abs error over 11 output times relative to
 max |y_ref|, against ``expm`` for the linear system and a DOP853 solve at rtol = atol = 1e-13
-otherwise) and the time of a whole solve (warm: after compilation; median of several runs) of
+otherwise) and the time of a whole solve (warm: after compilation; median of interleaved rounds) of
 
 * scipy ``solve_ivp`` RK45 and DOP853, given the numba-jitted f (scipy calls it from Python; a
   plain NumPy f is timed too for RK45),
@@ -186,23 +186,35 @@ SOLVERS = [  # (label, runner, is the baseline)
     ("gqlib dop853, numba", run_gqlib_numba("dop853")),
 ]
 BASELINE = "scipy RK45, jitted f"
+REFERENCES = {"rk45": BASELINE, "dop853": "scipy DOP853, jitted f",
+              "tde": "torchdiffeq dopri5, torch CPU"}
 
 
-def median_time(fn, *, min_run=0.02, runs=7, budget=3.0) -> float:
-    """Median wall time of ``fn()`` (warm): ``runs`` runs, each averaging enough calls to last
-    ``min_run`` seconds; fewer runs when one call is slow."""
-    t0 = time.perf_counter()
-    fn()
-    once = time.perf_counter() - t0
-    inner = max(1, math.ceil(min_run / max(once, 1e-9)))
-    runs = max(3, min(runs, int(budget / max(once * inner, 1e-9))))
-    times = []
-    for _ in range(runs):
+def interleaved_medians(fns, *, min_run=0.02, rounds=7, budget=20.0) -> list[float]:
+    """Median wall time of each warm ``fn()`` in ``fns``, measured in interleaved rounds.
+
+    Each round times every function once (a batch averaging enough calls to last ``min_run``
+    seconds), so a burst of load on this shared machine hits all solvers alike instead of one.
+    """
+    inner = []
+    for fn in fns:
         t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner)
-    return float(np.median(times))
+        fn()
+        once = time.perf_counter() - t0
+        inner.append(max(1, math.ceil(min_run / max(once, 1e-9))))
+    per_round = 0.0
+    times = [[] for _ in fns]
+    t_start = time.perf_counter()
+    for r in range(rounds):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            for _ in range(inner[i]):
+                fn()
+            times[i].append((time.perf_counter() - t0) / inner[i])
+        per_round = (time.perf_counter() - t_start) / (r + 1)
+        if r >= 2 and (r + 2) * per_round > budget:
+            break
+    return [float(np.median(ts)) for ts in times]
 
 
 # -- numba compile time (subprocesses, so the numba cache can be emptied) --------------------------
@@ -244,25 +256,26 @@ def main() -> int:
     print("numba compile time (subprocesses) ...", flush=True)
     ct = compile_times()
     rows = []
-    ratios = {}
     for name, p in PROBLEMS.items():
         t_eval = np.linspace(*p["t"], N_OUT)
         y_ref = reference(name, p, t_eval)
         scale = np.max(np.abs(y_ref))
-        base_time = None
+        fns = []
         for label, go in SOLVERS:
             y, nfe = go(p, t_eval)  # warm-up (compiles the jitted f for scipy and numba)
             err = float(np.max(np.abs(np.asarray(y) - y_ref)) / scale)
-            t = median_time(lambda: go(p, t_eval))
-            if label == BASELINE:
-                base_time = t
-            rows.append([name, label, nfe, err, t])
-            print(f"{name:13s} {label:34s} nfe {nfe:6d}  err {err:8.1e}  {t * 1e3:9.3f} ms",
-                  flush=True)
-        for r in rows:
-            if r[0] == name:
-                r.append(base_time / r[4])
-                ratios[(name, r[1])] = r[5]
+            rows.append({"problem": name, "solver": label, "nfe": nfe, "err": err})
+            fns.append(lambda go=go, p=p, t_eval=t_eval: go(p, t_eval))
+        for r, t in zip(rows[-len(fns):], interleaved_medians(fns), strict=True):
+            r["time"] = t
+            print(f"{name:13s} {r['solver']:34s} nfe {r['nfe']:6d}  err {r['err']:8.1e}  "
+                  f"{t * 1e3:9.3f} ms", flush=True)
+    by = {(r["problem"], r["solver"]): r for r in rows}
+    for r in rows:
+        for key, ref in REFERENCES.items():
+            r[key] = by[(r["problem"], ref)]["time"] / r["time"]
+        r["nfe_ratio"] = r["nfe"] / by[(r["problem"], BASELINE)]["nfe"]
+    ratios = {(r["problem"], r["solver"]): r["rk45"] for r in rows}
 
     target = ratios[("Lorenz", "gqlib dopri5, numba")]
     ok = target >= TARGET
@@ -284,13 +297,17 @@ def main() -> int:
         "error = max abs error over the outputs / max |y_ref| (reference: expm for the linear "
         "system, DOP853 at rtol = atol = 1e-13 otherwise; Lorenz is chaotic, so its errors at "
         "t = 20 are large for every solver). time = one whole solve, warm (after compilation), "
-        f"median of several runs. speed-up = time of `{BASELINE}` / time.",
+        "median of up to 7 rounds that time every solver in turn. Speed-ups are time ratios against scipy RK45 and DOP853 (both "
+        "given the jitted f) and torchdiffeq dopri5; NFE / RK45 is the ratio of evaluations.",
         "",
-        "| problem | solver | NFE | error | time (ms) | speed-up vs scipy RK45 |",
-        "|---|---|---:|---:|---:|---:|",
+        "| problem | solver | NFE | NFE / RK45 | error | time (ms) | vs RK45 | vs DOP853 "
+        "| vs torchdiffeq |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, label, nfe, err, t, ratio in rows:
-        lines.append(f"| {name} | {label} | {nfe} | {err:.1e} | {t * 1e3:.3f} | {ratio:.1f}x |")
+    for r in rows:
+        lines.append(f"| {r['problem']} | {r['solver']} | {r['nfe']} | {r['nfe_ratio']:.2f} | "
+                     f"{r['err']:.1e} | {r['time'] * 1e3:.3f} | {_x(r['rk45'])} | "
+                     f"{_x(r['dop853'])} | {_x(r['tde'])} |")
     c, w = ct["cold"], ct["cached"]
     lines += [
         "",
@@ -315,6 +332,10 @@ def main() -> int:
     DOCS.mkdir(exist_ok=True)
     (DOCS / "bench_solvers.md").write_text(text)
     return 0 if ok else 1
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:.2g}x" if ratio < 10 else f"{ratio:.0f}x"
 
 
 def _cpu_name() -> str:
