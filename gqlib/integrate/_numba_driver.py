@@ -38,15 +38,15 @@ import threading
 import numpy as np
 
 from .._jit import DISABLED, is_jitted, jit
-
-if not DISABLED:  # the kernel's growable dense-output store (only ever built inside the kernel)
-    from numba.typed import List
-else:  # pragma: no cover
-    List = list
 from ..errors import NonFiniteState, StepSizeTooSmall, TooManySteps
 from ..interpolate import DenseOutput, Solution
 from ._controller import PIController, pi_factor
 from ._validation import check_derivative
+
+if not DISABLED:  # the kernel's growable dense-output store (a global of the kernel)
+    from numba.typed import List
+else:  # pragma: no cover
+    List = list
 
 __all__ = ["use_numba", "numba_solve", "STATUS_OK", "STATUS_STEP_TOO_SMALL", "STATUS_NON_FINITE",
            "STATUS_TOO_MANY_STEPS"]
@@ -342,11 +342,22 @@ def _solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages
                   has_P, error_order, rtol, atol, safety, min_factor, max_factor, beta1, beta2,
                   half, adaptive, step_size, first_step, max_steps, tstops, norm_kind,
                   land_on_outputs, dense):
-    """Solve from ``t_out[0]`` to ``t_out[-1]``; see :func:`numba_solve` for the arguments.
+    """Solve from ``t_out[0]`` to ``t_out[-1]`` as ``solve`` drives ``Stepper``.
 
-    Returns ``(ys, stats, status, t_fail, h_fail, dense_records, n_seg)`` with
-    ``stats = [nfe, n_steps, n_accepted, n_rejected]``. ``f_init = f(t_out[0], y_init)`` is given
-    (and counted: nfe starts at 1, as in ``solve``).
+    Arguments: ``f`` (first-class ``float64[::1](float64, float64[::1])``); output times
+    ``t_out``; flat ``y_init`` and ``f_init = f(t_out[0], y_init)`` (evaluated by the caller and
+    counted: nfe starts at 1, as in ``solve``); the tableau's float64 ``A, B, C, E, E_low, P``
+    (zeros where the method has none), ``P_rows`` (rows of ``P`` with a nonzero, the rows the
+    stepper sums), ``stages``, ``fsal``, ``has_E_low``, ``has_P``, ``error_order``; ``rtol``,
+    ``atol`` broadcast to the flat state; the ``PIController`` constants; ``half = 0.5`` (see
+    the module docstring); ``adaptive``, ``step_size`` (fixed mode), ``first_step`` (0: Hairer's
+    rule), ``max_steps``; sorted ``tstops`` strictly inside the span; ``norm_kind`` (0 RMS,
+    1 max); ``land_on_outputs`` (step onto every output time rather than interpolate); ``dense``.
+
+    Returns ``(ys, stats, status, t_fail, h_fail, dense_records, n_seg)``: ``ys`` (n_out, n);
+    ``stats = [nfe, n_steps, n_accepted, n_rejected]``; ``status`` one of the ``STATUS_*``
+    codes with the time and step size of a failure; ``n_seg`` records
+    ``[t0, t1, y0, Q.ravel()]`` of the accepted steps when ``dense``.
     """
     n = y_init.shape[0]
     n_out = t_out.shape[0]
@@ -393,7 +404,7 @@ def _solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages
     next_stop = 0
     err_prev = 1e-4  # Hairer's initial `facold`
     after_reject = False
-    status = 0
+    status = STATUS_OK
     t_fail = np.nan
     h_fail = np.nan
 
@@ -807,7 +818,10 @@ class _StepRecord:
 
 def numba_solve(f, y0, t, t_np, tab, *, rtol, atol, step_size, first_step, max_steps, norm,
                 tstops, dense_output, options) -> Solution:
-    """The compiled counterpart of ``solve``'s array-API path (arguments already validated)."""
+    """The compiled counterpart of ``solve``'s array-API path (arguments already validated by
+    ``solve``; ``use_numba`` returned True). Raises the ``gqlib.errors`` exception of a failed
+    solve with its time and step size, and ValueError for tolerances that do not broadcast to
+    ``y0``'s shape."""
     from ._solve import _lands_on_outputs
 
     shape = tuple(y0.shape)
