@@ -207,3 +207,20 @@ def shrinking(t, y):
 def test_wrong_size_inside_the_loop():
     with pytest.raises(ValueError, match="another size"):
         gqlib.solve(shrinking, Y_NL, [0.0, 1.0])
+
+
+@numba.njit("float64[:](float64, float64[:])")
+def declared(t, y):  # an explicit signature (any layout): runs through the adapter
+    return -y + np.sin(t) * y * y
+
+
+def test_explicit_signature():
+    _assert_parity(*_both(declared, Y_NL, [0.0, 1.0, 2.0], dense_output=True))
+
+
+@pytest.mark.parametrize("norm", ["rms", "max"])
+def test_large_state_pairwise_norm(norm):
+    # n > 128: NumPy's pairwise summation recurses; the RMS norm must round alike
+    y0 = np.random.default_rng(3).uniform(0.05, 0.5, 300)
+    _assert_parity(*_both(nonlinear, y0, [0.0, 2.0], method="dop853", rtol=1e-9, atol=1e-11,
+                          norm=norm, dense_output=True))
