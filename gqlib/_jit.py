@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover
     _numba = None
     DISABLED = True
 
-__all__ = ["jit", "DISABLED", "is_jitted", "prange"]
+__all__ = ["jit", "DISABLED", "is_jitted", "prange", "typed_list", "numba_types", "wap_api"]
 
 
 class _PlainFunction:
@@ -61,3 +61,28 @@ if _numba is not None and not DISABLED:
     prange = _numba.prange
 else:  # pragma: no cover
     prange = range
+
+
+def typed_list():
+    """numba's typed ``List`` (a plain ``list`` when jitting is disabled)."""
+    if DISABLED:  # pragma: no cover
+        return list
+    from numba.typed import List
+
+    return List
+
+
+def numba_types():
+    """The ``numba.types`` module (for drivers that compile to one fixed signature)."""
+    from numba import types
+
+    return types
+
+
+def wap_api():
+    """``(CompileResultWAP, typeof_impl)``: numba's wrapper-address protocol for passing a
+    compiled function as a first-class argument, and the hook to register its numba type."""
+    from numba.core.types.function_type import CompileResultWAP
+    from numba.extending import typeof_impl
+
+    return CompileResultWAP, typeof_impl

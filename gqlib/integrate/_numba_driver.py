@@ -37,16 +37,13 @@ import threading
 
 import numpy as np
 
-from .._jit import DISABLED, is_jitted, jit
+from .._jit import DISABLED, is_jitted, jit, numba_types, typed_list, wap_api
 from ..errors import NonFiniteState, StepSizeTooSmall, TooManySteps
 from ..interpolate import DenseOutput, Solution
 from ._controller import PIController, pi_factor
 from ._validation import check_derivative
 
-if not DISABLED:  # the kernel's growable dense-output store (a global of the kernel)
-    from numba.typed import List
-else:  # pragma: no cover
-    List = list
+List = typed_list()  # the kernel's growable dense-output store (a global of the kernel)
 
 __all__ = ["use_numba", "numba_solve", "STATUS_OK", "STATUS_STEP_TOO_SMALL", "STATUS_NON_FINITE",
            "STATUS_TOO_MANY_STEPS"]
@@ -669,7 +666,7 @@ def _types():
     global _TYPES
     if _TYPES is not None:
         return _TYPES
-    from numba import types
+    types = numba_types()
 
     f8, i8, bl = types.float64, types.int64, types.boolean
     a1 = types.Array(f8, 1, "C")
@@ -742,8 +739,7 @@ def _kernel_function_class():
     ``FunctionType`` on every call (~6 us)."""
     global _KernelFunction
     if _KernelFunction is None:
-        from numba.core.types.function_type import CompileResultWAP
-        from numba.extending import typeof_impl
+        CompileResultWAP, typeof_impl = wap_api()
 
         class KernelFunction(CompileResultWAP):
             pass
