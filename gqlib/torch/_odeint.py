@@ -106,7 +106,9 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         ``extra_nodes`` and ``max_nodes`` for the quadrature of ``gq`` and ``interpolated``.
     adjoint_params : sequence of Tensors, optional
         The tensors to differentiate in adjoint mode; default: ``func.parameters()`` for an
-        ``nn.Module`` (required for any other callable: pass ``()`` if there are none).
+        ``nn.Module``, and the drift's and diffusion's parameters for a
+        :func:`gqlib.sde.wong_zakai` field of two ``nn.Module``s (required for any other callable:
+        pass ``()`` if there are none).
     return_stats : bool
         Also return an :class:`OdeintStats` (forward counters now, backward ones after
         ``backward()``).
@@ -282,14 +284,32 @@ def _tolerance(value, name: str, shapes, state: torch.Tensor):
     return float(value)
 
 
+def _module_params(func) -> tuple[torch.Tensor, ...] | None:
+    """``func``'s parameters when they are all reachable through modules, else None.
+
+    An ``nn.Module``, or a Wong-Zakai field (``gqlib.sde.wong_zakai``) whose drift and diffusion
+    are both ``nn.Module``s (their parameters, shared ones once).
+    """
+    if isinstance(func, nn.Module):
+        return tuple(func.parameters())
+    from gqlib.sde import WongZakaiField
+
+    if (isinstance(func, WongZakaiField) and isinstance(func.drift, nn.Module)
+            and isinstance(func.diffusion, nn.Module)):
+        return tuple({id(p): p for m in (func.drift, func.diffusion)
+                      for p in m.parameters()}.values())
+    return None
+
+
 def _adjoint_params(func, adjoint_params) -> tuple[torch.Tensor, ...]:
     if adjoint_params is None:
-        if not isinstance(func, nn.Module):
-            raise ValueError("an adjoint needs the tensors to differentiate: `func` is not an "
-                             "nn.Module, so pass them as `adjoint_params` (tensors it closes over "
-                             "would otherwise silently get no gradient); `adjoint_params=()` if "
-                             "there are none")
-        params = tuple(func.parameters())
+        params = _module_params(func)
+        if params is None:
+            raise ValueError("an adjoint needs the tensors to differentiate: `func` is neither an "
+                             "nn.Module nor a Wong-Zakai field of nn.Module drift and diffusion, "
+                             "so pass them as `adjoint_params` (tensors it closes over would "
+                             "otherwise silently get no gradient); `adjoint_params=()` if there "
+                             "are none")
     else:
         params = tuple(adjoint_params)
         for i, p in enumerate(params):
