@@ -85,11 +85,12 @@ def constant_like(name: str, values, like, dtype=None):
     every step: each host-to-device copy from pageable memory costs a stream synchronisation.
     ``name`` must identify ``values`` uniquely.
     """
-    xp = array_namespace(like)
     dtype = like.dtype if dtype is None else dtype
-    key = (name, type(like).__module__, str(dtype), str(array_device(like)))
+    dev = array_device(like)
+    key = (name, dtype, dev)  # dtype and device objects hash cheaply; their str() does not
     arr = _CONSTANTS.get(key)
     if arr is None:
-        arr = xp.asarray(np.asarray(values), dtype=dtype, device=array_device(like))
+        xp = array_namespace(like)
+        arr = xp.asarray(np.asarray(values), dtype=dtype, device=dev)
         _CONSTANTS[key] = arr
     return arr

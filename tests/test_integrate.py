@@ -240,10 +240,24 @@ def test_stepper_reset_keeps_step_size():
         st.step(1.0)
     assert st.t == 1.0
     h = st.h
+    nfe = st.stats["nfe"]
     st.reset(st.y + 1.0)  # a jump, as the adjoint does at output times
-    assert st.h == h
     seg = st.step()
     np.testing.assert_allclose(seg.y0, np.exp(-1.0) + 1.0)
+    # the next step is taken with the kept step size and no initial-step search: f(t, y_new)
+    # and six more stages of dopri5, nothing else
+    assert st.stats["n_rejected"] == 0
+    assert seg.h == pytest.approx(h, rel=1e-12)
+    assert st.stats["nfe"] - nfe == 7
+
+
+def test_tolerance_shape_is_checked():
+    with pytest.raises(ValueError, match=r"`atol` of shape \(3,\) must broadcast"):
+        gqlib.solve(lambda t, y: -y, np.ones(2), [0.0, 1.0], atol=np.full(3, 1e-9))
+    with pytest.raises(ValueError, match="`rtol`"):
+        gqlib.solve(lambda t, y: -y, np.ones(2), [0.0, 1.0], rtol=np.full((5, 2), 1e-6))
+    sol = gqlib.solve(lambda t, y: -y, np.ones((2, 3)), [0.0, 1.0], atol=np.full(3, 1e-9))
+    assert sol.y.shape == (2, 2, 3)
 
 
 # -- framework independence ------------------------------------------------------------------------

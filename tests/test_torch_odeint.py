@@ -115,6 +115,20 @@ def test_single_time_returns_y0():
         assert out.shape == (1, 2, 3) and torch.equal(out[0], y0)
 
 
+@pytest.mark.parametrize("adjoint", [None, "gq", "backsolve", "interpolated"])
+def test_single_time_backward(adjoint):
+    """len(t) == 1: dL/dy0 = dL/dy(t0), zero parameter and time gradients, in every mode."""
+    func = Field()
+    y0 = torch.randn(2, 3, dtype=F64, requires_grad=True)
+    t = torch.tensor([0.3], dtype=F64, requires_grad=True)
+    out = odeint(func, y0, t, adjoint=adjoint)
+    (2.0 * out).sum().backward()
+    assert torch.equal(y0.grad, torch.full_like(y0, 2.0))
+    for p in func.parameters():
+        assert p.grad is None or torch.count_nonzero(p.grad) == 0
+    assert t.grad is None or torch.count_nonzero(t.grad) == 0
+
+
 # -- states: batch dimensions, tuples, dtypes ------------------------------------------------------
 
 def test_batch_dimensions_keep_their_shape():

@@ -134,6 +134,16 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
     if namespace(grad_y) is not xp and type(grad_y) is not type(sol.y):
         raise TypeError(f"`grad_y` must be the same array type as the solution "
                         f"({type(sol.y).__name__}), got {type(grad_y).__name__}")
+    t_np = check_times(sol.t)
+    if t_np.size == 1:  # no interval: dL/dy0 = g_0, nothing else depends on anything
+        zero = xp.sum(grad_y[0]) * 0.0
+        params = None
+        if cf.has_params:
+            params = cf.vjp_params(float(t_np[0]), sol.y[0], grad_y[0] * 0.0) * 0.0
+        return AdjointGradient(grad_y[0], params, xp.stack([zero]),
+                               {**cf.stats, "n_nodes": 0, "n_panels": 0, "n_accepted": 0,
+                                "n_rejected": 0, "n_steps": 0, "state_size": 0,
+                                "seconds": dict(cf.seconds)})
     if adjoint == "interpolated" and sol.dense is None:
         raise ValueError('adjoint="interpolated" reads y from the forward dense output: solve '
                          "with `dense_output=True`")
@@ -151,6 +161,11 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
     tab = get_method(method if method is not None else opts.get("method", "dopri5"))
     rtol = check_tolerance(rtol if rtol is not None else opts.get("rtol", 1e-7), "rtol")
     atol = check_tolerance(atol if atol is not None else opts.get("atol", 1e-9), "atol")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if not isinstance(tol, float):
+            raise ValueError(f"`{name}` of the backward solve must be a scalar (the backward state "
+                             f"stacks y, a{' and the parameter gradient' if adjoint == 'backsolve' else ''}); "
+                             f"the forward solve used an array: pass a scalar `{name}` to gradient()")
     if step_size is None and method is None:
         step_size = opts.get("step_size")
     step_size = check_positive(step_size, "step_size")
@@ -158,7 +173,6 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
         raise ValueError(f"backward method {tab.name!r} is fixed-step: give `step_size`")
     first_step = check_positive(first_step, "first_step")
     max_steps = check_max_steps(max_steps)
-    t_np = check_times(sol.t)
 
     job = _Backward(cf, sol, grad_y, xp, t_np, tab, adjoint=adjoint, rtol=rtol, atol=atol,
                     step_size=step_size, first_step=first_step, norm=norm, seminorm=seminorm,
@@ -202,11 +216,28 @@ class _Backward:
         return self.xp.sum(u * v)
 
     def _norm(self):
+        rms = resolve_norm("rms")
+        D, xp = self.D, self.xp
         if self.seminorm:
-            n = 2 * self.D
-            return lambda e: resolve_norm("rms")(e[:n])
-        return resolve_norm(self.norm_arg if self.norm_arg is not None else
-                            self.sol.options.get("norm", "rms"))
+            return lambda e: rms(e[: 2 * D])
+        if self.norm_arg is not None:
+            return resolve_norm(self.norm_arg)  # given for the backward state itself
+        inherited = self.sol.options.get("norm", "rms")
+        if not callable(inherited):
+            return resolve_norm(inherited)
+        # the forward norm was written for y's shape: apply it to each state-shaped block
+        # (y and a) and take the largest, with RMS over a parameter block
+        blocks = 1 if self.adjoint == "interpolated" else 2
+
+        def blockwise(e):
+            out = inherited(self.unflat(e[:D]))
+            for k in range(1, blocks):
+                out = xp.maximum(out, inherited(self.unflat(e[k * D:(k + 1) * D])))
+            if e.shape[0] > blocks * D:
+                out = xp.maximum(out, rms(e[blocks * D:]))
+            return out
+
+        return blockwise
 
     # -- right-hand sides ---------------------------------------------------------------------------
     def rhs_gq(self, t, z):
@@ -340,7 +371,7 @@ class _Backward:
             tc = reader.times(f"cheb{SAMPLES}", chebyshev_points(SAMPLES), a, b)
             zc = reader.at(tc, a, b)
             if self.adjoint == "interpolated":
-                yc = evaluate_pieces(self.sol.dense.pieces_between(a, b), tc, zc)
+                yc = evaluate_pieces(self.sol.dense.pieces_between(a, b), *tc, zc)
                 zc = xp.concat([xp.reshape(yc, (SAMPLES, -1)), zc], axis=1)
             d = resolved_degree(xp, zc, self.rtol, self.atol)
             if d is None and depth < MAX_SPLITS:
@@ -354,7 +385,7 @@ class _Backward:
         x_dev = reader.times(f"gl{n}", x_ref, a, b)
         z = reader.at(x_dev, a, b)
         if self.adjoint == "interpolated":
-            y_nodes = evaluate_pieces(self.sol.dense.pieces_between(a, b), x_dev, z)
+            y_nodes = evaluate_pieces(self.sol.dense.pieces_between(a, b), *x_dev, z)
         self.n_nodes += n
         self.n_panels += 1
         acc = None
@@ -366,9 +397,9 @@ class _Backward:
                 y, av = self.unflat(z[k, :D]), self.unflat(z[k, D:])
             # the VJP is linear in a: weight the state-sized adjoint, not the P-sized result
             term = self.cf.vjp_params(float(x[k]), y, float(w[k]) * av)
-            if acc is None:
-                acc = term
-            else:  # in place where the array library allows it (NumPy, torch): no P-sized copies
+            if acc is None:  # our own copy: the field may return (and reuse) its own buffer
+                acc = xp.asarray(term, copy=True)
+            else:  # in place where the array library allows it (NumPy, torch)
                 acc += term
         return acc
 
@@ -382,13 +413,16 @@ class _SegmentReader:
         self.like = like
 
     def times(self, name: str, ref: np.ndarray, a: float, b: float):
-        """The points ``ref`` of [-1, 1] mapped to [a, b], as a float64 device array."""
+        """The points ``ref`` of [-1, 1] mapped to [a, b]: (host array, float64 device array),
+        the same numbers, computed by the same float64 operations."""
         base = constant_like(name, ref, self.like, dtype=_float64(self.like))
-        return 0.5 * (a + b) + 0.5 * (b - a) * base
+        mid, half = 0.5 * (a + b), 0.5 * (b - a)
+        return mid + half * np.asarray(ref, dtype=np.float64), mid + half * base
 
-    def at(self, t_dev, a: float, b: float):
+    def at(self, times, a: float, b: float):
+        t_host, t_dev = times
         sel = [p for p in self.pieces if min(p[0], p[0] + p[1]) < b and max(p[0], p[0] + p[1]) > a]
-        return evaluate_pieces(sel, t_dev, self.like)
+        return evaluate_pieces(sel, t_host, t_dev, self.like)
 
 
 def _float64(like):

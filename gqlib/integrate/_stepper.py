@@ -78,30 +78,37 @@ def evaluate_dense(y0, h, Q, theta):
     return y0[None, ...] + h * vals
 
 
-def evaluate_pieces(pieces, t_dev, like):
-    """A piecewise interpolant at times already on the device, with no host transfer.
+def evaluate_pieces(pieces, t_host, t_dev, like):
+    """A piecewise interpolant at monotone times, without host-to-device transfers.
 
-    ``pieces`` are ``(t0, h, y0, Q)`` of consecutive steps (host floats ``t0``, ``h``); ``t_dev``
-    is a 1-D float64 device array. Each time is evaluated on every piece and kept where it
-    belongs (``lo <= t < hi``, the topmost piece closed), by masks rather than indexing, so no
-    index array crosses to the device. Returns shape ``(m, *y0.shape)``.
+    ``pieces`` are ``(t0, h, y0, Q)`` of consecutive steps (host floats ``t0``, ``h``, in either
+    order of time). ``t_host`` (NumPy) and ``t_dev`` (the same float64 values on the state's
+    device) are monotone. Each time is assigned on the host to the one piece whose
+    ``[lo, hi)`` holds it (the last piece closed); since the times are monotone the pieces take
+    contiguous runs, each evaluated on a slice of ``t_dev`` (slicing moves no data). Returns
+    shape ``(m, *y0.shape)``.
     """
     xp = namespace(like)
-    his = [max(t0, t0 + h) for t0, h, _, _ in pieces]
-    top = int(np.argmax(his))
-    out = None
-    for j, (t0, h, y0, Q) in enumerate(pieces):
-        lo, hi = min(t0, t0 + h), his[j]
+    order = sorted(range(len(pieces)), key=lambda j: min(pieces[j][0], pieces[j][0] + pieces[j][1]))
+    los = np.array([min(pieces[j][0], pieces[j][0] + pieces[j][1]) for j in order])
+    which = np.clip(np.searchsorted(los, t_host, side="right") - 1, 0, len(order) - 1)
+    runs = []
+    start = 0
+    m = len(t_host)
+    while start < m:
+        stop = start + 1
+        while stop < m and which[stop] == which[start]:
+            stop += 1
+        t0, h, y0, Q = pieces[order[which[start]]]
         degree = Q.shape[-1]
         exps = constant_like(f"exponents{degree}", np.arange(1, degree + 1, dtype=np.float64),
                              t_dev, dtype=t_dev.dtype)
-        theta = (t_dev - t0) / h
-        pw = xp.astype(theta[None, :] ** exps[:, None], y0.dtype)  # (degree, m)
-        vals = y0[..., None] + h * (Q @ pw)                          # (*shape, m)
-        inside = (t_dev >= lo) & ((t_dev <= hi) if j == top else (t_dev < hi))
-        term = vals * xp.astype(inside, y0.dtype)
-        out = term if out is None else out + term
-    return xp.moveaxis(out, -1, 0) if out.ndim > 1 else out
+        theta = (t_dev[start:stop] - t0) / h
+        pw = xp.astype(theta[None, :] ** exps[:, None], y0.dtype)  # (degree, run)
+        vals = y0[..., None] + h * (Q @ pw)                          # (*shape, run)
+        runs.append(xp.moveaxis(vals, -1, 0) if vals.ndim > 1 else vals)
+        start = stop
+    return runs[0] if len(runs) == 1 else xp.concat(runs, axis=0)
 
 
 def _device(x):
@@ -354,12 +361,23 @@ class Stepper:
 
     @staticmethod
     def _combine(K, coeffs):
-        acc = None
-        for j, w in coeffs:
-            term = w * K[j]
-            acc = term if acc is None else acc + term
-        if acc is None:
+        """``sum_j w_j K_j``; the accumulator is fresh, so it is updated in place where the
+        array type allows (torch ``add_``, autograd-safe; NumPy ``+=``)."""
+        if not coeffs:
             return 0.0 * K[0]
+        (j0, w0), rest = coeffs[0], coeffs[1:]
+        acc = w0 * K[j0]
+        if not rest:
+            return acc
+        if hasattr(acc, "add_"):
+            for j, w in rest:
+                acc.add_(K[j], alpha=w)
+        elif isinstance(acc, np.ndarray):
+            for j, w in rest:
+                acc += w * K[j]
+        else:
+            for j, w in rest:
+                acc = acc + w * K[j]
         return acc
 
     def _error_norm(self, K, h, y0, y1) -> float:
@@ -380,15 +398,9 @@ class Stepper:
         if tab.P is not None:
             if len(K) < tab.P.shape[0]:
                 K = self._extra_stages(seg)
-            Q = None
-            for i in range(tab.P.shape[0]):
-                row = tab.P[i]
-                if not np.any(row):
-                    continue
-                pr = constant_like(f"P:{tab.name}:{i}", row, seg.y0)
-                term = K[i][..., None] * pr
-                Q = term if Q is None else Q + term
-            return Q
+            P = constant_like(f"P:{tab.name}", tab.P, seg.y0)          # (stages, degree)
+            Kst = self.xp.stack(K[: tab.P.shape[0]], axis=-1)            # (*shape, stages)
+            return Kst @ P                                               # (*shape, degree)
         # cubic Hermite from y0, y1, f0, f1
         f1 = seg._f1
         if f1 is None:

@@ -41,8 +41,9 @@ def check_times(t: Any, name: str = "t") -> np.ndarray:
     return t_np
 
 
-def check_tolerance(value: Any, name: str):
-    """A positive finite scalar, or a positive finite array broadcastable to the state."""
+def check_tolerance(value: Any, name: str, shape: tuple | None = None):
+    """A positive finite scalar, or a positive finite array broadcastable to the state's
+    ``shape`` (without enlarging it)."""
     if isinstance(value, bool):
         raise TypeError(f"`{name}` must be a positive number, got bool")
     if isinstance(value, numbers.Real):
@@ -54,6 +55,14 @@ def check_tolerance(value: Any, name: str):
     vals = np.asarray(arr.detach().cpu().numpy() if hasattr(arr, "detach") else arr)
     if vals.size == 0 or not np.all(vals > 0) or not np.all(np.isfinite(vals)):
         raise ValueError(f"`{name}` must be positive and finite, got {value!r}")
+    if shape is not None:
+        try:
+            ok = np.broadcast_shapes(tuple(vals.shape), shape) == shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"`{name}` of shape {tuple(vals.shape)} must broadcast to the state's "
+                             f"shape {shape}")
     return value
 
 
