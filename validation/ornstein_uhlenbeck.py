@@ -1,0 +1,616 @@
+"""The paper's Ornstein-Uhlenbeck task: a neural SDE trained through the Wong-Zakai ODE with the GQ
+adjoint, then simulated with ``sdeint``; side by side with torchsde (Norcliffe & Deisenroth 2023).
+
+Task. Data: the Stratonovich SDE ``dX = (mu t - theta X) dt + (sigma + phi t) o dW`` with
+``mu = 0.2, theta = 0.1, sigma = 0.6, phi = 0.15`` on ``t in [0, 10]`` (101 output times), 40 starting
+points ``x0 ~ U(-3, 3)`` and 45 paths from each (1800 paths), simulated with ``gqlib.sde.sdeint``
+(reversible Heun, dt = 0.001). Model: drift and diffusion ``2 -> 50 -> 50 -> 1`` MLPs with softplus
+activations on the input ``[x, t]``. Metric (the paper's): at each time ``t_1..t_100`` and for each
+starting point fit a Gaussian (mean, variance over the 45 paths) to the data and to the model's
+paths; average ``KL(data || model)`` over times and starting points. Training minimises it.
+
+Methods, all with Adam (lr 1e-2), the same initial weights, float32, one thread:
+
+- gqlib, Wong-Zakai ODE + GQ adjoint: ``KarhunenLoeveNoise`` with 10 cosines on [0, 10], one xi
+  vector per path, drawn afresh each iteration; ``gqlib.torch.odeint(wong_zakai(drift, diffusion,
+  noise), ..., adjoint="gq")`` with dopri5 at rtol = atol = 1e-3. Two backward settings: the
+  defaults (dopri5 backward, adaptive quadrature) and a cheap one (one Euler step per output
+  interval, one Gauss node per interval).
+- gqlib, Wong-Zakai ODE, direct backpropagation (``adjoint=None``).
+- torchdiffeq's adjoint on the same Wong-Zakai ODE (timed only, by default).
+- torchsde reversible Heun, dt = 0.01, direct (``sdeint``) and adjoint (``sdeint_adjoint`` with
+  ``adjoint_reversible_heun``), ``BrownianInterval`` noise.
+
+After training every model is simulated with ``gqlib.sde.sdeint`` (Stratonovich, reversible Heun,
+dt = 0.01) on torch tensors from fresh Brownian paths, and the metric is taken against the data.
+The parametric version fits ``drift = mu t - theta x``, ``diffusion = sigma + phi t`` (4 scalars)
+through the Wong-Zakai ODE with the GQ adjoint on 5 independent data sets.
+
+Run (about 15-20 minutes on 2 shared cores; results in ``docs/ornstein_uhlenbeck.md``)::
+
+    .venv/bin/python validation/ornstein_uhlenbeck.py                   # full run, writes plots
+    .venv/bin/python validation/ornstein_uhlenbeck.py --iterations 3 --quick   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+MU, THETA, SIGMA, PHI = 0.2, 0.1, 0.6, 0.15
+T0, T1, N_TIMES = 0.0, 10.0, 101
+N_X0, N_PER = 40, 45
+N_KL = 10  # cosines in the Karhunen-Loeve noise
+RTOL = ATOL = 1e-3
+SDE_DT = 0.01
+DATA_DT = 0.001
+LR = 1e-2
+
+
+# ---------------------------------------------------------------------------------------------
+# data and metric
+
+def true_drift(t, x):
+    return MU * t - THETA * x
+
+
+def true_diffusion(t, x):
+    return (SIGMA + PHI * t) + 0.0 * x
+
+
+def starting_points(seed: int = 0, n_x0: int = N_X0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-3.0, 3.0, n_x0)
+
+
+def simulate_truth(x0: np.ndarray, seed: int, n_per: int = N_PER, dt: float = DATA_DT) -> np.ndarray:
+    """Paths of the true OU SDE, shape (N_TIMES, len(x0), n_per), by gqlib's reversible Heun."""
+    from gqlib.sde import BrownianPath, sdeint
+
+    y0 = np.repeat(x0, n_per)[:, None]
+    path = BrownianPath(T0, T1, shape=y0.shape, seed=seed)
+    ys = sdeint(true_drift, true_diffusion, y0, np.linspace(T0, T1, N_TIMES), path,
+                method="reversible_heun", dt=dt)
+    return ys.reshape(N_TIMES, len(x0), n_per)
+
+
+def gaussian_stats(paths):
+    """Per-time, per-x0 mean and (unbiased) variance over the paths: two (N_TIMES, n_x0) arrays."""
+    if isinstance(paths, np.ndarray):
+        return paths.mean(-1), paths.var(-1, ddof=1)
+    return paths.mean(-1), paths.var(-1, unbiased=True)
+
+
+def kl_gauss(m_d, v_d, m_m, v_m):
+    """KL(N(m_d, v_d) || N(m_m, v_m)), elementwise (NumPy or torch)."""
+    lib = np if isinstance(m_d, np.ndarray) else __import__("torch")
+    return 0.5 * (lib.log(v_m / v_d) + (v_d + (m_d - m_m) ** 2) / v_m - 1.0)
+
+
+def kl_metric(data_stats, model_paths):
+    """The paper's metric: KL(data || model) of per-time Gaussians, mean over t_1..t_100 and x0."""
+    m_d, v_d = data_stats
+    m_m, v_m = gaussian_stats(model_paths)
+    return kl_gauss(m_d[1:], v_d[1:], m_m[1:], v_m[1:]).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+def build_models():
+    import torch
+    from torch import nn
+
+    class MLP(nn.Module):
+        """``(t, x) -> net([x, t])``: 2 -> 50 -> 50 -> 1, softplus."""
+
+        def __init__(self, width: int = 50, bias: float = 0.0):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(2, width), nn.Softplus(), nn.Linear(width, width),
+                                     nn.Softplus(), nn.Linear(width, 1))
+            with torch.no_grad():
+                self.net[-1].bias.fill_(bias)
+            self.calls = 0
+
+        def forward(self, t, x):
+            self.calls += 1
+            t = torch.as_tensor(t, dtype=x.dtype, device=x.device).detach()
+            return self.net(torch.cat([x, t.expand(x.shape)], -1))
+
+    class Drift(nn.Module):
+        """``mu t - theta x``."""
+
+        def __init__(self, mu=0.0, theta=0.5):
+            super().__init__()
+            self.mu = nn.Parameter(torch.tensor(mu))
+            self.theta = nn.Parameter(torch.tensor(theta))
+
+        def forward(self, t, x):
+            return self.mu * t - self.theta * x
+
+    class Diffusion(nn.Module):
+        """``sigma + phi t``, one value per path."""
+
+        def __init__(self, sigma=1.0, phi=0.0):
+            super().__init__()
+            self.sigma = nn.Parameter(torch.tensor(sigma))
+            self.phi = nn.Parameter(torch.tensor(phi))
+
+        def forward(self, t, x):
+            return (self.sigma + self.phi * t).expand(x.shape)
+
+    return MLP, Drift, Diffusion
+
+
+# ---------------------------------------------------------------------------------------------
+# one training iteration per method: (drift, diffusion, it) -> (paths (N_TIMES, P, 1), info)
+
+def make_methods(x0_t, ts):
+    import torch
+
+    import gqlib.torch as gt
+    from gqlib.sde import KarhunenLoeveNoise, wong_zakai
+
+    P = x0_t.shape[0]
+
+    def kl_noise(it):
+        return KarhunenLoeveNoise.sample(T0, T1, N_KL, (P, 1), seed=10_000 + it)
+
+    def gq(adjoint_method=None, adjoint_options=None):
+        kw = {} if adjoint_method is None else dict(adjoint_method=adjoint_method,
+                                                   adjoint_options=adjoint_options)
+
+        def run(drift, diffusion, it):
+            field = wong_zakai(drift, diffusion, kl_noise(it))
+            ys, stats = gt.odeint(field, x0_t, ts, rtol=RTOL, atol=ATOL, method="dopri5",
+                                  adjoint="gq", return_stats=True, **kw)
+            return ys, lambda: (stats.forward["nfe"],
+                                stats.backward["nfe_f"] + stats.backward["nfe_vjp_params"])
+        return run
+
+    def wz_direct(drift, diffusion, it):
+        field = wong_zakai(drift, diffusion, kl_noise(it))
+        ys, stats = gt.odeint(field, x0_t, ts, rtol=RTOL, atol=ATOL, method="dopri5",
+                              return_stats=True)
+        n = stats.forward["nfe"]
+        return ys, lambda: (n, n)
+
+    def tdq_adjoint(drift, diffusion, it):
+        import torchdiffeq
+
+        field = wong_zakai(drift, diffusion, kl_noise(it))
+        params = tuple(drift.parameters()) + tuple(diffusion.parameters())
+        ys = torchdiffeq.odeint_adjoint(lambda t, y: field(t.detach(), y), x0_t, ts, rtol=RTOL,
+                                        atol=ATOL, method="dopri5", adjoint_params=params)
+        n_fwd = field.nfe
+        return ys, lambda: (n_fwd, field.nfe - n_fwd)
+
+    def torchsde_run(adjoint):
+        import torchsde
+
+        class SDE(torch.nn.Module):
+            noise_type, sde_type = "diagonal", "stratonovich"
+
+            def __init__(self, drift, diffusion):
+                super().__init__()
+                self.drift, self.diffusion = drift, diffusion
+
+            def f(self, t, y):
+                return self.drift(t, y)
+
+            def g(self, t, y):
+                return self.diffusion(t, y)
+
+        def run(drift, diffusion, it):
+            sde = SDE(drift, diffusion)
+            bm = torchsde.BrownianInterval(T0, T1, size=(P, 1), dtype=x0_t.dtype,
+                                           levy_area_approximation="none", entropy=20_000 + it)
+            c0 = drift.calls
+            if adjoint:
+                ys = torchsde.sdeint_adjoint(sde, x0_t, ts, bm=bm, method="reversible_heun",
+                                             adjoint_method="adjoint_reversible_heun", dt=SDE_DT)
+            else:
+                ys = torchsde.sdeint(sde, x0_t, ts, bm=bm, method="reversible_heun", dt=SDE_DT)
+            c1 = drift.calls
+            # direct: autograd replays the forward graph
+            return ys, lambda: (c1 - c0, (drift.calls - c1) if adjoint else c1 - c0)
+        return run
+
+    cheap = gq("euler", {"nodes": 1})
+    methods = {
+        "gqlib WZ + GQ (dopri5 backward)": gq(),
+        "gqlib WZ + GQ (cheap backward)": cheap,
+        "gqlib WZ, direct backprop": wz_direct,
+        "torchdiffeq adjoint, same WZ ODE": tdq_adjoint,
+        "torchsde rev. Heun, direct": torchsde_run(False),
+        "torchsde rev. Heun, adjoint": torchsde_run(True),
+    }
+    return methods
+
+
+# ---------------------------------------------------------------------------------------------
+# training and evaluation
+
+def train(run, drift, diffusion, data_stats, iterations, lr=LR, log=None):
+    import torch
+
+    params = list(drift.parameters()) + list(diffusion.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    times, losses, nfes = [], [], []
+    for it in range(iterations):
+        opt.zero_grad()
+        t0 = time.perf_counter()
+        ys, nfe = run(drift, diffusion, it)
+        loss = kl_metric(data_stats, ys.reshape(ys.shape[0], -1, N_PER))
+        loss.backward()
+        times.append(time.perf_counter() - t0)
+        nfes.append(nfe())
+        opt.step()
+        losses.append(float(loss))
+        if log is not None:
+            log(it, losses[-1], times[-1])
+    return dict(times=times, losses=losses, nfe=nfes)
+
+
+def simulate_model(drift, diffusion, x0, seed, dtype=None):
+    """Transfer: the learned drift/diffusion in gqlib's ``sdeint`` (Stratonovich, reversible Heun,
+    dt 0.01) on torch tensors; paths (N_TIMES, n_x0, N_PER) as NumPy."""
+    import torch
+
+    from gqlib.sde import BrownianPath, sdeint
+
+    dtype = dtype or torch.float32
+    y0 = torch.tensor(np.repeat(x0, N_PER)[:, None], dtype=dtype)
+    path = BrownianPath(T0, T1, shape=tuple(y0.shape), seed=seed)
+    with torch.no_grad():
+        ys = sdeint(drift, diffusion, y0, torch.linspace(T0, T1, N_TIMES, dtype=torch.float64),
+                    path, method="reversible_heun", dt=SDE_DT)
+    return ys.double().numpy().reshape(N_TIMES, len(x0), N_PER)
+
+
+def evaluate(drift, diffusion, x0, data_stats_np, seeds):
+    kls = [float(kl_metric(data_stats_np, simulate_model(drift, diffusion, x0, s))) for s in seeds]
+    return float(np.mean(kls)), float(np.std(kls))
+
+
+def gradient_check(methods, names, MLP, x0_t, data_stats, seed=0):
+    """Relative difference of each method's first gradient from direct backprop through the same
+    noise (WZ methods) or the same Brownian sample (torchsde)."""
+    import torch
+
+    torch.manual_seed(seed)
+    base_d, base_g = MLP(), MLP(bias=1.0)
+    grads = {}
+    for name in names:
+        d, g = copy.deepcopy(base_d), copy.deepcopy(base_g)
+        ys, _ = methods[name](d, g, 0)
+        kl_metric(data_stats, ys.reshape(ys.shape[0], -1, N_PER)).backward()
+        grads[name] = torch.cat([p.grad.flatten() for p in [*d.parameters(), *g.parameters()]])
+    return grads
+
+
+def timing_vs_outputs(init, x0_t, data_stats, counts, names, iterations):
+    """Median seconds per iteration (forward + backward at the initial weights), NFE and the
+    gradient's relative difference from direct backprop (same noise), with ``n`` evenly spaced
+    output times on [0, 10] and the loss on those times only: an adjoint stops at every output
+    time, direct backprop does not."""
+    import torch
+
+    out = {}
+    for n in counts:
+        step = (N_TIMES - 1) // (n - 1)
+        ts = torch.linspace(T0, T1, N_TIMES, dtype=torch.float32)[::step]
+        stats = tuple(s[::step] for s in data_stats)
+        methods = make_methods(x0_t, ts)
+        grads = {}
+        for name in names:
+            d, g = copy.deepcopy(init[0]), copy.deepcopy(init[1])
+            params = [*d.parameters(), *g.parameters()]
+            times = []
+            for _ in range(iterations):
+                for p in params:
+                    p.grad = None
+                t0 = time.perf_counter()
+                ys, nfe = methods[name](d, g, 0)
+                kl_metric(stats, ys.reshape(ys.shape[0], -1, N_PER)).backward()
+                times.append(time.perf_counter() - t0)
+            grads[name] = torch.cat([p.grad.flatten() for p in params])
+            out[(n, name)] = [float(np.median(times)), nfe()]
+        ref = grads[names[-1]]
+        for name in names:
+            out[(n, name)].append(float((grads[name] - ref).norm() / ref.norm()))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# parametric fit
+
+def fit_parametric(data_seed, x0, iterations, lr=0.06, cheap_backward=True, model_per_x0=450,
+                   init=(0.0, 0.0, 1.0, 0.0), n_terms=N_KL):
+    import torch
+
+    import gqlib.torch as gt
+    from gqlib.sde import KarhunenLoeveNoise, wong_zakai
+
+    _, Drift, Diffusion = build_models()
+    paths = simulate_truth(x0, seed=data_seed)
+    stats = tuple(torch.tensor(s, dtype=torch.float32) for s in gaussian_stats(paths))
+    x0_t = torch.tensor(np.repeat(x0, model_per_x0)[:, None], dtype=torch.float32)
+    ts = torch.linspace(T0, T1, N_TIMES, dtype=torch.float32)
+    drift, diffusion = Drift(*init[:2]), Diffusion(*init[2:])
+    params = [*drift.parameters(), *diffusion.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
+    kw = dict(adjoint_method="euler", adjoint_options={"nodes": 1}) if cheap_backward else {}
+    history = []
+    for it in range(iterations):
+        noise = KarhunenLoeveNoise.sample(T0, T1, n_terms, tuple(x0_t.shape),
+                                          seed=(data_seed, 30_000 + it))
+        opt.zero_grad()
+        ys = gt.odeint(wong_zakai(drift, diffusion, noise), x0_t, ts, rtol=RTOL, atol=ATOL,
+                       adjoint="gq", **kw)
+        loss = kl_metric(stats, ys.reshape(N_TIMES, len(x0), model_per_x0))
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append([float(p.detach()) for p in params])
+    return np.array(history), gaussian_stats(paths)
+
+
+def parametric_modules(values):
+    """``Drift(mu, theta), Diffusion(sigma, phi)`` modules (float32) from four numbers."""
+    _, Drift, Diffusion = build_models()
+    mu, theta, sigma, phi = (float(v) for v in values)
+    return Drift(mu, theta), Diffusion(sigma, phi)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, nproc = {os.cpu_count()}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--iterations", type=int, default=50, help="training iterations per method")
+    ap.add_argument("--time-only", type=int, default=3,
+                    help="iterations timed (not trained) for the methods in --timed")
+    ap.add_argument("--timed", default="gqlib WZ + GQ (dopri5 backward);torchdiffeq adjoint, "
+                    "same WZ ODE", help="';'-separated methods only timed, not trained")
+    ap.add_argument("--eval-seeds", type=int, default=3, help="sdeint samples per evaluation")
+    ap.add_argument("--param-seeds", type=int, default=5, help="data sets for the parametric fit")
+    ap.add_argument("--param-iterations", type=int, default=100)
+    ap.add_argument("--param-terms", default="10,40",
+                    help="comma-separated numbers of cosines for the parametric fit")
+    ap.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, no plots")
+    ap.add_argument("--plots", default="docs", help="folder for the plots ('' for none)")
+    ap.add_argument("--json", default="", help="write the raw results here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.eval_seeds, args.param_seeds, args.param_iterations, args.plots = 1, 2, 3, ""
+
+    import torch
+
+    torch.set_num_threads(1)
+    MLP, _, _ = build_models()
+    print(f"machine: {machine()}; torch {torch.__version__}, 1 thread, float32")
+
+    x0 = starting_points(0)
+    t_start = time.perf_counter()
+    data = simulate_truth(x0, seed=1)
+    data_stats_np = gaussian_stats(data)
+    data_stats = tuple(torch.tensor(s, dtype=torch.float32) for s in data_stats_np)
+    x0_t = torch.tensor(np.repeat(x0, N_PER)[:, None], dtype=torch.float32)
+    ts = torch.linspace(T0, T1, N_TIMES, dtype=torch.float32)
+    print(f"data: {data.shape} in {time.perf_counter() - t_start:.1f} s")
+    eval_seeds = [100 + k for k in range(args.eval_seeds)]
+    truth_kl = np.mean([float(kl_metric(data_stats_np, simulate_truth(x0, seed=s, dt=SDE_DT)))
+                        for s in eval_seeds])
+    print(f"KL of a fresh sample of the true SDE against the data (the noise floor): {truth_kl:.4f}")
+
+    methods = make_methods(x0_t, ts)
+    timed_only = {s.strip() for s in args.timed.split(";") if s.strip()}
+
+    # gradient agreement at the initial weights
+    grads = gradient_check(methods, list(methods), MLP, x0_t, data_stats)
+    ref_wz = grads["gqlib WZ, direct backprop"]
+    ref_sde = grads["torchsde rev. Heun, direct"]
+    grad_diff = {}
+    for name, gr in grads.items():
+        ref = ref_sde if name.startswith("torchsde") else ref_wz
+        grad_diff[name] = float((gr - ref).norm() / ref.norm())
+
+    torch.manual_seed(0)
+    init_d, init_g = MLP(), MLP(bias=1.0)
+    init_kl = evaluate(init_d, init_g, x0, data_stats_np, eval_seeds)
+    print(f"initial model: KL {init_kl[0]:.3f}")
+    results = {}
+    for name, run in methods.items():
+        d, g = copy.deepcopy(init_d), copy.deepcopy(init_g)
+        n = args.time_only if name in timed_only else args.iterations
+        t_m = time.perf_counter()
+
+        def log(it, loss, sec, name=name, n=n):
+            if it == 0 or (it + 1) % 10 == 0 or it + 1 == n:
+                print(f"  {name:34s} it {it + 1:4d}/{n}  loss {loss:8.4f}  {sec:6.3f} s", flush=True)
+        res = train(run, d, g, data_stats, n, log=log)
+        res["trained"] = name not in timed_only
+        if res["trained"]:
+            res["kl"] = evaluate(d, g, x0, data_stats_np, eval_seeds)
+            res["model"] = (d, g)
+        res["total_s"] = time.perf_counter() - t_m
+        results[name] = res
+        print(f"{name}: median {np.median(res['times']):.3f} s/it, total {res['total_s']:.0f} s"
+              + (f", KL after transfer {res['kl'][0]:.4f}" if res["trained"] else ""), flush=True)
+
+    # cost against the number of output times (initial weights, not trained)
+    gq_names = ["gqlib WZ + GQ (cheap backward)", "gqlib WZ + GQ (dopri5 backward)",
+                "gqlib WZ, direct backprop"]
+    by_outputs = timing_vs_outputs((init_d, init_g), x0_t, data_stats, (101, 11, 2), gq_names,
+                                   args.time_only)
+
+    # parametric: the same data sets for every noise size
+    t_p = time.perf_counter()
+    fits, param_kl = {}, {}
+    for n_terms in [int(v) for v in args.param_terms.split(",")]:
+        hists, kls = [], []
+        for k in range(args.param_seeds):
+            hist, stats_np = fit_parametric(200 + k, x0, args.param_iterations, n_terms=n_terms)
+            hists.append(hist)
+            kls.append(float(kl_metric(stats_np, simulate_model(*parametric_modules(hist[-1]), x0,
+                                                                 300 + k))))
+            print(f"parametric, {n_terms} cosines, data set {k}: mu, theta, sigma, phi = "
+                  f"{', '.join(f'{v:.4f}' for v in hist[-1])}; KL after transfer {kls[-1]:.4f}",
+                  flush=True)
+        fits[n_terms], param_kl[n_terms] = np.array(hists), kls
+    param_s = time.perf_counter() - t_p
+    total_s = time.perf_counter() - t_start
+
+    report(results, grad_diff, init_kl, truth_kl, fits, param_kl, param_s, total_s, args)
+    report_outputs(by_outputs, gq_names, args.time_only)
+    if args.plots:
+        plots(results, fits, x0, data, eval_seeds, args.plots)
+    if args.json:
+        raw = {k: {kk: vv for kk, vv in v.items() if kk != "model"} for k, v in results.items()}
+        with open(args.json, "w") as fh:
+            json.dump(dict(results=raw, grad_diff=grad_diff, init_kl=init_kl, truth_kl=truth_kl,
+                           fits={k: v.tolist() for k, v in fits.items()}, param_kl=param_kl,
+                           by_outputs={f"{n}|{m}": v for (n, m), v in by_outputs.items()}),
+                      fh)
+    return 0
+
+
+def report(results, grad_diff, init_kl, truth_kl, fits, param_kl, param_s, total_s, args):
+    sde_adj = np.median(results["torchsde rev. Heun, adjoint"]["times"])
+    wz_direct = np.median(results["gqlib WZ, direct backprop"]["times"])
+    print(f"\n## Neural SDE, {args.iterations} training iterations per method "
+          f"(methods marked * timed over {args.time_only} iterations, not trained)\n")
+    print("| method | s / iteration (median) | vs torchsde adjoint | vs WZ direct | NFE fwd / bwd "
+          "| grad. rel. diff. | training loss (last 5) | KL after transfer to sdeint |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        med = np.median(r["times"])
+        nf = np.median([n[0] for n in r["nfe"]])
+        nb = np.median([n[1] for n in r["nfe"]])
+        star = "" if r["trained"] else " *"
+        last = f"{np.mean(r['losses'][-5:]):.4f}" if r["trained"] else "-"
+        kl = f"{r['kl'][0]:.4f} +- {r['kl'][1]:.4f}" if r["trained"] else "-"
+        print(f"| {name}{star} | {med:.3f} | {sde_adj / med:.1f}x | {med / wz_direct:.1f}x | "
+              f"{nf:.0f} / {nb:.0f} | {grad_diff[name]:.2e} | {last} | {kl} |")
+    print(f"\nuntrained model: KL {init_kl[0]:.4f}; true SDE, fresh noise: KL {truth_kl:.4f} "
+          "(the floor set by 45 paths per starting point)")
+    truth = np.array([MU, THETA, SIGMA, PHI])
+    some = next(iter(fits.values()))
+    n_sets = some.shape[0]
+    print(f"\n## Parametric fit: {n_sets} data sets, {some.shape[1]} iterations each, "
+          f"{len(fits)} noise sizes ({param_s:.0f} s)\n")
+    head = " | ".join(f"{n} cosines: mean +- std (z)" for n in fits)
+    print(f"| parameter | truth | {head} |")
+    print("|---|---|" + "---|" * len(fits))
+    for i, nm in enumerate(("mu", "theta", "sigma", "phi")):
+        cells = []
+        for hist in fits.values():
+            final = hist[:, -1, i]
+            mean = final.mean()
+            std = final.std(ddof=1) if n_sets > 1 else float("nan")
+            z = (mean - truth[i]) / (std / math.sqrt(n_sets))
+            cells.append(f"{mean:.4f} +- {std:.4f} ({z:+.1f})")
+        print(f"| {nm} | {truth[i]} | {' | '.join(cells)} |")
+    cells = [f"{np.mean(k):.4f} +- {np.std(k):.4f}" for k in param_kl.values()]
+    print(f"| KL after transfer | {truth_kl:.4f} (true SDE) | {' | '.join(cells)} |")
+    print("\nstd: spread of single fits over the data sets; z = (mean - truth) / (std / sqrt(n)).")
+    print(f"\ntotal wall time {total_s:.0f} s")
+
+
+def report_outputs(by_outputs, names, iterations):
+    counts = sorted({n for n, _ in by_outputs}, reverse=True)
+    print(f"\n## Seconds per iteration (NFE fwd / bwd; gradient's relative difference from "
+          f"direct backprop) against the number of output times (initial weights, median of "
+          f"{iterations})\n")
+    print("| output times | " + " | ".join(names) + " | cheap GQ / direct |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for n in counts:
+        cells = [f"{by_outputs[n, m][0]:.3f} ({by_outputs[n, m][1][0]} / {by_outputs[n, m][1][1]}; "
+                 f"{by_outputs[n, m][2]:.0e})" for m in names]
+        ratio = by_outputs[n, names[0]][0] / by_outputs[n, names[-1]][0]
+        print(f"| {n} | " + " | ".join(cells) + f" | {ratio:.1f}x |")
+
+
+def plots(results, fits, x0, data, eval_seeds, folder):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trained = {k: v for k, v in results.items() if v["trained"]}
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    for name, r in trained.items():
+        ax[0].plot(np.arange(1, len(r["losses"]) + 1), r["losses"], label=name)
+        ax[1].plot(np.cumsum(r["times"]), r["losses"], label=name)
+    for a, xl in zip(ax, ("iteration", "training time (s, forward + backward)"), strict=True):
+        a.set_yscale("log")
+        a.set_xlabel(xl)
+        a.set_ylabel("training loss: KL(data || model)")
+    ax[1].set_xscale("log")
+    ax[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "ou_training.png"), dpi=110)
+    plt.close(fig)
+
+    show = ["gqlib WZ + GQ (cheap backward)", "torchsde rev. Heun, adjoint"]
+    show = [s for s in show if s in trained]
+    groups = np.argsort(x0)[[2, 20, 37]]
+    t = np.linspace(T0, T1, N_TIMES)
+    fig, ax = plt.subplots(1, len(show) + 1, figsize=(5 * (len(show) + 1), 4), sharey=True)
+    panels = [("data (true OU SDE)", data)] + [
+        (f"{s}\n-> gqlib sdeint", simulate_model(*trained[s]["model"], x0, eval_seeds[0]))
+        for s in show]
+    for a, (title, paths) in zip(ax, panels, strict=True):
+        for k, gi in enumerate(groups):
+            col = f"C{k}"
+            a.plot(t, paths[:, gi, :10], color=col, lw=0.4, alpha=0.5)
+            m, s = paths[:, gi].mean(-1), paths[:, gi].std(-1)
+            a.plot(t, m, color=col, lw=2)
+            a.fill_between(t, m - 2 * s, m + 2 * s, color=col, alpha=0.12)
+        a.set_title(title, fontsize=9)
+        a.set_xlabel("t")
+    ax[0].set_ylabel("X (10 paths, mean +- 2 std of 45)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "ou_paths.png"), dpi=110)
+    plt.close(fig)
+
+    truth = [MU, THETA, SIGMA, PHI]
+    fig, ax = plt.subplots(1, 4, figsize=(13, 3))
+    for i, nm in enumerate(("mu", "theta", "sigma", "phi")):
+        for c, (n_terms, hist) in enumerate(fits.items()):
+            for k in range(hist.shape[0]):
+                ax[i].plot(hist[k, :, i], lw=0.8, color=f"C{c}", alpha=0.7,
+                           label=f"{n_terms} cosines" if k == 0 else None)
+        ax[i].axhline(truth[i], color="k", ls="--", lw=1)
+        ax[i].set_title(f"{nm} (truth {truth[i]})")
+        ax[i].set_xlabel("iteration")
+    ax[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "ou_parametric.png"), dpi=110)
+    plt.close(fig)
+    print(f"plots: {folder}/ou_training.png, ou_paths.png, ou_parametric.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
