@@ -152,7 +152,7 @@ def build_models():
 # ---------------------------------------------------------------------------------------------
 # one training iteration per method: (drift, diffusion, it) -> (paths (N_TIMES, P, 1), info)
 
-def make_methods(x0_t, ts):
+def make_methods(x0_t, ts, seed_offset=0):
     import torch
 
     import gqlib.torch as gt
@@ -161,7 +161,7 @@ def make_methods(x0_t, ts):
     P = x0_t.shape[0]
 
     def kl_noise(it):
-        return KarhunenLoeveNoise.sample(T0, T1, N_KL, (P, 1), seed=10_000 + it)
+        return KarhunenLoeveNoise.sample(T0, T1, N_KL, (P, 1), seed=10_000 + seed_offset + it)
 
     def gq(adjoint_method=None, adjoint_options=None):
         kw = {} if adjoint_method is None else dict(adjoint_method=adjoint_method,
@@ -211,7 +211,7 @@ def make_methods(x0_t, ts):
         def run(drift, diffusion, it):
             sde = SDE(drift, diffusion)
             bm = torchsde.BrownianInterval(T0, T1, size=(P, 1), dtype=x0_t.dtype,
-                                           levy_area_approximation="none", entropy=20_000 + it)
+                                           levy_area_approximation="none", entropy=20_000 + seed_offset + it)
             c0 = drift.calls
             if adjoint:
                 ys = torchsde.sdeint_adjoint(sde, x0_t, ts, bm=bm, method="reversible_heun",
@@ -398,6 +398,11 @@ def main(argv=None) -> int:
     ap.add_argument("--param-iterations", type=int, default=100)
     ap.add_argument("--param-terms", default="10,40",
                     help="comma-separated numbers of cosines for the parametric fit")
+    ap.add_argument("--spread", type=int, default=0,
+                    help="instead of the benchmark: train the --methods this many more times with "
+                    "other noise seeds and report the KL after transfer of each run")
+    ap.add_argument("--methods", default="gqlib WZ + GQ (cheap backward);gqlib WZ, direct backprop;"
+                    "torchsde rev. Heun, direct", help="';'-separated methods for --spread")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, no plots")
     ap.add_argument("--plots", default="docs", help="folder for the plots ('' for none)")
     ap.add_argument("--json", default="", help="write the raw results here")
@@ -424,6 +429,8 @@ def main(argv=None) -> int:
                         for s in eval_seeds])
     print(f"KL of a fresh sample of the true SDE against the data (the noise floor): {truth_kl:.4f}")
 
+    if args.spread:
+        return spread_study(args, MLP, x0, x0_t, ts, data_stats, data_stats_np, eval_seeds)
     methods = make_methods(x0_t, ts)
     timed_only = {s.strip() for s in args.timed.split(";") if s.strip()}
 
@@ -493,6 +500,39 @@ def main(argv=None) -> int:
                            fits={k: v.tolist() for k, v in fits.items()}, param_kl=param_kl,
                            by_outputs={f"{n}|{m}": v for (n, m), v in by_outputs.items()}),
                       fh)
+    return 0
+
+
+def spread_study(args, MLP, x0, x0_t, ts, data_stats, data_stats_np, eval_seeds) -> int:
+    """Run-to-run spread: the same initial weights, other noise seeds (offsets 1000 r)."""
+    import torch
+
+    torch.manual_seed(0)
+    init_d, init_g = MLP(), MLP(bias=1.0)
+    names = [s.strip() for s in args.methods.split(";") if s.strip()]
+    rows = {}
+    for r in range(1, args.spread + 1):
+        methods = make_methods(x0_t, ts, seed_offset=1000 * r)
+        for name in names:
+            d, g = copy.deepcopy(init_d), copy.deepcopy(init_g)
+            res = train(methods[name], d, g, data_stats, args.iterations)
+            kl = evaluate(d, g, x0, data_stats_np, eval_seeds)[0]
+            rows.setdefault(name, []).append((kl, float(np.mean(res["losses"][-5:])),
+                                              float(np.median(res["times"]))))
+            print(f"  run {r} {name}: KL after transfer {kl:.4f}, training loss (last 5) "
+                  f"{rows[name][-1][1]:.4f}, {rows[name][-1][2]:.3f} s/it", flush=True)
+    print(f"\n## Run-to-run spread: {args.spread} runs per method, {args.iterations} iterations, "
+          "noise seed offsets 1000, 2000, ...\n")
+    print("| method | KL after transfer, each run | mean +- std | s / iteration (median) |")
+    print("|---|---|---|---|")
+    for name, runs in rows.items():
+        kls = np.array([k for k, _, _ in runs])
+        std = kls.std(ddof=1) if len(kls) > 1 else float("nan")
+        print(f"| {name} | {', '.join(f'{k:.4f}' for k in kls)} | {kls.mean():.4f} +- {std:.4f} | "
+              f"{np.median([t for _, _, t in runs]):.3f} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh)
     return 0
 
 
