@@ -189,6 +189,8 @@ class Stepper:
         self._C = [float(c) for c in tableau.C]
         self._B = [(i, float(b)) for i, b in enumerate(tableau.B) if b != 0.0]
         self._E = None if tableau.E is None else [(i, float(e)) for i, e in enumerate(tableau.E) if e != 0.0]
+        self._P_rows = ([] if tableau.P is None else
+                        [i for i in range(tableau.P.shape[0]) if np.any(tableau.P[i])])
         self._E_low = (None if tableau.E_low is None else
                        [(i, float(e)) for i, e in enumerate(tableau.E_low) if e != 0.0])
         if self.adaptive:
@@ -398,9 +400,13 @@ class Stepper:
         if tab.P is not None:
             if len(K) < tab.P.shape[0]:
                 K = self._extra_stages(seg)
-            P = constant_like(f"P:{tab.name}", tab.P, seg.y0)          # (stages, degree)
-            Kst = self.xp.stack(K[: tab.P.shape[0]], axis=-1)            # (*shape, stages)
-            return Kst @ P                                               # (*shape, degree)
+            P = constant_like(f"P:{tab.name}", tab.P, seg.y0)  # (stages, degree), on the device
+            # row by row in stage order (the numba driver sums in the same order: parity)
+            Q = None
+            for i in self._P_rows:
+                term = K[i][..., None] * P[i]
+                Q = term if Q is None else Q + term
+            return Q
         # cubic Hermite from y0, y1, f0, f1
         f1 = seg._f1
         if f1 is None:
