@@ -7,15 +7,13 @@ Python float (float64) on the host, whatever the state's dtype and device.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as array_device
 
-__all__ = ["namespace", "as_state", "is_numpy", "to_host_float", "device_of", "asarray_like",
-           "is_floating"]
+__all__ = ["namespace", "as_state", "to_host_float", "constant_like"]
 
 
 def namespace(*xs: Any):
@@ -24,14 +22,6 @@ def namespace(*xs: Any):
     if not arrays:
         return array_namespace(np.asarray(0.0))
     return array_namespace(*arrays)
-
-
-def is_numpy(x: Any) -> bool:
-    return isinstance(x, (np.ndarray, np.generic))
-
-
-def is_floating(xp, x) -> bool:
-    return xp.isdtype(x.dtype, "real floating")
 
 
 def as_state(y0: Any, name: str = "y0"):
@@ -56,23 +46,10 @@ def as_state(y0: Any, name: str = "y0"):
     return xp, y0
 
 
-def device_of(x: Any):
-    return array_device(x)
-
-
-def asarray_like(xp, values, like):
-    """``values`` (NumPy/float data) as an array of ``like``'s namespace, dtype and device."""
-    return xp.asarray(values, dtype=like.dtype, device=array_device(like))
-
-
 def to_host_float(x: Any) -> float:
     """One device-to-host scalar sync (detached from any autograd graph)."""
     detach = getattr(x, "detach", None)
     return float(detach() if detach is not None else x)
-
-
-def finite_float(x: float) -> bool:
-    return math.isfinite(x)
 
 
 _CONSTANTS: dict = {}

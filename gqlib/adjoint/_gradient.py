@@ -259,11 +259,8 @@ class _Backward:
     # -- the pass ----------------------------------------------------------------------------------
     def run(self) -> AdjointGradient:
         xp, cf, t, g, ys = self.xp, self.cf, self.t, self.g, self.sol.y
-        N = len(t) - 1
+        N = len(t) - 1  # >= 1: gradient() answers a single output time itself
         dldt = [None] * (N + 1)
-        if N == 0:
-            zero = xp.sum(g[0]) * 0.0
-            return AdjointGradient(g[0], None, xp.stack([zero]), self._stats(None))
         y_N, g_N = ys[N], g[N]
         params_acc = None
         if self.adjoint == "gq":
@@ -272,14 +269,13 @@ class _Backward:
         elif self.adjoint == "interpolated":
             z0 = self.flat(g_N)
             rhs = self.rhs_interpolated
-        else:
-            if cf.has_params:
-                p0 = cf.vjp_params(float(t[N]), y_N, g_N) * 0.0  # learns P; counted
-                z0 = xp.concat([self.flat(y_N), self.flat(g_N), self.flat(p0)])
-            else:
-                z0 = xp.concat([self.flat(y_N), self.flat(g_N)])
-                rhs = self.rhs_gq
-            rhs = self.rhs_backsolve if cf.has_params else self.rhs_gq
+        elif cf.has_params:  # backsolve
+            p0 = cf.vjp_params(float(t[N]), y_N, g_N) * 0.0  # learns P; counted
+            z0 = xp.concat([self.flat(y_N), self.flat(g_N), self.flat(p0)])
+            rhs = self.rhs_backsolve
+        else:  # backsolve without parameters is the [y, a] solve
+            z0 = xp.concat([self.flat(y_N), self.flat(g_N)])
+            rhs = self.rhs_gq
         stepper = Stepper(rhs, float(t[N]), z0, float(t[0]), self.tab, norm=self._norm(),
                           tstops=self.tstops, **self.solver_kw)
         dldt[N] = self.dot(g_N, self._f_at_output(stepper, N))
@@ -317,11 +313,7 @@ class _Backward:
             else:
                 stepper.reset(xp.concat([self.flat(ys[i - 1]), self.flat(a_new), z[2 * D:]]))
             dldt[i - 1] = self.dot(g[i - 1], self._f_at_output(stepper, i - 1))
-        self.stepper = stepper
-        params = params_acc
-        if cf.has_params and params is None:  # no interval (cannot happen for N >= 1)
-            params = None
-        return AdjointGradient(dy0, params, xp.stack(dldt), self._stats(stepper))
+        return AdjointGradient(dy0, params_acc, xp.stack(dldt), self._stats(stepper))
 
     def _f_at_output(self, stepper, i):
         """f(t_i, y_i): free from the backward stepper's first stage for gq and backsolve."""
@@ -333,11 +325,10 @@ class _Backward:
         s = dict(self.cf.stats)
         s["n_nodes"] = self.n_nodes
         s["n_panels"] = self.n_panels
-        s["n_accepted"] = stepper.stats["n_accepted"] if stepper else 0
-        s["n_rejected"] = stepper.stats["n_rejected"] if stepper else 0
-        s["n_steps"] = stepper.stats["n_steps"] if stepper else 0
+        for key in ("n_accepted", "n_rejected", "n_steps"):
+            s[key] = stepper.stats[key]
         # size of the state inside the backward solver: 2D (gq), D (interpolated), 2D + P
-        s["state_size"] = int(stepper.y.shape[0]) if stepper else 0
+        s["state_size"] = int(stepper.y.shape[0])
         # host seconds inside the field, by kind (fused f+vjp_y calls count as vjp_y)
         s["seconds"] = dict(self.cf.seconds)
         return s

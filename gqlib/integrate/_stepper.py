@@ -63,19 +63,16 @@ def evaluate_dense(y0, h, Q, theta):
     """``y0 + h * Q @ [theta, theta^2, ...]`` for a scalar or 1-D array of ``theta`` (floats).
 
     A scalar ``theta`` is raised to a cached on-device range of exponents (no host-to-device
-    copy); an array of ``theta`` is copied to the device once.
+    copy); an array goes through :func:`evaluate_pieces` as one piece (one copy of the times).
     """
-    xp = namespace(y0)
     degree = Q.shape[-1]
     exps = constant_like(f"exponents{degree}", np.arange(1, degree + 1, dtype=np.float64), y0)
     if np.ndim(theta) == 0:
-        pw = float(theta) ** exps
-        return y0 + h * (Q @ pw)
-    theta_x = xp.asarray(np.asarray(theta, dtype=np.float64), dtype=y0.dtype, device=_device(y0))
-    pw = theta_x[None, :] ** exps[:, None]  # (degree, m)
-    vals = Q @ pw  # (*shape, m)
-    vals = xp.moveaxis(vals, -1, 0) if vals.ndim > 1 else vals
-    return y0[None, ...] + h * vals
+        return y0 + h * (Q @ (float(theta) ** exps))
+    xp = namespace(y0)
+    theta = np.asarray(theta, dtype=np.float64)
+    theta_dev = xp.asarray(theta, dtype=xp.float64, device=_device(y0))
+    return evaluate_pieces([(0.0, 1.0, y0, h * Q)], theta, theta_dev, y0)
 
 
 def evaluate_pieces(pieces, t_host, t_dev, like):

@@ -13,15 +13,9 @@ import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 from array_api_compat import device as _device
 
+from .._backend import namespace  # noqa: F401  (re-exported for the SDE modules)
+
 __all__ = ["namespace", "is_numpy", "to_numpy", "convert_like", "ConversionCache"]
-
-
-def namespace(*arrays: Any):
-    """The array-API namespace of ``arrays`` (NumPy for Python scalars)."""
-    arrays = [a for a in arrays if a is not None and not isinstance(a, (int, float, complex))]
-    if not arrays:
-        return array_namespace(np.empty(0))
-    return array_namespace(*arrays)
 
 
 def is_numpy(x: Any) -> bool:
