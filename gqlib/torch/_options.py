@@ -63,6 +63,32 @@ def resolve_method(method: Any, name: str = "method") -> str:
     raise ValueError(f"`{name}` must be one of {sorted(METHOD_NAMES)}, got {method!r}")
 
 
+_STEP_CONTROL = ("first_step", "min_step", "max_step", "safety", "ifactor", "dfactor")
+
+
+def _step_control(options: dict, tab, where: str) -> dict:
+    """The adaptive step-control keywords of the core from torchdiffeq-style ``options``."""
+    kw: dict = {}
+    if "first_step" in options:
+        kw["first_step"] = _real(options["first_step"], f"{where}['first_step']")
+    if "min_step" in options:
+        v = _real(options["min_step"], f"{where}['min_step']", positive=False)
+        if v < 0:
+            raise ValueError(f"{where}['min_step'] must be non-negative, got {v}")
+        kw["min_step"] = v
+    if "max_step" in options:
+        kw["max_step"] = _real(options["max_step"], f"{where}['max_step']", allow_inf=True)
+    kw["controller"] = _controller(options, tab, where)
+    return kw
+
+
+def _reject_step_control(options: dict, what: str, mode: str) -> None:
+    for k in _STEP_CONTROL:
+        if k in options:
+            raise ValueError(f"{what} {k!r} applies to adaptive step-size control; it has no "
+                             f"effect {mode}: remove one of them")
+
+
 def _real(value: Any, where: str, *, positive: bool = True, allow_inf: bool = False) -> float:
     if torch.is_tensor(value):
         if value.numel() != 1:
@@ -201,21 +227,9 @@ def resolve_forward(method: Any, options: Any, *, rtol: Any, atol: Any) -> Forwa
         raise ValueError("options 'step_t' and 'jump_t' must not have any elements in common")
     kw: dict = dict(method=name, rtol=rtol, atol=atol, max_steps=_max_steps(options, "options"))
     if not fixed_mode:
-        if "first_step" in options:
-            kw["first_step"] = _real(options["first_step"], "options['first_step']")
-        if "min_step" in options:
-            v = _real(options["min_step"], "options['min_step']", positive=False)
-            if v < 0:
-                raise ValueError(f"options['min_step'] must be non-negative, got {v}")
-            kw["min_step"] = v
-        if "max_step" in options:
-            kw["max_step"] = _real(options["max_step"], "options['max_step']", allow_inf=True)
-        kw["controller"] = _controller(options, tab, "options")
+        kw.update(_step_control(options, tab, "options"))
     else:
-        for k in ("first_step", "min_step", "max_step", "safety", "ifactor", "dfactor"):
-            if k in options:
-                raise ValueError(f"option {k!r} applies to adaptive step-size control; it has no "
-                                 "effect with `step_size` (fixed-step mode): remove one of them")
+        _reject_step_control(options, "option", "with `step_size` (fixed-step mode)")
     return ForwardConfig(method=name, adaptive=not fixed_mode, solve_kwargs=kw, norm=norm,
                          grid_constructor=grid_constructor, step_size=step_size, jump_t=jump_t,
                          step_t=step_t, options=options)
@@ -302,22 +316,9 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
     kw: dict = dict(adjoint=kind, method=name, rtol=rtol_a, atol=atol_a,
                     max_steps=_max_steps(options, "adjoint_options"))
     if not fixed_mode:
-        if "first_step" in options:
-            kw["first_step"] = _real(options["first_step"], "adjoint_options['first_step']")
-        if "min_step" in options:
-            v = _real(options["min_step"], "adjoint_options['min_step']", positive=False)
-            if v < 0:
-                raise ValueError(f"adjoint_options['min_step'] must be non-negative, got {v}")
-            kw["min_step"] = v
-        if "max_step" in options:
-            kw["max_step"] = _real(options["max_step"], "adjoint_options['max_step']",
-                                   allow_inf=True)
-        kw["controller"] = _controller(options, tab, "adjoint_options")
+        kw.update(_step_control(options, tab, "adjoint_options"))
     elif not inherited:
-        for k in ("first_step", "min_step", "max_step", "safety", "ifactor", "dfactor"):
-            if k in options:
-                raise ValueError(f"adjoint option {k!r} applies to adaptive step-size control; it "
-                                 "has no effect with a fixed step: remove one of them")
+        _reject_step_control(options, "adjoint option", "with a fixed step")
     if "nodes" in options:
         nodes = options["nodes"]
         if not (nodes in ("adaptive", "paper") or (isinstance(nodes, int)
