@@ -12,7 +12,7 @@ from scipy.linalg import expm, expm_frechet
 import gqlib
 from gqlib.adjoint import FunctionField, gradient
 
-ADJ = ["gq", "backsolve", "interpolated"]
+ADJ = ["gq", "backsolve", "interpolated", "collocation"]
 TIGHT = dict(rtol=1e-11, atol=1e-13)
 
 
@@ -224,7 +224,7 @@ def test_bad_input():
 
 
 def test_backward_state_sizes():
-    """Memory: the backward solver holds 2D (gq), D (interpolated) or 2D + P (backsolve)."""
+    """Memory: the backward solver holds 2D (gq), D (interpolated, collocation) or 2D + P (backsolve)."""
     rng = np.random.default_rng(2)
     D = 3
     field = TanhField(rng.standard_normal((D, D)), rng.standard_normal(D))
@@ -233,7 +233,7 @@ def test_backward_state_sizes():
     sol = gqlib.solve(field, rng.standard_normal(D), t, dense_output=True)
     G = rng.standard_normal((4, D))
     sizes = {adj: gradient(field, sol, G, adjoint=adj).stats["state_size"] for adj in ADJ}
-    assert sizes == {"gq": 2 * D, "interpolated": D, "backsolve": 2 * D + P}
+    assert sizes == {"gq": 2 * D, "interpolated": D, "backsolve": 2 * D + P, "collocation": D}
 
 
 @pytest.mark.parametrize("adjoint", ADJ)

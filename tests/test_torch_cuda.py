@@ -17,7 +17,7 @@ from gqlib.torch import odeint  # noqa: E402
 pytestmark = [pytest.mark.torch,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 F64 = torch.float64
-ADJ = [None, "gq", "backsolve", "interpolated"]
+ADJ = [None, "gq", "backsolve", "interpolated", "collocation"]
 
 
 class Field(torch.nn.Module):

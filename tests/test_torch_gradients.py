@@ -13,7 +13,7 @@ from gqlib.torch import odeint, odeint_adjoint  # noqa: E402
 
 pytestmark = pytest.mark.torch
 F64 = torch.float64
-ADJ = ["gq", "backsolve", "interpolated"]
+ADJ = ["gq", "backsolve", "interpolated", "collocation"]
 TIGHT = dict(rtol=1e-10, atol=1e-12)
 
 

@@ -22,6 +22,9 @@ class VectorField(Protocol):
     forms, used when present because one forward and one backward pass are cheaper than two of
     each: ``f_vjp_y(t, y, a) -> (f, vjp_y)``, ``vjp(t, y, a) -> (vjp_y, vjp_params)``,
     ``f_vjp(t, y, a) -> (f, vjp_y, vjp_params)``; and ``vjp_t(t, y, a) = a^T df/dt``.
+    ``linearize(t, y)`` (optional, used by the collocation adjoint) returns an object with
+    ``vjp_y(a)`` and ``vjp(a) -> (vjp_y, vjp_params)`` that reuse one forward pass for many
+    cotangents (as ``jax.vjp``'s pullback; torch keeps the graph).
     """
 
     def __call__(self, t: float, y: Any) -> Any: ...
@@ -120,3 +123,47 @@ class CountedField:
             vy, vp = self._timed("vjp_params", both, t, y, a)
             return fy, vy, vp
         return self.f(t, y), self.vjp_y(t, y, a), self.vjp_params(t, y, a)
+
+    def linearize(self, t, y):
+        """The field linearised at ``(t, y)``: one forward pass (counted in ``nfe_f``), then each
+        ``vjp_y(a)`` / ``vjp(a)`` a backward pass through it (counted as a VJP). Fields without
+        ``linearize`` get a stand-in that makes a full VJP call each time."""
+        native = getattr(self.field, "linearize", None)
+        if native is None:
+            return _Replayed(self, t, y)
+        self.stats["nfe_f"] += 1
+        return _Counted(self, self._timed("f", native, t, y))
+
+
+class _Counted:
+    """A field's own linearisation, counted and timed by its CountedField."""
+
+    def __init__(self, cf: CountedField, lin: Any):
+        self.cf, self.lin = cf, lin
+
+    def vjp_y(self, a):
+        self.cf.stats["nfe_vjp_y"] += 1
+        return self.cf._timed("vjp_y", self.lin.vjp_y, a)
+
+    def vjp(self, a):
+        self.cf.stats["nfe_vjp_y"] += 1
+        self.cf.stats["nfe_vjp_params"] += 1
+        return self.cf._timed("vjp_params", self.lin.vjp, a)
+
+
+class _Replayed:
+    """Stand-in linearisation: every product is a full VJP call at the stored point."""
+
+    def __init__(self, cf: CountedField, t, y):
+        self.cf, self.t, self.y = cf, t, y
+
+    def vjp_y(self, a):
+        return self.cf.vjp_y(self.t, self.y, a)
+
+    def vjp(self, a):
+        both = getattr(self.cf.field, "vjp", None)
+        if both is not None:
+            self.cf.stats["nfe_vjp_y"] += 1
+            self.cf.stats["nfe_vjp_params"] += 1
+            return self.cf._timed("vjp_params", both, self.t, self.y, a)
+        return self.cf.vjp_y(self.t, self.y, a), self.cf.vjp_params(self.t, self.y, a)

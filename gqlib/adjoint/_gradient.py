@@ -28,6 +28,7 @@ from ..integrate._validation import check_max_steps, check_positive, check_times
 from ..interpolate import Solution
 from ..quadrature import gauss_legendre
 from ..tableaux import get_method
+from ._collocation import CollocationBackward, default_nodes
 from ._field import CountedField
 from ._nodes import (
     MAX_SPLITS,
@@ -40,7 +41,7 @@ from ._nodes import (
 
 __all__ = ["gradient", "AdjointGradient", "ADJOINTS", "NODE_RULES"]
 
-ADJOINTS = ("gq", "backsolve", "interpolated")
+ADJOINTS = ("gq", "backsolve", "interpolated", "collocation")
 NODE_RULES = ("adaptive", "paper")
 
 
@@ -54,8 +55,8 @@ class AdjointGradient:
         dL/dy0, shaped like y0.
     params : array or None
         dL/dtheta as a flat array (None when the field has no ``vjp_params``).
-    t : array
-        dL/dt_i for every output time, shape ``(len(t),)``.
+    t : array or None
+        dL/dt_i for every output time, shape ``(len(t),)``; None when ``grad_t=False``.
     stats : dict
         ``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``, ``n_nodes``, ``n_panels``, ``n_accepted``,
         ``n_rejected``, ``n_steps``, ``state_size`` (entries of the backward solver's state) of the
@@ -75,7 +76,8 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
              seminorm: bool = False, nodes: str | int = "adaptive", gtol: float = 0.1,
              extra_nodes: int = 0, max_nodes: int = 64, max_steps: int = 100_000,
              controller: PIController | None = None, min_step: float = 0.0,
-             max_step: float = math.inf) -> AdjointGradient:
+             max_step: float = math.inf, sweeps: int | None = None,
+             grad_t: bool = True) -> AdjointGradient:
     r"""Gradients of ``L = sum_i l_i(y(t_i))`` from ``grad_y[i] = dl_i/dy(t_i)``.
 
     Parameters
@@ -87,18 +89,31 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
         ``adjoint="interpolated"``).
     grad_y : array, shape ``(len(t), *y0.shape)``
         dl_i/dy(t_i); rows may be zero.
-    adjoint : {"gq", "backsolve", "interpolated"}
+    adjoint : {"gq", "backsolve", "interpolated", "collocation"}
         ``"gq"``: backward solve of ``[y, a]`` (2D) with dense output; ``dL/dtheta`` by
         Gauss-Legendre quadrature of ``a^T df/dtheta`` with y and a read from the backward
         interpolant. ``"backsolve"``: the augmented ``[y, a, g]`` solve (2D + P).
         ``"interpolated"``: y from the forward dense output, only ``a`` solved backwards (D).
+        ``"collocation"``: y from the forward dense output; on each panel (a forward step cut
+        at the output times) ``a`` by ``nodes``-point Gauss-Legendre collocation and
+        ``dL/dtheta`` by the same nodes' quadrature, one linearisation of the field per node
+        (see :mod:`gqlib.adjoint._collocation`). No adaptive backward solve: ``method``,
+        ``rtol``, ``atol`` and the step controls do not apply; ``step_size`` caps the panels.
     method, rtol, atol, step_size, first_step, norm, controller, min_step, max_step, max_steps
         The backward solve's settings; default: the forward solve's.
     seminorm : bool
         ``backsolve`` only: exclude ``g`` from error control (Kidger, Chen & Lyons 2021).
     nodes : {"adaptive", "paper"} or int
         Node rule for ``gq``/``interpolated`` (see :mod:`gqlib.adjoint._nodes`); an int fixes the
-        count per panel (a panel is an output interval cut at tstops).
+        count per panel (a panel is an output interval cut at tstops). ``collocation``: an int
+        (collocation order ``2 nodes``); left at ``"adaptive"`` it is ``ceil(p / 2)`` for the
+        forward method's order ``p``.
+    sweeps : int, optional
+        ``collocation`` only: Picard sweeps of the stage equations (the order is
+        ``min(sweeps + 1, 2 nodes)``); default ``2 nodes - 1``.
+    grad_t : bool
+        Compute dL/dt (an extra evaluation per output time for ``interpolated`` and
+        ``collocation``); when False, ``AdjointGradient.t`` is None.
     gtol : float
         The paper's constant C for ``nodes="paper"``.
     extra_nodes : int
@@ -140,13 +155,20 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
         params = None
         if cf.has_params:
             params = cf.vjp_params(float(t_np[0]), sol.y[0], grad_y[0] * 0.0) * 0.0
-        return AdjointGradient(grad_y[0], params, xp.stack([zero]),
+        return AdjointGradient(grad_y[0], params, xp.stack([zero]) if grad_t is not False else None,
                                {**cf.stats, "n_nodes": 0, "n_panels": 0, "n_accepted": 0,
                                 "n_rejected": 0, "n_steps": 0, "state_size": 0,
                                 "seconds": dict(cf.seconds)})
     if adjoint == "interpolated" and sol.dense is None:
         raise ValueError('adjoint="interpolated" reads y from the forward dense output: solve '
                          "with `dense_output=True`")
+    if not isinstance(grad_t, bool):
+        raise TypeError(f"`grad_t` must be a bool, got {type(grad_t).__name__}")
+    if adjoint == "collocation":
+        return _collocation(cf, sol, grad_y, xp, t_np, method=method, nodes=nodes, sweeps=sweeps,
+                            step_size=step_size, seminorm=seminorm, grad_t=grad_t)
+    if sweeps is not None:
+        raise ValueError('`sweeps` applies to adjoint="collocation" only')
     if seminorm and adjoint != "backsolve":
         raise ValueError('`seminorm=True` applies to adjoint="backsolve" only (gq and '
                          "interpolated never put the parameter gradient in the solver)")
@@ -178,8 +200,36 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
                     step_size=step_size, first_step=first_step, norm=norm, seminorm=seminorm,
                     nodes=nodes, gtol=gtol, extra_nodes=extra_nodes, max_nodes=max_nodes,
                     max_steps=max_steps, controller=controller, min_step=min_step,
-                    max_step=max_step)
+                    max_step=max_step, grad_t=grad_t)
     return job.run()
+
+
+def _collocation(cf, sol, grad_y, xp, t_np, *, method, nodes, sweeps, step_size, seminorm,
+                 grad_t) -> AdjointGradient:
+    if sol.dense is None:
+        raise ValueError('adjoint="collocation" reads y from the forward dense output: solve '
+                         "with `dense_output=True`")
+    if method is not None:
+        raise ValueError('adjoint="collocation" takes no `method`: it is Gauss-Legendre '
+                         "collocation with `nodes` points per panel")
+    if seminorm:
+        raise ValueError('`seminorm=True` applies to adjoint="backsolve" only')
+    if nodes == "adaptive":
+        nodes = default_nodes(get_method(sol.options.get("method", "dopri5")).order)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise ValueError(f'`nodes` must be a positive int for adjoint="collocation", got {nodes!r}')
+    if sweeps is None:
+        sweeps = 2 * nodes - 1
+    if isinstance(sweeps, bool) or not isinstance(sweeps, int) or sweeps < 0:
+        raise ValueError(f"`sweeps` must be a non-negative int, got {sweeps!r}")
+    max_panel = check_positive(step_size, "step_size")
+    job = CollocationBackward(cf, sol, grad_y, xp, t_np, nodes=nodes, sweeps=sweeps,
+                              max_panel=max_panel, grad_t=grad_t)
+    dy0, params, dldt = job.run()
+    stats = {**cf.stats, "n_nodes": nodes * job.n_panels, "n_panels": job.n_panels,
+             "n_accepted": job.n_panels, "n_rejected": 0, "n_steps": job.n_panels,
+             "state_size": int(np.prod(tuple(sol.y.shape[1:]))), "seconds": dict(cf.seconds)}
+    return AdjointGradient(dy0, params, dldt, stats)
 
 
 class _Backward:
@@ -188,7 +238,8 @@ class _Backward:
 
     def __init__(self, cf, sol, grad_y, xp, t_np, tab, *, adjoint, rtol, atol, step_size,
                  first_step, norm, seminorm, nodes, gtol, extra_nodes, max_nodes, max_steps,
-                 controller, min_step, max_step):
+                 controller, min_step, max_step, grad_t):
+        self.grad_t = grad_t
         self.cf, self.sol, self.g, self.xp, self.t = cf, sol, grad_y, xp, t_np
         self.tab, self.adjoint = tab, adjoint
         self.shape = tuple(sol.y.shape[1:])
@@ -278,7 +329,8 @@ class _Backward:
             rhs = self.rhs_gq
         stepper = Stepper(rhs, float(t[N]), z0, float(t[0]), self.tab, norm=self._norm(),
                           tstops=self.tstops, **self.solver_kw)
-        dldt[N] = self.dot(g_N, self._f_at_output(stepper, N))
+        if self.grad_t:
+            dldt[N] = self.dot(g_N, self._f_at_output(stepper, N))
         quadrature = cf.has_params and self.adjoint != "backsolve"
         for i in range(N, 0, -1):
             t_lo = float(t[i - 1])
@@ -300,7 +352,8 @@ class _Backward:
             D = self.D
             a_before = self.unflat(z[:D] if self.adjoint == "interpolated" else z[D:2 * D])
             if i - 1 == 0:
-                dldt[0] = -self.dot(a_before, cf.f(t_lo, ys[0]))
+                if self.grad_t:
+                    dldt[0] = -self.dot(a_before, cf.f(t_lo, ys[0]))
                 dy0 = a_before + g[0]
                 if self.adjoint == "backsolve" and cf.has_params:
                     params_acc = z[2 * D:]
@@ -312,8 +365,10 @@ class _Backward:
                 stepper.reset(self.flat(a_new))
             else:
                 stepper.reset(xp.concat([self.flat(ys[i - 1]), self.flat(a_new), z[2 * D:]]))
-            dldt[i - 1] = self.dot(g[i - 1], self._f_at_output(stepper, i - 1))
-        return AdjointGradient(dy0, params_acc, xp.stack(dldt), self._stats(stepper))
+            if self.grad_t:
+                dldt[i - 1] = self.dot(g[i - 1], self._f_at_output(stepper, i - 1))
+        return AdjointGradient(dy0, params_acc, xp.stack(dldt) if self.grad_t else None,
+                               self._stats(stepper))
 
     def _f_at_output(self, stepper, i):
         """f(t_i, y_i): free from the backward stepper's first stage for gq and backsolve."""

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["UserFunc", "TorchField", "TorchParamField", "rms_norm", "state_norm",
-           "adjoint_norm"]
+__all__ = ["UserFunc", "TorchField", "TorchParamField", "TorchLinearization", "rms_norm",
+           "state_norm", "adjoint_norm"]
 
 
 class UserFunc:
@@ -119,6 +119,13 @@ class TorchField:
     def vjp_y(self, t: float, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return self.f_vjp_y(t, y, a)[1]
 
+    def linearize(self, t: float, y: torch.Tensor) -> TorchLinearization:
+        """One forward pass with a graph, kept for several backward passes."""
+        with torch.enable_grad():
+            y_ = y.detach().requires_grad_(True)
+            f = self.fn(t, y_)
+        return TorchLinearization(f, y_, getattr(self, "params", ()), self)
+
 
 class TorchParamField(TorchField):
     """A :class:`TorchField` with parameters: ``vjp_params`` is one flat vector (length P) in
@@ -157,10 +164,25 @@ class TorchParamField(TorchField):
         return out
 
 
-def _grad(f: torch.Tensor, inputs, a: torch.Tensor):
+class TorchLinearization:
+    """``f(t, y)`` with its autograd graph: ``vjp_y(a)`` and ``vjp(a)`` are backward passes
+    through the same graph (``retain_graph``), freed with this object."""
+
+    def __init__(self, f: torch.Tensor, y: torch.Tensor, params: tuple, field: TorchField):
+        self.f, self.y, self.params, self.field = f, y, params, field
+
+    def vjp_y(self, a: torch.Tensor) -> torch.Tensor:
+        return _grad(self.f, (self.y,), a, retain=True)[0]
+
+    def vjp(self, a: torch.Tensor):
+        vy, *vp = _grad(self.f, (self.y, *self.params), a, retain=True)
+        return vy, self.field._flat(vp)
+
+
+def _grad(f: torch.Tensor, inputs, a: torch.Tensor, retain: bool = False):
     """``a^T df/d(inputs)``, zeros for inputs f does not depend on."""
     if f.requires_grad:
-        grads = torch.autograd.grad(f, inputs, a, allow_unused=True)
+        grads = torch.autograd.grad(f, inputs, a, allow_unused=True, retain_graph=retain)
     else:
         grads = (None,) * len(inputs)
     return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)]

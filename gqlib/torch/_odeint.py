@@ -99,11 +99,17 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         torchdiffeq's solver options (see ``docs/torch.md``); unknown ones raise.
     event_fn : None
         Not supported (raises).
-    adjoint : {None, "gq", "backsolve", "interpolated"}
+    adjoint : {None, "gq", "backsolve", "interpolated", "collocation"}
+        ``"collocation"`` reads y from the forward's dense output and takes ``a`` by Gauss-Legendre
+        collocation on each forward step cut at the output times, with the parameter integral at
+        the same nodes: no backward solver, one forward pass of ``func`` per node reused for all
+        its backward passes (see ``gqlib.adjoint.gradient``).
     adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options
         The backward solve's settings; default: the forward's (torchdiffeq's rules).
         ``adjoint_options`` also takes ``nodes`` ("adaptive", "paper" or an int), ``gtol``,
         ``extra_nodes`` and ``max_nodes`` for the quadrature of ``gq`` and ``interpolated``.
+        For ``"collocation"`` only ``adjoint_options`` applies, with ``nodes`` (int; default
+        ``ceil(p / 2)`` for the forward method's order p), ``sweeps`` and ``step_size``.
     adjoint_params : sequence of Tensors, optional
         The tensors to differentiate in adjoint mode; default: ``func.parameters()`` for an
         ``nn.Module``, and the drift's and diffusion's parameters for a
@@ -383,6 +389,8 @@ class _AdjointJob:
     def gradient_kwargs(self, with_params: bool) -> dict:
         cfg = self.cfg
         kw = dict(cfg.gradient_kwargs)
+        if cfg.kind == "collocation":  # no backward solver: nothing to derive
+            return kw
         numels = [p.numel() for p in self.params] if with_params else []
         if cfg.adaptive:
             fwd_norm = state_norm(self.fwd.norm, self.fn, self.shape)
@@ -402,7 +410,8 @@ class _OdeintAdjointFn(torch.autograd.Function):
     def forward(ctx, job: _AdjointJob, y0: torch.Tensor, t: torch.Tensor, *params):
         with torch.no_grad():
             sol = gqlib.solve(job.fn, y0.detach(), job.t_np,
-                              dense_output=job.cfg.kind == "interpolated", **job.solve_kwargs)
+                              dense_output=job.cfg.kind in ("interpolated", "collocation"),
+                              **job.solve_kwargs)
         job.sol = sol
         job.stats.forward = dict(sol.stats)
         ctx.job = job
@@ -422,7 +431,8 @@ class _OdeintAdjointFn(torch.autograd.Function):
         with_params = any(need[3:])
         fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False)
         fld = TorchParamField(fn, job.params) if with_params else TorchField(fn)
-        g = gradient(fld, job.sol, grad_ys.contiguous(), **job.gradient_kwargs(with_params))
+        g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
+                     **job.gradient_kwargs(with_params))
         job.stats.backward = dict(g.stats)
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None

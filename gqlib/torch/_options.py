@@ -37,7 +37,7 @@ UNSUPPORTED_METHODS = {
     "fixed_adams": "Adams-Bashforth-Moulton (an implicit multistep method)",
     "scipy_solver": "scipy.integrate's solvers",
 }
-ADJOINT_KINDS = ("gq", "backsolve", "interpolated")
+ADJOINT_KINDS = ("gq", "backsolve", "interpolated", "collocation")
 
 # options accepted by kind of method (torchdiffeq's, plus gqlib's noted ones)
 _COMMON = {"norm", "max_num_steps", "jump_t", "step_t", "dtype"}
@@ -267,6 +267,8 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
     if kind not in ADJOINT_KINDS:
         raise ValueError(f"`adjoint` must be None (direct backpropagation) or one of "
                          f"{ADJOINT_KINDS}, got {kind!r}")
+    if kind == "collocation":
+        return _resolve_collocation(fwd, method, options, adjoint_rtol, adjoint_atol)
     name = resolve_method(method if method is not None else forward_method, "adjoint_method")
     tab = METHODS[name]
     if options is None:
@@ -341,3 +343,38 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
                          "of adjoint='gq' and 'interpolated'; adjoint='backsolve' has none")
     return AdjointConfig(kind=kind, method=name, adaptive=not fixed_mode, gradient_kwargs=kw,
                          norm=norm, step_size=step_size)
+
+
+_COLLOCATION_KEYS = {"nodes", "sweeps", "step_size"}
+
+
+def _resolve_collocation(fwd: ForwardConfig, method: Any, options: Any, adjoint_rtol: Any,
+                         adjoint_atol: Any) -> AdjointConfig:
+    """``adjoint="collocation"``: no backward solver, so no method, tolerances or step control;
+    ``adjoint_options`` may set ``nodes``, ``sweeps`` and ``step_size`` (the largest panel)."""
+    for name, value in (("adjoint_method", method), ("adjoint_rtol", adjoint_rtol),
+                        ("adjoint_atol", adjoint_atol)):
+        if value is not None:
+            raise ValueError(f"adjoint='collocation' takes no `{name}`: it runs no backward "
+                             "solver (set adjoint_options['nodes'] and ['sweeps'] instead)")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"`adjoint_options` must be a dict, got {type(options).__name__}")
+    unknown = sorted(set(options) - _COLLOCATION_KEYS)
+    if unknown:
+        raise ValueError(f"adjoint option(s) {unknown} do not apply to adjoint='collocation'; "
+                         f"valid: {sorted(_COLLOCATION_KEYS)}")
+    kw: dict = {"adjoint": "collocation"}
+    for key, least in (("nodes", 1), ("sweeps", 0)):
+        if key in options:
+            v = options[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ValueError(f"adjoint_options[{key!r}] must be an int >= {least}, got {v!r}")
+            kw[key] = v
+    step_size = None
+    if options.get("step_size") is not None:
+        step_size = _real(options["step_size"], "adjoint_options['step_size']")
+        kw["step_size"] = step_size
+    return AdjointConfig(kind="collocation", method=fwd.method, adaptive=False,
+                         gradient_kwargs=kw, norm=None, step_size=step_size)

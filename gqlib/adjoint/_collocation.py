@@ -1,0 +1,176 @@
+"""The collocation adjoint: Gauss-Legendre collocation of ``a`` on the forward dense output.
+
+The adjoint equation ``da/dt = -a^T J(t)``, ``J(t) = df/dy(t, y(t))``, is linear in ``a``. On a
+panel from ``s`` (where ``a`` is known) to ``e = s + H``, ``n``-point Gauss-Legendre collocation
+(the implicit Runge-Kutta method of order ``2n``, Butcher 1964) takes stages at
+``tau_i = s + c_i H`` and solves
+
+    A_i = a_s - H sum_j alpha_ij A_j^T J(tau_j),     a_e = a_s - H sum_j b_j A_j^T J(tau_j),
+
+with ``c``, ``b`` the Gauss-Legendre nodes and weights on [0, 1] and
+``alpha_ij = integral_0^{c_i} l_j(s) ds`` (``l_j`` the Lagrange basis on ``c``). The stage
+equations are solved by Picard sweeps from ``A_i = a_s``; each sweep gains one order, so ``m``
+sweeps give a method of order ``min(m + 1, 2n)``. ``y(tau_i)`` is read from the forward solve's
+dense output, so every node needs one forward pass of the field (a *linearisation*) and then one
+backward pass per sweep through the same graph. The parameter gradient is the same nodes' Gauss
+quadrature ``integral a^T df/dtheta dt = -H sum_i b_i A_i^T df/dtheta(tau_i)`` (Norcliffe &
+Deisenroth 2023), fused into the last sweep: the collocation method applied to the augmented
+system ``[a, g]``, so it has the same order.
+
+The cost per panel is ``n`` forward passes and ``n (m + 1)`` backward passes; no adaptive solve,
+no error estimate, no dense output of the backward pass. Panels are the output intervals, cut at
+the forward solve's step ends where an interval holds whole forward steps, and at most
+``step_size`` long when given.
+
+References: Butcher, Implicit Runge-Kutta processes, Math. Comp. 18 (1964); Hairer, Norsett &
+Wanner, Solving ODEs I, section II.7 (collocation methods).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from .._backend import constant_like
+from ..errors import NonFiniteState
+from ..integrate._stepper import evaluate_pieces
+from ..quadrature import gauss_legendre
+
+__all__ = ["collocation_coefficients", "CollocationBackward", "default_nodes"]
+
+
+@lru_cache(maxsize=32)
+def collocation_coefficients(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(c, b, alpha)`` of ``n``-point Gauss-Legendre collocation on [0, 1] (float64).
+
+    ``alpha_ij = integral_0^{c_i} l_j(s) ds``: the moment conditions
+    ``sum_j alpha_ij c_j^k = c_i^(k+1) / (k+1)``, ``k < n``, solved as a Vandermonde system.
+    """
+    x, w = gauss_legendre(n)
+    c = 0.5 * (np.asarray(x, dtype=np.float64) + 1.0)
+    b = 0.5 * np.asarray(w, dtype=np.float64)
+    k = np.arange(n)
+    vander = c[None, :] ** k[:, None]                    # (k, j): c_j^k
+    moments = c[:, None] ** (k[None, :] + 1) / (k + 1)   # (i, k)
+    alpha = np.linalg.solve(vander, moments.T).T         # alpha @ vander.T = moments
+    return c, b, alpha
+
+
+def default_nodes(forward_order: int) -> int:
+    """Nodes per panel matching the forward method: order ``2n >= p``."""
+    return max(1, math.ceil(forward_order / 2))
+
+
+class CollocationBackward:
+    """One backward pass of the collocation adjoint (see the module docstring)."""
+
+    def __init__(self, cf, sol, grad_y, xp, t_np, *, nodes: int, sweeps: int,
+                 max_panel: float | None, grad_t: bool):
+        self.cf, self.sol, self.g, self.xp, self.t = cf, sol, grad_y, xp, t_np
+        self.n, self.sweeps, self.max_panel, self.grad_t = nodes, sweeps, max_panel, grad_t
+        self.c, self.b, self.alpha = collocation_coefficients(nodes)
+        self.step_ends = np.concatenate([sol.dense.t0, [sol.dense.t_last]])
+        self.tstops = np.sort(np.asarray(sol.tstops, dtype=np.float64))
+        self.n_panels = 0
+
+    def dot(self, u, v):
+        return self.xp.sum(u * v)
+
+    def panels(self, s: float, e: float) -> list[tuple[float, float]]:
+        """Panels of the output interval from ``s`` to ``e`` (in that order).
+
+        The interval is cut at the forward steps' ends when it holds a whole forward step (the
+        forward's error control resolved y on its steps); an interval inside one or two steps
+        is one panel (y is C^1 across a step end), cut only at tstops (kinks of f, where the
+        forward steps end too). Each panel is at most ``max_panel`` long.
+        """
+        lo, hi = sorted((s, e))
+        inner = np.sort(self.step_ends[(self.step_ends > lo) & (self.step_ends < hi)])
+        if len(inner) < 2:  # no whole forward step inside; always cut at tstops (kinks in f)
+            inner = np.array([x for x in self.tstops if lo < x < hi], dtype=np.float64)
+        edges = np.concatenate([[s], inner[::-1] if e < s else inner, [e]])
+        out = []
+        for p, q in zip(edges[:-1], edges[1:], strict=True):
+            k = 1 if self.max_panel is None else max(1, math.ceil(abs(q - p) / self.max_panel))
+            cuts = [p + (q - p) * j / k for j in range(k)] + [float(q)]
+            out.extend(zip(cuts[:-1], cuts[1:], strict=True))
+        return out
+
+    def run(self):
+        xp, cf, t, g, ys = self.xp, self.cf, self.t, self.g, self.sol.y
+        N = len(t) - 1
+        dldt = [None] * (N + 1)
+        if self.grad_t:
+            dldt[N] = self.dot(g[N], cf.f(float(t[N]), ys[N]))
+        a = g[N]
+        acc = None
+        for i in range(N, 0, -1):
+            for s, e in self.panels(float(t[i]), float(t[i - 1])):
+                a, part = self.panel(s, e, a)
+                if part is not None:
+                    if acc is None:
+                        acc = part
+                    else:
+                        acc += part
+            if not bool(xp.all(xp.isfinite(a))):  # one host sync per output interval
+                raise NonFiniteState("the adjoint became non-finite in the collocation "
+                                     "backward pass", t=float(t[i - 1]),
+                                     h=float(t[i - 1] - t[i]))
+            if i - 1 == 0:
+                if self.grad_t:
+                    dldt[0] = -self.dot(a, cf.f(float(t[0]), ys[0]))
+                dy0 = a + g[0]
+                break
+            a = a + g[i - 1]
+            if self.grad_t:
+                dldt[i - 1] = self.dot(g[i - 1], cf.f(float(t[i - 1]), ys[i - 1]))
+        return dy0, acc, (xp.stack(dldt) if self.grad_t else None)
+
+    def panel(self, s: float, e: float, a):
+        """``a`` carried from ``s`` to ``e``; the parameter integral over the panel."""
+        xp, n, H = self.xp, self.n, e - s
+        c, b, alpha = self.c, self.b, self.alpha
+        # nodes in increasing time for the dense read; Gauss nodes are symmetric (1 - c_k =
+        # c_{n-1-k}), so for H < 0 node k is the (n-1-k)-th of them
+        lo, hi = min(s, e), max(s, e)
+        like = self.sol.y
+        base = constant_like(f"collocation{n}", c, like, dtype=_float64(like))
+        t_up = lo + (hi - lo) * c
+        y_up = evaluate_pieces(self.sol.dense.pieces_between(lo, hi), t_up,
+                               lo + (hi - lo) * base, like)
+        order = range(n) if H > 0 else range(n - 1, -1, -1)
+        lins = [self.cf.linearize(float(t_up[j]), y_up[j]) for j in order]
+        A = [a] * n
+        for _ in range(self.sweeps):
+            v = [lin.vjp_y(Ak) for lin, Ak in zip(lins, A, strict=True)]
+            A = [a - H * _combine(alpha[i], v) for i in range(n)]
+        self.n_panels += 1
+        # last pass: weighted cotangents w_k A_k, w_k = -H b_k, give both a_e and the integral
+        a_e, acc = a, None
+        for k in range(n):
+            wk = float(-H * b[k])
+            if self.cf.has_params:
+                vy, vp = lins[k].vjp(wk * A[k])
+                acc = xp.asarray(vp, copy=True) if acc is None else acc + vp
+            else:
+                vy = lins[k].vjp_y(wk * A[k])
+            a_e = a_e + vy
+        return a_e, acc
+
+
+def _combine(row: np.ndarray, vs: list):
+    out = None
+    for coef, v in zip(row, vs, strict=True):
+        if coef == 0.0:
+            continue
+        term = float(coef) * v
+        out = term if out is None else out + term
+    return out if out is not None else vs[0] * 0.0
+
+
+def _float64(like):
+    from array_api_compat import array_namespace
+
+    return array_namespace(like).float64
