@@ -14,11 +14,16 @@ so that the first model is not almost deterministic), float32, one thread, 50 it
 
 - gqlib, Wong-Zakai ODE + GQ adjoint: ``KarhunenLoeveNoise`` with 10 cosines on [0, 10], one xi
   vector per path, drawn afresh each iteration; ``gqlib.torch.odeint(wong_zakai(drift, diffusion,
-  noise), ..., adjoint="gq")`` with dopri5 at rtol = atol = 1e-3 (the adapter finds the modules'
-  parameters). Two backward settings: a cheap one (``adjoint_method="euler"``,
-  ``adjoint_options={"nodes": 1}``: one Euler step and one Gauss node per output interval), trained;
-  and the defaults (dopri5 backward, adaptive quadrature), timed only (its gradients agree with the
-  cheap one's to the same 1e-3 of direct backprop).
+  noise), ..., adjoint=...)`` with dopri5 at rtol = atol = 1e-3 (the adapter finds the modules'
+  parameters). Three backward settings: ``adjoint="collocation"`` with
+  ``adjoint_options={"nodes": 1}`` (y from the forward dense output; per output interval one
+  forward pass of the field at the Gauss node and two backward passes through it: 2nd-order
+  collocation of the adjoint and the 1-node Gauss quadrature of the parameter integral), trained;
+  ``adjoint="gq"`` with a cheap backward (``adjoint_method="euler"``,
+  ``adjoint_options={"nodes": 1}``: one Euler step of [y, a] and one Gauss node per output
+  interval), trained; and ``adjoint="gq"`` at its defaults (dopri5 backward, adaptive
+  quadrature), timed only (its gradients agree with the cheap one's to the same 1e-3 of direct
+  backprop).
 - gqlib, Wong-Zakai ODE, direct backpropagation (``adjoint=None``).
 - torchdiffeq's adjoint on the same Wong-Zakai ODE (timed only).
 - torchsde reversible Heun, dt = 0.01, direct (``sdeint``) and adjoint (``sdeint_adjoint`` with
@@ -37,7 +42,8 @@ cosines (the paper's noise) and with 40.
 Run (about 19 minutes on 2 shared cores; results in ``docs/ornstein_uhlenbeck.md``)::
 
     .venv/bin/python validation/ornstein_uhlenbeck.py                   # full run, writes plots
-    .venv/bin/python validation/ornstein_uhlenbeck.py --spread 3        # run-to-run spread (14 min)
+    .venv/bin/python validation/ornstein_uhlenbeck.py --param-terms ""  # without the parametric fit
+    .venv/bin/python validation/ornstein_uhlenbeck.py --spread 3        # run-to-run spread
     .venv/bin/python validation/ornstein_uhlenbeck.py --iterations 2 --quick   # smoke test
 """
 
@@ -58,6 +64,7 @@ MU, THETA, SIGMA, PHI = 0.2, 0.1, 0.6, 0.15
 T0, T1, N_TIMES = 0.0, 10.0, 101
 N_X0, N_PER = 40, 45
 N_KL = 10  # cosines in the Karhunen-Loeve noise
+COLLOCATION = "gqlib WZ + GQ collocation (1 node)"
 RTOL = ATOL = 1e-3
 SDE_DT = 0.01
 DATA_DT = 0.001
@@ -172,14 +179,17 @@ def make_methods(x0_t, ts, seed_offset=0):
     def kl_noise(it):
         return KarhunenLoeveNoise.sample(T0, T1, N_KL, (P, 1), seed=10_000 + seed_offset + it)
 
-    def gq(adjoint_method=None, adjoint_options=None):
-        kw = {} if adjoint_method is None else dict(adjoint_method=adjoint_method,
-                                                   adjoint_options=adjoint_options)
+    def gq(adjoint_method=None, adjoint_options=None, adjoint="gq"):
+        kw = {} if adjoint_options is None else dict(adjoint_options=adjoint_options)
+        if adjoint_method is not None:
+            kw["adjoint_method"] = adjoint_method
 
         def run(drift, diffusion, it):
             field = wong_zakai(drift, diffusion, kl_noise(it))
             ys, stats = gt.odeint(field, x0_t, ts, rtol=RTOL, atol=ATOL, method="dopri5",
-                                  adjoint="gq", return_stats=True, **kw)
+                                  adjoint=adjoint, return_stats=True, **kw)
+            if adjoint == "collocation":  # forward passes of the field, each with 2 backward
+                return ys, lambda: (stats.forward["nfe"], stats.backward["nfe_f"])
             return ys, lambda: (stats.forward["nfe"],
                                 stats.backward["nfe_f"] + stats.backward["nfe_vjp_params"])
         return run
@@ -234,6 +244,7 @@ def make_methods(x0_t, ts, seed_offset=0):
 
     cheap = gq("euler", {"nodes": 1})
     methods = {
+        COLLOCATION: gq(adjoint="collocation", adjoint_options={"nodes": 1}),
         "gqlib WZ + GQ (dopri5 backward)": gq(),
         "gqlib WZ + GQ (cheap backward)": cheap,
         "gqlib WZ, direct backprop": wz_direct,
@@ -410,8 +421,7 @@ def main(argv=None) -> int:
     ap.add_argument("--spread", type=int, default=0,
                     help="instead of the benchmark: train the --methods this many more times with "
                     "other noise seeds and report the KL after transfer of each run")
-    ap.add_argument("--methods", default="gqlib WZ + GQ (cheap backward);gqlib WZ, direct backprop;"
-                    "torchsde rev. Heun, direct", help="';'-separated methods for --spread")
+    ap.add_argument("--methods", default=COLLOCATION, help="';'-separated methods for --spread")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, no plots")
     ap.add_argument("--plots", default="docs", help="folder for the plots ('' for none)")
     ap.add_argument("--json", default="", help="write the raw results here")
@@ -476,7 +486,7 @@ def main(argv=None) -> int:
               + (f", KL after transfer {res['kl'][0]:.4f}" if res["trained"] else ""), flush=True)
 
     # cost against the number of output times (initial weights, not trained)
-    gq_names = ["gqlib WZ + GQ (cheap backward)", "gqlib WZ + GQ (dopri5 backward)",
+    gq_names = [COLLOCATION, "gqlib WZ + GQ (cheap backward)", "gqlib WZ + GQ (dopri5 backward)",
                 "gqlib WZ, direct backprop"]
     by_outputs = timing_vs_outputs((init_d, init_g), x0_t, data_stats, (101, 11, 2), gq_names,
                                    args.time_only)
@@ -484,7 +494,7 @@ def main(argv=None) -> int:
     # parametric: the same data sets for every noise size
     t_p = time.perf_counter()
     fits, param_kl = {}, {}
-    for n_terms in [int(v) for v in args.param_terms.split(",")]:
+    for n_terms in [int(v) for v in args.param_terms.split(",") if v.strip()]:
         hists, kls = [], []
         for k in range(args.param_seeds):
             hist, stats_np = fit_parametric(200 + k, x0, args.param_iterations, n_terms=n_terms)
@@ -564,6 +574,9 @@ def report(results, grad_diff, init_kl, truth_kl, fits, param_kl, param_s, total
               f"{nf:.0f} / {nb:.0f} | {grad_diff[name]:.2e} | {last} | {kl} |")
     print(f"\nuntrained model: KL {init_kl[0]:.4f}; true SDE, fresh noise: KL {truth_kl:.4f} "
           "(the floor set by 45 paths per starting point)")
+    if not fits:
+        print(f"\ntotal wall time {total_s:.0f} s (no parametric fit: --param-terms '')")
+        return
     truth = np.array([MU, THETA, SIGMA, PHI])
     some = next(iter(fits.values()))
     n_sets = some.shape[0]
@@ -592,7 +605,7 @@ def report_outputs(by_outputs, names, iterations):
     print(f"\n## Seconds per iteration (NFE fwd / bwd; gradient's relative difference from "
           f"direct backprop) against the number of output times (initial weights, median of "
           f"{iterations})\n")
-    print("| output times | " + " | ".join(names) + " | cheap GQ / direct |")
+    print("| output times | " + " | ".join(names) + f" | {names[0]} / direct |")
     print("|---|" + "---|" * (len(names) + 1))
     for n in counts:
         cells = [f"{by_outputs[n, m][0]:.3f} ({by_outputs[n, m][1][0]} / {by_outputs[n, m][1][1]}; "
@@ -622,7 +635,7 @@ def plots(results, fits, x0, data, eval_seeds, folder):
     fig.savefig(os.path.join(folder, "ou_training.png"), dpi=110)
     plt.close(fig)
 
-    show = ["gqlib WZ + GQ (cheap backward)", "torchsde rev. Heun, adjoint"]
+    show = [COLLOCATION, "torchsde rev. Heun, adjoint"]
     show = [s for s in show if s in trained]
     groups = np.argsort(x0)[[2, 20, 37]]
     t = np.linspace(T0, T1, N_TIMES)
@@ -644,6 +657,9 @@ def plots(results, fits, x0, data, eval_seeds, folder):
     fig.savefig(os.path.join(folder, "ou_paths.png"), dpi=110)
     plt.close(fig)
 
+    if not fits:
+        print(f"plots: {folder}/ou_training.png, ou_paths.png")
+        return
     truth = [MU, THETA, SIGMA, PHI]
     fig, ax = plt.subplots(1, 4, figsize=(13, 3))
     for i, nm in enumerate(("mu", "theta", "sigma", "phi")):
