@@ -1,7 +1,8 @@
 """gqlib: Runge-Kutta integrators, Gauss-Legendre quadrature adjoints and Wong-Zakai SDE training.
 
 The core is framework-agnostic (NumPy reference, array-API generic drivers, numba hot paths);
-``gqlib.torch`` and ``gqlib.jax`` are thin adapters, imported explicitly.
+``gqlib.torch`` is a thin adapter, imported explicitly (a ``gqlib.jax`` adapter is planned, not yet
+built).
 """
 
 from . import adjoint, convergence, errors, quadrature, sde

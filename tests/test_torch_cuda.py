@@ -119,8 +119,9 @@ def test_the_adapter_adds_no_syncs(adjoint):
 
 
 # measured on an NVIDIA H200 (validation/cuda_check.sh): direct, backsolve, gq and interpolated
-# all within one sync per step attempt plus one per quadrature panel (the node rule's decision)
-@pytest.mark.parametrize("adjoint", [None, "backsolve", "gq", "interpolated"])
+# all within one sync per step attempt plus one per quadrature panel (the node rule's decision);
+# collocation (not yet run on a GPU) syncs once per output interval (its finiteness check)
+@pytest.mark.parametrize("adjoint", [None, "backsolve", "gq", "interpolated", "collocation"])
 def test_dense_output_and_adjoints_sync_once_per_step_attempt(adjoint):
     sites, stats, attempts = _adjoint_sites(adjoint)
     panels = (stats.backward or {}).get("n_panels", 0)

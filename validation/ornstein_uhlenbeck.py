@@ -65,6 +65,7 @@ T0, T1, N_TIMES = 0.0, 10.0, 101
 N_X0, N_PER = 40, 45
 N_KL = 10  # cosines in the Karhunen-Loeve noise
 COLLOCATION = "gqlib WZ + GQ collocation (1 node)"
+COLLOCATION_1 = "gqlib WZ + GQ collocation (1 node, 0 sweeps)"
 RTOL = ATOL = 1e-3
 SDE_DT = 0.01
 DATA_DT = 0.001
@@ -168,7 +169,7 @@ def build_models():
 # ---------------------------------------------------------------------------------------------
 # one training iteration per method: (drift, diffusion, it) -> (paths (N_TIMES, P, 1), info)
 
-def make_methods(x0_t, ts, seed_offset=0):
+def make_methods(x0_t, ts, seed_offset=0, n_kl=N_KL):
     import torch
 
     import gqlib.torch as gt
@@ -177,7 +178,7 @@ def make_methods(x0_t, ts, seed_offset=0):
     P = x0_t.shape[0]
 
     def kl_noise(it):
-        return KarhunenLoeveNoise.sample(T0, T1, N_KL, (P, 1), seed=10_000 + seed_offset + it)
+        return KarhunenLoeveNoise.sample(T0, T1, n_kl, (P, 1), seed=10_000 + seed_offset + it)
 
     def gq(adjoint_method=None, adjoint_options=None, adjoint="gq"):
         kw = {} if adjoint_options is None else dict(adjoint_options=adjoint_options)
@@ -245,6 +246,7 @@ def make_methods(x0_t, ts, seed_offset=0):
     cheap = gq("euler", {"nodes": 1})
     methods = {
         COLLOCATION: gq(adjoint="collocation", adjoint_options={"nodes": 1}),
+        COLLOCATION_1: gq(adjoint="collocation", adjoint_options={"nodes": 1, "sweeps": 0}),
         "gqlib WZ + GQ (dopri5 backward)": gq(),
         "gqlib WZ + GQ (cheap backward)": cheap,
         "gqlib WZ, direct backprop": wz_direct,
@@ -316,7 +318,7 @@ def gradient_check(methods, names, MLP, x0_t, data_stats, seed=0):
     return grads
 
 
-def timing_vs_outputs(init, x0_t, data_stats, counts, names, iterations):
+def timing_vs_outputs(init, x0_t, data_stats, counts, names, iterations, n_kl=N_KL):
     """Median seconds per iteration (forward + backward at the initial weights), NFE and the
     gradient's relative difference from direct backprop (same noise), with ``n`` evenly spaced
     output times on [0, 10] and the loss on those times only: an adjoint stops at every output
@@ -328,7 +330,7 @@ def timing_vs_outputs(init, x0_t, data_stats, counts, names, iterations):
         step = (N_TIMES - 1) // (n - 1)
         ts = torch.linspace(T0, T1, N_TIMES, dtype=torch.float32)[::step]
         stats = tuple(s[::step] for s in data_stats)
-        methods = make_methods(x0_t, ts)
+        methods = make_methods(x0_t, ts, n_kl=n_kl)
         grads = {}
         for name in names:
             d, g = copy.deepcopy(init[0]), copy.deepcopy(init[1])
@@ -422,6 +424,13 @@ def main(argv=None) -> int:
                     help="instead of the benchmark: train the --methods this many more times with "
                     "other noise seeds and report the KL after transfer of each run")
     ap.add_argument("--methods", default=COLLOCATION, help="';'-separated methods for --spread")
+    ap.add_argument("--cosines", type=int, default=N_KL,
+                    help="Karhunen-Loeve terms of the Wong-Zakai noise in training")
+    ap.add_argument("--only", default="",
+                    help="';'-separated methods for the benchmark (default: all; the WZ direct "
+                    "and torchsde adjoint rows are always run, the ratios need them)")
+    ap.add_argument("--outputs", default="101,11,2",
+                    help="comma-separated output-time counts for the cost table ('' for none)")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, no plots")
     ap.add_argument("--plots", default="docs", help="folder for the plots ('' for none)")
     ap.add_argument("--json", default="", help="write the raw results here")
@@ -450,11 +459,22 @@ def main(argv=None) -> int:
 
     if args.spread:
         return spread_study(args, MLP, x0, x0_t, ts, data_stats, data_stats_np, eval_seeds)
-    methods = make_methods(x0_t, ts)
+    methods = make_methods(x0_t, ts, n_kl=args.cosines)
+    if args.only:
+        keep = {s.strip() for s in args.only.split(";") if s.strip()}
+        keep |= {"gqlib WZ, direct backprop", "torchsde rev. Heun, adjoint"}
+        unknown = keep - set(methods)
+        if unknown:
+            raise SystemExit(f"--only: unknown methods {sorted(unknown)}; known: {list(methods)}")
+        methods = {k: v for k, v in methods.items() if k in keep}
+    print(f"Wong-Zakai noise: {args.cosines} cosines")
     timed_only = {s.strip() for s in args.timed.split(";") if s.strip()}
 
     # gradient agreement at the initial weights
     grads = gradient_check(methods, list(methods), MLP, x0_t, data_stats)
+    if "torchsde rev. Heun, direct" not in grads:  # the torchsde adjoint's reference
+        grads.update(gradient_check(make_methods(x0_t, ts), ["torchsde rev. Heun, direct"], MLP,
+                                    x0_t, data_stats))
     ref_wz = grads["gqlib WZ, direct backprop"]
     ref_sde = grads["torchsde rev. Heun, direct"]
     grad_diff = {}
@@ -486,10 +506,12 @@ def main(argv=None) -> int:
               + (f", KL after transfer {res['kl'][0]:.4f}" if res["trained"] else ""), flush=True)
 
     # cost against the number of output times (initial weights, not trained)
-    gq_names = [COLLOCATION, "gqlib WZ + GQ (cheap backward)", "gqlib WZ + GQ (dopri5 backward)",
-                "gqlib WZ, direct backprop"]
-    by_outputs = timing_vs_outputs((init_d, init_g), x0_t, data_stats, (101, 11, 2), gq_names,
-                                   args.time_only)
+    gq_names = [m for m in (COLLOCATION, "gqlib WZ + GQ (cheap backward)",
+                            "gqlib WZ + GQ (dopri5 backward)", "gqlib WZ, direct backprop")
+                if m in methods]
+    counts = tuple(int(v) for v in args.outputs.split(",") if v.strip())
+    by_outputs = timing_vs_outputs((init_d, init_g), x0_t, data_stats, counts, gq_names,
+                                   args.time_only, args.cosines)
 
     # parametric: the same data sets for every noise size
     t_p = time.perf_counter()
@@ -509,7 +531,8 @@ def main(argv=None) -> int:
     total_s = time.perf_counter() - t_start
 
     report(results, grad_diff, init_kl, truth_kl, fits, param_kl, param_s, total_s, args)
-    report_outputs(by_outputs, gq_names, args.time_only)
+    if counts:
+        report_outputs(by_outputs, gq_names, args.time_only)
     if args.plots:
         plots(results, fits, x0, data, eval_seeds, args.plots)
     if args.json:
@@ -531,7 +554,7 @@ def spread_study(args, MLP, x0, x0_t, ts, data_stats, data_stats_np, eval_seeds)
     names = [s.strip() for s in args.methods.split(";") if s.strip()]
     rows = {}
     for r in range(1, args.spread + 1):
-        methods = make_methods(x0_t, ts, seed_offset=1000 * r)
+        methods = make_methods(x0_t, ts, seed_offset=1000 * r, n_kl=args.cosines)
         for name in names:
             d, g = copy.deepcopy(init_d), copy.deepcopy(init_g)
             res = train(methods[name], d, g, data_stats, args.iterations)

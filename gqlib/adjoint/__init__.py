@@ -1,4 +1,5 @@
-"""Adjoint gradient assembly: GQ (Gauss-Legendre quadrature), backsolve (+ seminorm), interpolated.
+"""Adjoint gradient assembly: GQ (Gauss-Legendre quadrature), backsolve (+ seminorm), interpolated,
+collocation.
 
 Framework-agnostic: the field supplies vector-Jacobian products, the core does the numerics.
 """

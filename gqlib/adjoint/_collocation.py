@@ -34,7 +34,7 @@ from functools import lru_cache
 import numpy as np
 
 from .._backend import constant_like
-from ..errors import NonFiniteState
+from ..errors import NonFiniteState, TooManySteps
 from ..integrate._stepper import evaluate_pieces
 from ..quadrature import gauss_legendre
 
@@ -45,16 +45,20 @@ __all__ = ["collocation_coefficients", "CollocationBackward", "default_nodes"]
 def collocation_coefficients(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(c, b, alpha)`` of ``n``-point Gauss-Legendre collocation on [0, 1] (float64).
 
-    ``alpha_ij = integral_0^{c_i} l_j(s) ds``: the moment conditions
-    ``sum_j alpha_ij c_j^k = c_i^(k+1) / (k+1)``, ``k < n``, solved as a Vandermonde system.
+    ``alpha_ij = integral_0^{c_i} l_j(s) ds = c_i sum_q b_q l_j(c_i c_q)``: the same Gauss rule
+    on [0, c_i] is exact for ``l_j`` (degree n - 1). The Lagrange basis is evaluated in product
+    form, which stays accurate where a monomial (Vandermonde) solve loses digits as n grows.
     """
     x, w = gauss_legendre(n)
     c = 0.5 * (np.asarray(x, dtype=np.float64) + 1.0)
     b = 0.5 * np.asarray(w, dtype=np.float64)
-    k = np.arange(n)
-    vander = c[None, :] ** k[:, None]                    # (k, j): c_j^k
-    moments = c[:, None] ** (k[None, :] + 1) / (k + 1)   # (i, k)
-    alpha = np.linalg.solve(vander, moments.T).T         # alpha @ vander.T = moments
+    alpha = np.empty((n, n))
+    for j in range(n):
+        others = np.delete(c, j)
+        denom = np.prod(c[j] - others)
+        pts = c[:, None] * c[None, :]                              # (i, q): c_i c_q
+        lj = np.prod(pts[..., None] - others, axis=-1) / denom     # l_j(c_i c_q)
+        alpha[:, j] = c * (lj @ b)
     return c, b, alpha
 
 
@@ -67,13 +71,14 @@ class CollocationBackward:
     """One backward pass of the collocation adjoint (see the module docstring)."""
 
     def __init__(self, cf, sol, grad_y, xp, t_np, *, nodes: int, sweeps: int,
-                 max_panel: float | None, grad_t: bool):
+                 max_panel: float | None, grad_t: bool, max_panels: int):
         self.cf, self.sol, self.g, self.xp, self.t = cf, sol, grad_y, xp, t_np
         self.n, self.sweeps, self.max_panel, self.grad_t = nodes, sweeps, max_panel, grad_t
         self.c, self.b, self.alpha = collocation_coefficients(nodes)
         self.step_ends = np.concatenate([sol.dense.t0, [sol.dense.t_last]])
         self.tstops = np.sort(np.asarray(sol.tstops, dtype=np.float64))
         self.n_panels = 0
+        self.max_panels = max_panels
 
     def dot(self, u, v):
         return self.xp.sum(u * v)
@@ -81,15 +86,24 @@ class CollocationBackward:
     def panels(self, s: float, e: float) -> list[tuple[float, float]]:
         """Panels of the output interval from ``s`` to ``e`` (in that order).
 
-        The interval is cut at the forward steps' ends when it holds a whole forward step (the
-        forward's error control resolved y on its steps); an interval inside one or two steps
-        is one panel (y is C^1 across a step end), cut only at tstops (kinks of f, where the
-        forward steps end too). Each panel is at most ``max_panel`` long.
+        No panel is longer than a forward step it overlaps (the forward's error control and
+        stability resolved y on its steps): an interval no longer than the shortest forward step
+        it overlaps is one panel (y is C^1 across a step end), cut only at tstops (kinks of f,
+        where the forward steps end too); a longer interval is cut at every forward step end
+        inside it. Each panel is at most ``max_panel`` long.
         """
         lo, hi = sorted((s, e))
-        inner = np.sort(self.step_ends[(self.step_ends > lo) & (self.step_ends < hi)])
-        if len(inner) < 2:  # no whole forward step inside; always cut at tstops (kinks in f)
-            inner = np.array([x for x in self.tstops if lo < x < hi], dtype=np.float64)
+        ends = self.step_ends
+        inner = ends[(ends > lo) & (ends < hi)]
+        if len(inner):
+            # the forward steps overlapping [lo, hi]: from the last end <= lo to the first >= hi
+            below, above = ends[ends <= lo], ends[ends >= hi]
+            left = below.max() if below.size else lo
+            right = above.min() if above.size else hi
+            around = np.concatenate([[left], np.sort(inner), [right]])
+            if hi - lo <= np.min(np.diff(around)):
+                inner = np.array([x for x in self.tstops if lo < x < hi], dtype=np.float64)
+        inner = np.sort(inner)
         edges = np.concatenate([[s], inner[::-1] if e < s else inner, [e]])
         out = []
         for p, q in zip(edges[:-1], edges[1:], strict=True):
@@ -147,6 +161,9 @@ class CollocationBackward:
             v = [lin.vjp_y(Ak) for lin, Ak in zip(lins, A, strict=True)]
             A = [a - H * _combine(alpha[i], v) for i in range(n)]
         self.n_panels += 1
+        if self.n_panels > self.max_panels:
+            raise TooManySteps(f"more than max_steps = {self.max_panels} collocation panels",
+                               t=s, h=H)
         # last pass: weighted cotangents w_k A_k, w_k = -H b_k, give both a_e and the integral
         a_e, acc = a, None
         for k in range(n):

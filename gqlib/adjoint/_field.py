@@ -1,7 +1,7 @@
 """The vector-field protocol of the adjoints, and the call counter that wraps every field.
 
-A field supplies ``f`` and vector-Jacobian products; frameworks implement it (``gqlib.torch``,
-``gqlib.jax``), NumPy users can use :class:`FunctionField`. gqlib counts each kind of call itself.
+A field supplies ``f`` and vector-Jacobian products; framework adapters implement it (``gqlib.torch``),
+NumPy users can use :class:`FunctionField`. gqlib counts each kind of call itself.
 """
 
 from __future__ import annotations

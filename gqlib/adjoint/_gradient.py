@@ -1,4 +1,4 @@
-"""Gradient assembly: ``gqlib.adjoint.gradient`` and its three adjoint strategies.
+"""Gradient assembly: ``gqlib.adjoint.gradient`` and its four adjoint strategies.
 
 Problem: ``dy/dt = f(t, y, theta)``, ``y(t_0) = y_0``, loss ``L = sum_i l_i(y(t_i))``. The adjoint
 ``a(t) = dL/dy(t)`` solves ``da/dt = -a^T df/dy`` backwards from ``a(t_N) = g_N``, jumping by
@@ -97,8 +97,9 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
         ``"collocation"``: y from the forward dense output; on each panel (a forward step cut
         at the output times) ``a`` by ``nodes``-point Gauss-Legendre collocation and
         ``dL/dtheta`` by the same nodes' quadrature, one linearisation of the field per node
-        (see :mod:`gqlib.adjoint._collocation`). No adaptive backward solve: ``method``,
-        ``rtol``, ``atol`` and the step controls do not apply; ``step_size`` caps the panels.
+        (see :mod:`gqlib.adjoint._collocation`). No backward solver: passing ``method``,
+        ``rtol``, ``atol``, ``norm``, the step controls or the gq node settings raises;
+        ``step_size`` caps the panels and ``max_steps`` their number.
     method, rtol, atol, step_size, first_step, norm, controller, min_step, max_step, max_steps
         The backward solve's settings; default: the forward solve's.
     seminorm : bool
@@ -150,25 +151,30 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
         raise TypeError(f"`grad_y` must be the same array type as the solution "
                         f"({type(sol.y).__name__}), got {type(grad_y).__name__}")
     t_np = check_times(sol.t)
+    if not isinstance(grad_t, bool):
+        raise TypeError(f"`grad_t` must be a bool, got {type(grad_t).__name__}")
+    if adjoint == "collocation":
+        solver_args = dict(method=method, rtol=rtol, atol=atol, first_step=first_step, norm=norm,
+                           controller=controller, min_step=min_step, max_step=max_step,
+                           gtol=gtol, extra_nodes=extra_nodes, max_nodes=max_nodes)
+        colloc = _collocation_settings(sol, nodes=nodes, sweeps=sweeps, step_size=step_size,
+                                       seminorm=seminorm, max_steps=max_steps, **solver_args)
+    elif sweeps is not None:
+        raise ValueError('`sweeps` applies to adjoint="collocation" only')
     if t_np.size == 1:  # no interval: dL/dy0 = g_0, nothing else depends on anything
         zero = xp.sum(grad_y[0]) * 0.0
         params = None
         if cf.has_params:
             params = cf.vjp_params(float(t_np[0]), sol.y[0], grad_y[0] * 0.0) * 0.0
-        return AdjointGradient(grad_y[0], params, xp.stack([zero]) if grad_t is not False else None,
+        return AdjointGradient(grad_y[0], params, xp.stack([zero]) if grad_t else None,
                                {**cf.stats, "n_nodes": 0, "n_panels": 0, "n_accepted": 0,
                                 "n_rejected": 0, "n_steps": 0, "state_size": 0,
                                 "seconds": dict(cf.seconds)})
     if adjoint == "interpolated" and sol.dense is None:
         raise ValueError('adjoint="interpolated" reads y from the forward dense output: solve '
                          "with `dense_output=True`")
-    if not isinstance(grad_t, bool):
-        raise TypeError(f"`grad_t` must be a bool, got {type(grad_t).__name__}")
     if adjoint == "collocation":
-        return _collocation(cf, sol, grad_y, xp, t_np, method=method, nodes=nodes, sweeps=sweeps,
-                            step_size=step_size, seminorm=seminorm, grad_t=grad_t)
-    if sweeps is not None:
-        raise ValueError('`sweeps` applies to adjoint="collocation" only')
+        return _collocation(cf, sol, grad_y, xp, t_np, grad_t=grad_t, **colloc)
     if seminorm and adjoint != "backsolve":
         raise ValueError('`seminorm=True` applies to adjoint="backsolve" only (gq and '
                          "interpolated never put the parameter gradient in the solver)")
@@ -204,14 +210,23 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: str = "gq", met
     return job.run()
 
 
-def _collocation(cf, sol, grad_y, xp, t_np, *, method, nodes, sweeps, step_size, seminorm,
-                 grad_t) -> AdjointGradient:
-    if sol.dense is None:
+_SOLVER_DEFAULTS = dict(method=None, rtol=None, atol=None, first_step=None, norm=None,
+                       controller=None, min_step=0.0, max_step=math.inf, gtol=0.1, extra_nodes=0,
+                       max_nodes=64)
+
+
+def _collocation_settings(sol, *, nodes, sweeps, step_size, seminorm, max_steps,
+                          **solver_args) -> dict:
+    """Validate the collocation adjoint's arguments (it runs no backward solver)."""
+    if sol.dense is None and len(sol.t) > 1:
         raise ValueError('adjoint="collocation" reads y from the forward dense output: solve '
                          "with `dense_output=True`")
-    if method is not None:
-        raise ValueError('adjoint="collocation" takes no `method`: it is Gauss-Legendre '
-                         "collocation with `nodes` points per panel")
+    for name, value in solver_args.items():
+        default = _SOLVER_DEFAULTS[name]
+        if value is not default and value != default:
+            raise ValueError(f'adjoint="collocation" takes no `{name}`: it runs no backward solver '
+                             "(its accuracy is set by `nodes`, `sweeps` and the panels, which "
+                             "follow the forward steps; `step_size` caps them)")
     if seminorm:
         raise ValueError('`seminorm=True` applies to adjoint="backsolve" only')
     if nodes == "adaptive":
@@ -222,9 +237,14 @@ def _collocation(cf, sol, grad_y, xp, t_np, *, method, nodes, sweeps, step_size,
         sweeps = 2 * nodes - 1
     if isinstance(sweeps, bool) or not isinstance(sweeps, int) or sweeps < 0:
         raise ValueError(f"`sweeps` must be a non-negative int, got {sweeps!r}")
-    max_panel = check_positive(step_size, "step_size")
+    return dict(nodes=nodes, sweeps=sweeps, max_panel=check_positive(step_size, "step_size"),
+                max_panels=check_max_steps(max_steps))
+
+
+def _collocation(cf, sol, grad_y, xp, t_np, *, nodes, sweeps, max_panel, max_panels,
+                 grad_t) -> AdjointGradient:
     job = CollocationBackward(cf, sol, grad_y, xp, t_np, nodes=nodes, sweeps=sweeps,
-                              max_panel=max_panel, grad_t=grad_t)
+                              max_panel=max_panel, grad_t=grad_t, max_panels=max_panels)
     dy0, params, dldt = job.run()
     stats = {**cf.stats, "n_nodes": nodes * job.n_panels, "n_panels": job.n_panels,
              "n_accepted": job.n_panels, "n_rejected": 0, "n_steps": job.n_panels,

@@ -2,7 +2,7 @@
 
 ``odeint(func, y0, t, ..., adjoint=None)`` backpropagates through the solver (as torchdiffeq's
 ``odeint``); ``adjoint="gq"`` (Gauss-Legendre quadrature, Norcliffe & Deisenroth 2023),
-``"backsolve"`` or ``"interpolated"`` use an adjoint. ``odeint_adjoint`` has torchdiffeq's
+``"backsolve"``, ``"interpolated"`` or ``"collocation"`` use an adjoint. ``odeint_adjoint`` has torchdiffeq's
 signature with GQ underneath. See ``docs/torch.md``.
 """
 

@@ -105,6 +105,11 @@ class TorchField:
     def __init__(self, fn: UserFunc):
         self.fn = fn
 
+    def _flat(self, grads):
+        dt, dev = self.fn.dtype, self.fn.device
+        return torch.cat([g.reshape(-1).to(dt) for g in grads]) if grads else \
+            torch.zeros(0, dtype=dt, device=dev)
+
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.fn(t, y)
@@ -135,11 +140,6 @@ class TorchParamField(TorchField):
         super().__init__(fn)
         self.params = tuple(params)
         self.numels = [p.numel() for p in self.params]
-
-    def _flat(self, grads):
-        dt, dev = self.fn.dtype, self.fn.device
-        return torch.cat([g.reshape(-1).to(dt) for g in grads]) if grads else \
-            torch.zeros(0, dtype=dt, device=dev)
 
     def vjp_params(self, t: float, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
