@@ -1,4 +1,4 @@
-"""Benchmark: cost and accuracy of the three adjoints and of the GQ node rules on a neural ODE.
+"""Benchmark: cost and accuracy of the four adjoints and of the GQ node rules on a neural ODE.
 
 Problem (NumPy, hand-written VJPs): ``dz/dt = W2 tanh(W1 z + b1) + b2``, a D -> H -> D MLP with
 D = 16 and H in {8, 32, 128, 512} (P = 2 D H + H + D parameters, 296 to 16,912), weights drawn
@@ -9,7 +9,8 @@ the backward solve inherits them. Reference gradient: ``adjoint="backsolve"`` at
 rtol = atol = 1e-12 on a forward solve at rtol = atol = 1e-12.
 
 Measures, for each H and each of gq (adaptive / paper / nodes=1 / nodes=3), interpolated
-(adaptive) and backsolve (plain / seminorm): the forward nfe, the backward's calls of each kind
+(adaptive), backsolve (plain / seminorm) and collocation (3 and 2 nodes; the field's
+``linearize`` keeps one forward pass per node): the forward nfe, the backward's calls of each kind
 (``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``), quadrature nodes, backward steps accepted and
 rejected, the relative 2-norm error of dL/dtheta and dL/dz0, and the backward's wall time (median
 of 3 after one warm-up). Then a tolerance sweep at H = 128 (rtol 1e-4 ... 1e-10, atol = rtol/100):
@@ -56,6 +57,8 @@ CONFIGS = [  # (label, gradient() keywords)
     ("interpolated adaptive", dict(adjoint="interpolated", nodes="adaptive")),
     ("backsolve", dict(adjoint="backsolve")),
     ("backsolve seminorm", dict(adjoint="backsolve", seminorm=True)),
+    ("collocation (3 nodes)", dict(adjoint="collocation")),
+    ("collocation (2 nodes)", dict(adjoint="collocation", nodes=2)),
 ]
 SWEEP_RULES = [  # (label, gradient() keywords); backsolve seminorm shows the backward solve's floor
     ("gq adaptive", dict(nodes="adaptive")),
@@ -64,6 +67,7 @@ SWEEP_RULES = [  # (label, gradient() keywords); backsolve seminorm shows the ba
     ("gq nodes=3", dict(nodes=3)),
     ("gq nodes=5", dict(nodes=5)),
     ("backsolve seminorm", dict(adjoint="backsolve", seminorm=True)),
+    ("collocation (3 nodes)", dict(adjoint="collocation")),
 ]
 
 
@@ -109,6 +113,11 @@ class MLPField:
         r = self._r(u, a)
         return self.W2 @ u + self.b2, self.W1.T @ r, self._params(z, u, r, a)
 
+    def linearize(self, t, z):
+        """One forward pass kept for many cotangents (the collocation adjoint)."""
+        return _Linearized(self, z, self._u(z))
+
+
     def theta(self):
         return np.concatenate([self.W1.ravel(), self.b1, self.W2.ravel(), self.b2])
 
@@ -123,6 +132,20 @@ class MLPField:
         return new
 
 
+class _Linearized:
+    """MLPField at one point: the activations kept for many cotangents."""
+
+    def __init__(self, field: MLPField, z, u):
+        self.field, self.z, self.u = field, z, u
+
+    def vjp_y(self, a):
+        return self.field.W1.T @ self.field._r(self.u, a)
+
+    def vjp(self, a):
+        r = self.field._r(self.u, a)
+        return self.field.W1.T @ r, self.field._params(self.z, self.u, r, a)
+
+
 def check_vjps(field: MLPField, rng: np.random.Generator, eps: float = 1e-6) -> float:
     """Largest relative mismatch of the hand VJPs (plain and fused) against central differences
     along random directions."""
@@ -133,7 +156,9 @@ def check_vjps(field: MLPField, rng: np.random.Generator, eps: float = 1e-6) -> 
     fd_p = a @ (field.with_theta(th + eps * w)(0, z) - field.with_theta(th - eps * w)(0, z)) / (2 * eps)
     f, vy, vp = field.f_vjp(0, z, a)
     f2, vy2 = field.f_vjp_y(0, z, a)
-    errs = [abs(field.vjp_y(0, z, a) @ v - fd_y) / abs(fd_y),
+    lin_y, lin_p = field.linearize(0, z).vjp(a)
+    errs = [abs(lin_y @ v - fd_y) / abs(fd_y), abs(lin_p @ w - fd_p) / abs(fd_p),
+            np.abs(field.linearize(0, z).vjp_y(a) - lin_y).max(),abs(field.vjp_y(0, z, a) @ v - fd_y) / abs(fd_y),
             abs(field.vjp_params(0, z, a) @ w - fd_p) / abs(fd_p),
             abs(vy @ v - fd_y) / abs(fd_y), abs(vp @ w - fd_p) / abs(fd_p),
             np.abs(f - field(0, z)).max(), np.abs(f2 - f).max(), np.abs(vy2 - vy).max()]
@@ -280,7 +305,7 @@ def plot(out, path: Path, n_params: int) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     styles = {"gq adaptive": ("C0", "o-"), "gq paper": ("C1", "s--"), "gq nodes=1": ("C2", "v--"),
               "gq nodes=3": ("C3", "^--"), "gq nodes=5": ("C4", "D--"),
-              "backsolve seminorm": ("k", "x:")}
+              "backsolve seminorm": ("k", "x:"), "collocation (3 nodes)": ("C5", "P-.")}
     for label, _ in SWEEP_RULES:
         pts = [o for o in out if o["label"] == label]
         color, fmt = styles[label]

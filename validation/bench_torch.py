@@ -37,6 +37,7 @@ METHODS = {
     "gq paper": ("gqlib", "gq", {"nodes": "paper"}),
     "interpolated": ("gqlib", "interpolated", {}),
     "backsolve": ("gqlib", "backsolve", {}),
+    "collocation": ("gqlib", "collocation", {}),
     "gq direct": ("gqlib", None, {}),
 }
 RTOL, ATOL = 1e-6, 1e-8
