@@ -52,3 +52,30 @@ class TanhField:
 
     def vjp_t(self, t, y, a):
         return self.c * self.omega * np.cos(self.omega * t) * np.sum(a * np.tanh(self.W @ y + self.b))
+
+
+class KinkField:
+    """y' = -rate(t) k y with rate(t) = 1 + 2 max(t - s, 0) (continuous, kink at s), theta = k;
+    records the times of its y-VJPs in ``calls``. ``exact_params(y0)``: dL/dk for
+    L = sum(y(1)) from y(0) = y0, i.e. -R y0 exp(-k R) with R = int_0^1 rate = 1 + (1 - s)^2."""
+
+    def __init__(self, s=0.45, k=(0.7, -0.3)):
+        self.s, self.k = s, np.asarray(k, dtype=float)
+        self.calls = []
+
+    def rate(self, t):
+        return 1.0 + 2.0 * max(t - self.s, 0.0)
+
+    def __call__(self, t, y):
+        return -self.rate(t) * self.k * y
+
+    def vjp_y(self, t, y, a):
+        self.calls.append(t)
+        return -self.rate(t) * self.k * a
+
+    def vjp_params(self, t, y, a):
+        return -self.rate(t) * a * y
+
+    def exact_params(self, y0):
+        R = 1.0 + (1.0 - self.s) ** 2
+        return -R * np.asarray(y0) * np.exp(-self.k * R)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from adjoint_fields import LinearField, TanhField
+from adjoint_fields import KinkField, LinearField, TanhField
 
 import gqlib
 from gqlib.adjoint import FunctionField, gradient
@@ -276,19 +276,8 @@ def test_stiff_problem_at_the_forward_stability_limit():
 
 
 def test_tstop_inside_a_short_output_interval_cuts_the_panel():
-    s = 0.45
-    k = np.array([0.7, -0.3])
-
-    def rate(t):
-        return 1.0 + 2.0 * max(t - s, 0.0)  # continuous, kink at s
-
-    calls = []
-
-    def vjp_y(t, y, a):
-        calls.append(t)
-        return -rate(t) * k * a
-
-    field = FunctionField(lambda t, y: -rate(t) * k * y, vjp_y, lambda t, y, a: -rate(t) * a * y)
+    field = KinkField()
+    s, calls = field.s, field.calls
     y0 = np.array([1.0, 2.0])
     t = np.array([0.0, 0.4, 0.5, 1.0])
     G = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
@@ -298,8 +287,7 @@ def test_tstop_inside_a_short_output_interval_cuts_the_panel():
     assert sum(0.4 < x < s for x in calls) >= 2 and sum(s < x < 0.5 for x in calls) >= 2
     assert s not in calls
     fine = gradient(field, sol, G, adjoint="collocation", nodes=4, step_size=0.01)
-    R = 1.0 + (1.0 - s) ** 2
-    exact = -R * y0 * np.exp(-k * R)
+    exact = field.exact_params(y0)
     np.testing.assert_allclose(fine.params, exact, rtol=1e-4)
     np.testing.assert_allclose(g.params, exact, rtol=1e-3)
 
