@@ -146,6 +146,10 @@ class CollocationBackward:
         """``a`` carried from ``s`` to ``e``; the parameter integral over the panel."""
         xp, n, H = self.xp, self.n, e - s
         c, b, alpha = self.c, self.b, self.alpha
+        self.n_panels += 1
+        if self.n_panels > self.max_panels:
+            raise TooManySteps(f"more than max_steps = {self.max_panels} collocation panels",
+                               t=s, h=H)
         # nodes in increasing time for the dense read; Gauss nodes are symmetric (1 - c_k =
         # c_{n-1-k}), so for H < 0 node k is the (n-1-k)-th of them
         lo, hi = min(s, e), max(s, e)
@@ -160,10 +164,6 @@ class CollocationBackward:
         for _ in range(self.sweeps):
             v = [lin.vjp_y(Ak) for lin, Ak in zip(lins, A, strict=True)]
             A = [a - H * _combine(alpha[i], v) for i in range(n)]
-        self.n_panels += 1
-        if self.n_panels > self.max_panels:
-            raise TooManySteps(f"more than max_steps = {self.max_panels} collocation panels",
-                               t=s, h=H)
         # last pass: weighted cotangents w_k A_k, w_k = -H b_k, give both a_e and the integral
         a_e, acc = a, None
         for k in range(n):
