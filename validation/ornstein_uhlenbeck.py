@@ -431,6 +431,10 @@ def main(argv=None) -> int:
                     "and torchsde adjoint rows are always run, the ratios need them)")
     ap.add_argument("--outputs", default="101,11,2",
                     help="comma-separated output-time counts for the cost table ('' for none)")
+    ap.add_argument("--check-torchsde-adjoint", type=int, default=0, metavar="N",
+                    help="instead of the benchmark: train N iterations with torchsde's adjoint, "
+                    "then compare its gradient with torchsde direct's (float32 and float64) and "
+                    "with a central difference along their difference")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, no plots")
     ap.add_argument("--plots", default="docs", help="folder for the plots ('' for none)")
     ap.add_argument("--json", default="", help="write the raw results here")
@@ -459,6 +463,8 @@ def main(argv=None) -> int:
 
     if args.spread:
         return spread_study(args, MLP, x0, x0_t, ts, data_stats, data_stats_np, eval_seeds)
+    if args.check_torchsde_adjoint:
+        return torchsde_adjoint_check(args.check_torchsde_adjoint, MLP, x0_t, ts, data_stats_np)
     methods = make_methods(x0_t, ts, n_kl=args.cosines)
     if args.only:
         keep = {s.strip() for s in args.only.split(";") if s.strip()}
@@ -542,6 +548,60 @@ def main(argv=None) -> int:
                            fits={k: v.tolist() for k, v in fits.items()}, param_kl=param_kl,
                            by_outputs={f"{n}|{m}": v for (n, m), v in by_outputs.items()}),
                       fh)
+    return 0
+
+
+def torchsde_adjoint_check(iterations, MLP, x0_t, ts, data_stats_np) -> int:
+    """Is torchsde's adjoint gradient the gradient of its own forward pass? After ``iterations``
+    of training with it (float32, as in the benchmark), compare it with direct backprop through
+    the same reversible Heun solve (same Brownian noise) in float32 and float64, and with a
+    central difference of the loss along the two gradients' difference (float64)."""
+    import torch
+
+    torch.manual_seed(0)
+    d, g = MLP(), MLP(bias=1.0)
+    initial = (copy.deepcopy(d), copy.deepcopy(g), 0)
+    stats32 = tuple(torch.tensor(s, dtype=torch.float32) for s in data_stats_np)
+    adj, direct = "torchsde rev. Heun, adjoint", "torchsde rev. Heun, direct"
+    train(make_methods(x0_t, ts)[adj], d, g, stats32, iterations)
+
+    def setup(dtype):
+        methods = make_methods(x0_t.to(dtype), ts.to(dtype))
+        stats = tuple(torch.tensor(s, dtype=dtype) for s in data_stats_np)
+        return methods, stats
+
+    def grad(name, dtype, at=None):
+        d0, g0, it = (d, g, iterations) if at is None else at
+        methods, stats = setup(dtype)
+        dd, gg = copy.deepcopy(d0).to(dtype), copy.deepcopy(g0).to(dtype)
+        ys, _ = methods[name](dd, gg, it)
+        kl_metric(stats, ys.reshape(ys.shape[0], -1, N_PER)).backward()
+        return torch.cat([p.grad.flatten() for p in [*dd.parameters(), *gg.parameters()]]).double()
+
+    print(f"\n## torchsde's adjoint gradient after {iterations} iterations of training with it\n")
+    a, b = grad(adj, torch.float64, initial), grad(direct, torch.float64, initial)
+    print(f"initial weights, float64: |g_adjoint - g_direct| / |g_direct| = "
+          f"{float((a - b).norm() / b.norm()):.3g}")
+    for dtype in (torch.float32, torch.float64):
+        a, b = grad(adj, dtype), grad(direct, dtype)
+        print(f"{dtype}: |g_adjoint - g_direct| / |g_direct| = {float((a - b).norm() / b.norm()):.3g}")
+    v = (a - b) / (a - b).norm()
+    methods, stats = setup(torch.float64)
+
+    def loss_at(eps):
+        dd, gg = copy.deepcopy(d).double(), copy.deepcopy(g).double()
+        off = 0
+        with torch.no_grad():
+            for p in [*dd.parameters(), *gg.parameters()]:
+                p += eps * v[off:off + p.numel()].reshape(p.shape)
+                off += p.numel()
+            ys, _ = methods[direct](dd, gg, iterations)
+            return float(kl_metric(stats, ys.reshape(ys.shape[0], -1, N_PER)))
+
+    eps = 1e-5
+    fd = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
+    print(f"float64, derivative along the unit difference v: central difference {fd:.6g}, "
+          f"g_adjoint . v = {float(a @ v):.6g}, g_direct . v = {float(b @ v):.6g}")
     return 0
 
 
