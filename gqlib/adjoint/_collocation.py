@@ -19,8 +19,11 @@ system ``[a, g]``, so it has the same order.
 
 The cost per panel is ``n`` forward passes and ``n (m + 1)`` backward passes; no adaptive solve,
 no error estimate, no dense output of the backward pass. Panels are the output intervals, cut at
-the forward solve's step ends where an interval holds whole forward steps, and at most
-``step_size`` long when given.
+tstops and, where an interval is longer than a forward step it overlaps, at the forward steps'
+ends (see :meth:`CollocationBackward.panels`), and at most ``step_size`` long when given. With a
+fixed number of sweeps the scheme is explicit: on ``a' = lambda a`` its stability function is
+the degree ``m + 1`` Taylor polynomial of ``exp``, which is why panels never exceed the forward's
+steps.
 
 References: Butcher, Implicit Runge-Kutta processes, Math. Comp. 18 (1964); Hairer, Norsett &
 Wanner, Solving ODEs I, section II.7 (collocation methods).
