@@ -13,7 +13,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as array_device
 
-__all__ = ["namespace", "as_state", "to_host_float", "constant_like"]
+__all__ = ["namespace", "as_state", "to_host_float", "constant_like", "device_of", "float64_of"]
 
 
 def namespace(*xs: Any):
@@ -44,6 +44,16 @@ def as_state(y0: Any, name: str = "y0"):
     if not xp.isdtype(y0.dtype, "real floating"):
         raise TypeError(f"`{name}` must have a real floating dtype (float32 or float64), got {y0.dtype}")
     return xp, y0
+
+
+def device_of(x: Any):
+    """The device of array ``x`` (array-API ``device``)."""
+    return array_device(x)
+
+
+def float64_of(like: Any):
+    """The float64 dtype of ``like``'s namespace (host times on ``like``'s device)."""
+    return array_namespace(like).float64
 
 
 def to_host_float(x: Any) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import namespace
+from ._backend import device_of, namespace
 from .integrate._stepper import evaluate_dense
 
 __all__ = ["Solution", "DenseOutput"]
@@ -67,7 +67,7 @@ class DenseOutput:
         degree = self.Q.shape[-1]
         powers = np.cumprod(np.repeat(theta[:, None], degree, axis=1), axis=1)  # (m, degree)
         like = self.y0
-        dev = _device(like)
+        dev = device_of(like)
         idx_x = xp.asarray(idx, device=dev)
         Qsel = xp.take(self.Q, idx_x, axis=0)            # (m, *shape, degree)
         ysel = xp.take(self.y0, idx_x, axis=0)           # (m, *shape)
@@ -101,11 +101,6 @@ class DenseOutput:
         theta = (t - self.t0[i]) / self.h[i]
         return evaluate_dense(self.y0[i], float(self.h[i]), self.Q[i], theta)
 
-
-def _device(x):
-    from array_api_compat import device
-
-    return device(x)
 
 
 class Solution:

@@ -36,7 +36,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._backend import constant_like
+from .._backend import constant_like, float64_of
 from ..errors import NonFiniteState, TooManySteps
 from ..integrate._stepper import evaluate_pieces
 from ..quadrature import gauss_legendre
@@ -157,7 +157,7 @@ class CollocationBackward:
         # c_{n-1-k}), so for H < 0 node k is the (n-1-k)-th of them
         lo, hi = min(s, e), max(s, e)
         like = self.sol.y
-        base = constant_like(f"collocation{n}", c, like, dtype=_float64(like))
+        base = constant_like(f"collocation{n}", c, like, dtype=float64_of(like))
         t_up = lo + (hi - lo) * c
         y_up = evaluate_pieces(self.sol.dense.pieces_between(lo, hi), t_up,
                                lo + (hi - lo) * base, like)
@@ -189,8 +189,3 @@ def _combine(row: np.ndarray, vs: list):
         out = term if out is None else out + term
     return out if out is not None else vs[0] * 0.0
 
-
-def _float64(like):
-    from array_api_compat import array_namespace
-
-    return array_namespace(like).float64

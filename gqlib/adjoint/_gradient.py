@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import constant_like, namespace
+from .._backend import constant_like, float64_of, namespace
 from ..integrate._controller import PIController
 from ..integrate._norms import resolve_norm
 from ..integrate._stepper import Stepper, evaluate_pieces
@@ -481,7 +481,7 @@ class _SegmentReader:
     def times(self, name: str, ref: np.ndarray, a: float, b: float):
         """The points ``ref`` of [-1, 1] mapped to [a, b]: (host array, float64 device array),
         the same numbers, computed by the same float64 operations."""
-        base = constant_like(name, ref, self.like, dtype=_float64(self.like))
+        base = constant_like(name, ref, self.like, dtype=float64_of(self.like))
         mid, half = 0.5 * (a + b), 0.5 * (b - a)
         return mid + half * np.asarray(ref, dtype=np.float64), mid + half * base
 
@@ -490,8 +490,3 @@ class _SegmentReader:
         sel = [p for p in self.pieces if min(p[0], p[0] + p[1]) < b and max(p[0], p[0] + p[1]) > a]
         return evaluate_pieces(sel, t_host, t_dev, self.like)
 
-
-def _float64(like):
-    from array_api_compat import array_namespace
-
-    return array_namespace(like).float64

@@ -82,8 +82,3 @@ def resolved_degree(xp, values, rtol, atol) -> int | None:
     d = int(above[-1]) if above.size else 0
     return None if d >= SAMPLES - 4 else d
 
-
-def _device(x):
-    from array_api_compat import device
-
-    return device(x)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import constant_like, namespace, to_host_float
+from .._backend import constant_like, device_of, namespace, to_host_float
 from ..errors import NonFiniteState, StepSizeTooSmall, TooManySteps
 from ..tableaux import ButcherTableau
 from ._controller import PIController
@@ -71,7 +71,7 @@ def evaluate_dense(y0, h, Q, theta):
         return y0 + h * (Q @ (float(theta) ** exps))
     xp = namespace(y0)
     theta = np.asarray(theta, dtype=np.float64)
-    theta_dev = xp.asarray(theta, dtype=xp.float64, device=_device(y0))
+    theta_dev = xp.asarray(theta, dtype=xp.float64, device=device_of(y0))
     return evaluate_pieces([(0.0, 1.0, y0, h * Q)], theta, theta_dev, y0)
 
 
@@ -107,11 +107,6 @@ def evaluate_pieces(pieces, t_host, t_dev, like):
         start = stop
     return runs[0] if len(runs) == 1 else xp.concat(runs, axis=0)
 
-
-def _device(x):
-    from array_api_compat import device
-
-    return device(x)
 
 
 class Stepper:

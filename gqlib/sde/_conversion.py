@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._backend import device_of
 from ._wong_zakai import check_noise_type
 from ._xp import namespace
 
@@ -107,7 +108,7 @@ def _diagonal_derivative(xp, t, y64, diffusion, commutative, batch_ndim):
     for j in range(n_inner):
         mask_np = np.zeros((1,) * batch_ndim + (n_inner,))
         mask_np[..., j] = 1.0
-        mask = xp.reshape(xp.asarray(mask_np, dtype=y64.dtype, device=_device(y64)),
+        mask = xp.reshape(xp.asarray(mask_np, dtype=y64.dtype, device=device_of(y64)),
                           (1,) * batch_ndim + inner)
         step = h * mask
         d = (xp.astype(diffusion(t, y64 + step), xp.float64)
@@ -115,11 +116,6 @@ def _diagonal_derivative(xp, t, y64, diffusion, commutative, batch_ndim):
         out = out + d * mask
     return out
 
-
-def _device(x):
-    from array_api_compat import device
-
-    return device(x)
 
 
 class _ConvertedDrift:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
-from array_api_compat import device as _device
 
+from .._backend import device_of as _device
 from .._backend import namespace  # noqa: F401  (re-exported for the SDE modules)
 
 __all__ = ["namespace", "is_numpy", "to_numpy", "convert_like", "ConversionCache"]
