@@ -268,11 +268,19 @@ def test_stiff_problem_at_the_forward_stability_limit():
     t = np.arange(0.0, 3.0, 1.5 * h)
     sol = gqlib.solve(field, y0, t, rtol=1e-3, atol=1e-6, dense_output=True)
     G = np.ones((len(t), 2))
-    g = gradient(field, sol, G, adjoint="collocation")
     exact_y0 = np.sum(np.exp(-np.outer(t, lam)), axis=0)
     exact_lam = -np.sum(t[:, None] * np.exp(-np.outer(t, lam)), axis=0)
-    assert np.abs(g.y0 - exact_y0).max() < 1e-2 * np.abs(exact_y0).max()
-    assert np.abs(g.params - exact_lam).max() < 1e-2 * np.abs(exact_lam).max()
+
+    def errors(**kw):
+        g = gradient(field, sol, G, adjoint="collocation", **kw)
+        return (np.abs(g.y0 - exact_y0).max() / np.abs(exact_y0).max(),
+                np.abs(g.params - exact_lam).max() / np.abs(exact_lam).max())
+
+    assert max(errors()) < 1e-5                       # measured 6e-7
+    # 1 node, 1 sweep (stable for |H lambda| <= 2) on these panels: unstable, as documented;
+    # halving the panels with step_size restores it (2nd order: 1e-3 here)
+    assert min(errors(nodes=1)) > 1.0
+    assert max(errors(nodes=1, step_size=0.5 * h)) < 5e-3
 
 
 def test_tstop_inside_a_short_output_interval_cuts_the_panel():

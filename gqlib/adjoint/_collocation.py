@@ -181,11 +181,9 @@ class CollocationBackward:
 
 
 def _combine(row: np.ndarray, vs: list):
-    out = None
-    for coef, v in zip(row, vs, strict=True):
-        if coef == 0.0:
-            continue
-        term = float(coef) * v
-        out = term if out is None else out + term
-    return out if out is not None else vs[0] * 0.0
+    """``sum_j row[j] vs[j]`` (host coefficients, device vectors)."""
+    out = float(row[0]) * vs[0]
+    for coef, v in zip(row[1:], vs[1:], strict=True):
+        out = out + float(coef) * v
+    return out
 

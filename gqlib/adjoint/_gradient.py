@@ -223,7 +223,9 @@ def _collocation_settings(sol, *, nodes, sweeps, step_size, seminorm, max_steps,
                          "with `dense_output=True`")
     for name, value in solver_args.items():
         default = _SOLVER_DEFAULTS[name]
-        if value is not default and value != default:
+        given = value is not None if default is None else not (
+            isinstance(value, (int, float)) and value == default)
+        if given:
             raise ValueError(f'adjoint="collocation" takes no `{name}`: it runs no backward solver '
                              "(its accuracy is set by `nodes`, `sweeps` and the panels, which "
                              "follow the forward steps; `step_size` caps them)")
