@@ -6,7 +6,8 @@ Input errors are plain ``ValueError``/``TypeError``. A failure *inside* a solve 
 
 from __future__ import annotations
 
-__all__ = ["GQLibError", "StepSizeTooSmall", "NonFiniteState", "TooManySteps"]
+__all__ = ["GQLibError", "StepSizeTooSmall", "NonFiniteState", "TooManySteps",
+           "GradientAccuracyWarning"]
 
 
 class GQLibError(RuntimeError):
@@ -48,3 +49,12 @@ class TooManySteps(GQLibError):
     """More than ``max_steps`` step attempts were made."""
 
     remedy = "Raise `max_steps`, loosen the tolerances, or check for stiffness"
+
+
+class GradientAccuracyWarning(UserWarning):
+    """An adjoint measured a sign that its gradient may be inaccurate (and says why).
+
+    Raised as a warning, not an error: the gradient is returned, with the measured quantity (for
+    example the drift of a re-integrated state against the stored forward state), where it was
+    measured, and the remedy in the message.
+    """

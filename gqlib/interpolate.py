@@ -15,7 +15,7 @@ import numpy as np
 from ._backend import device_of, namespace
 from .integrate._stepper import evaluate_dense
 
-__all__ = ["Solution", "DenseOutput"]
+__all__ = ["Solution", "DenseOutput", "StepCheckpoints"]
 
 
 class DenseOutput:
@@ -103,6 +103,32 @@ class DenseOutput:
 
 
 
+class StepCheckpoints:
+    """The state at every accepted step boundary of a solve: what the adjoints restart from.
+
+    ``t`` holds the ``S + 1`` boundaries in the direction of travel (host float64, ``t[0]`` the
+    initial time), ``y`` the states there, shape ``(S + 1, *y0.shape)``. Memory ``O(S D)``.
+    """
+
+    __slots__ = ("t", "y")
+
+    def __init__(self, t, y):
+        self.t = np.asarray(t, dtype=np.float64)
+        self.y = y
+        if self.t.ndim != 1 or self.t.size < 2 or self.t.size != y.shape[0]:
+            raise ValueError("step checkpoints need matching 1-D times and states (two at least)")
+
+    @classmethod
+    def from_dense(cls, dense: DenseOutput, y_last) -> StepCheckpoints:
+        """The boundaries of a dense output's steps (``y_last``: the state at its end)."""
+        xp = dense.xp
+        t = np.concatenate([dense.t0, [dense.t_last]])
+        return cls(t, xp.concat([dense.y0, xp.stack([y_last])], axis=0))
+
+    def __len__(self) -> int:
+        return self.t.size
+
+
 class Solution:
     """Result of :func:`gqlib.solve`.
 
@@ -116,18 +142,24 @@ class Solution:
         ``nfe``, ``n_steps`` (attempts), ``n_accepted``, ``n_rejected``.
     tstops : tuple of float
         The discontinuity points the solver stepped onto (the adjoints reuse them).
+    checkpoints : StepCheckpoints or None
+        The state at every accepted step boundary (``checkpoints=True`` or ``dense_output=True``).
     method, rtol, atol, step_size, norm :
         The options of the solve (the adjoints default to them).
 
     ``sol(tq)`` evaluates the dense output (``dense_output=True``), shape ``(*tq.shape, *y0.shape)``.
     """
 
-    def __init__(self, t, y, stats, *, tstops=(), dense: DenseOutput | None = None, options=None):
+    def __init__(self, t, y, stats, *, tstops=(), dense: DenseOutput | None = None, options=None,
+                 checkpoints: StepCheckpoints | None = None):
         self.t = t
         self.y = y
         self.stats = stats
         self.tstops = tuple(tstops)
         self.dense = dense
+        if checkpoints is None and dense is not None:
+            checkpoints = StepCheckpoints.from_dense(dense, y[-1])
+        self.checkpoints = checkpoints
         self.options = dict(options or {})
         for k, v in self.options.items():
             setattr(self, k, v)

@@ -79,3 +79,67 @@ class KinkField:
     def exact_params(self, y0):
         R = 1.0 + (1.0 - self.s) ** 2
         return -R * np.asarray(y0) * np.exp(-self.k * R)
+
+
+class LorenzField:
+    """Lorenz (1963): x' = s (y - x), y' = x (r - z) - y, z' = x y - b z; theta = (s, r, b)."""
+
+    def __init__(self, s=10.0, r=28.0, b=8.0 / 3.0):
+        self.theta = np.array([s, r, b], dtype=float)
+
+    def __call__(self, t, u):
+        s, r, b = self.theta
+        x, y, z = u
+        return np.array([s * (y - x), x * (r - z) - y, x * y - b * z])
+
+    def vjp_y(self, t, u, a):
+        s, r, b = self.theta
+        x, y, z = u
+        return np.array([-s * a[0] + (r - z) * a[1] + y * a[2],
+                         s * a[0] - a[1] + x * a[2],
+                         -x * a[1] - b * a[2]])
+
+    def vjp_params(self, t, u, a):
+        x, y, z = u
+        return np.array([(y - x) * a[0], x * a[1], -z * a[2]])
+
+
+class VanDerPolField:
+    """Van der Pol: x' = v, v' = mu (1 - x^2) v - x; theta = (mu,)."""
+
+    def __init__(self, mu=1.0):
+        self.theta = np.array([mu], dtype=float)
+
+    def __call__(self, t, u):
+        x, v = u
+        return np.array([v, self.theta[0] * (1.0 - x * x) * v - x])
+
+    def vjp_y(self, t, u, a):
+        x, v = u
+        mu = self.theta[0]
+        return np.array([(-2.0 * mu * x * v - 1.0) * a[1], a[0] + mu * (1.0 - x * x) * a[1]])
+
+    def vjp_params(self, t, u, a):
+        x, v = u
+        return np.array([(1.0 - x * x) * v * a[1]])
+
+
+class LotkaVolterraField:
+    """x' = al x - be x y, y' = de x y - ga y; theta = (al, be, de, ga)."""
+
+    def __init__(self, al=1.5, be=1.0, de=1.0, ga=3.0):
+        self.theta = np.array([al, be, de, ga], dtype=float)
+
+    def __call__(self, t, u):
+        al, be, de, ga = self.theta
+        x, y = u
+        return np.array([al * x - be * x * y, de * x * y - ga * y])
+
+    def vjp_y(self, t, u, a):
+        al, be, de, ga = self.theta
+        x, y = u
+        return np.array([(al - be * y) * a[0] + de * y * a[1], -be * x * a[0] + (de * x - ga) * a[1]])
+
+    def vjp_params(self, t, u, a):
+        x, y = u
+        return np.array([x * a[0], -x * y * a[0], x * y * a[1], -y * a[1]])

@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 from scipy.linalg import expm, expm_frechet
 
 import gqlib
-from gqlib.adjoint import FunctionField, gradient
+from gqlib.adjoint import (
+    BacksolveAdjoint,
+    CheckpointAdjoint,
+    CollocationAdjoint,
+    FunctionField,
+    GQAdjoint,
+    InterpolatedAdjoint,
+    gradient,
+)
 
 ADJ = ["gq", "backsolve", "interpolated", "collocation"]
 TIGHT = dict(rtol=1e-11, atol=1e-13)
@@ -119,9 +127,9 @@ def test_tstops_split_quadrature_and_reach_backward_solver():
     y0 = np.array([1.0, 2.0])
     t = np.array([0.0, 1.0])
     G = np.array([[0.0, 0.0], [1.0, 1.0]])
-    sol = gqlib.solve(field, y0, t, tstops=[s], rtol=1e-10, atol=1e-12)
+    sol = gqlib.solve(field, y0, t, tstops=[s], rtol=1e-10, atol=1e-12, checkpoints=True)
     assert sol.tstops == (s,)
-    g = gradient(field, sol, G)
+    g = gradient(field, sol, G, adjoint="gq")
     assert _rel(g.params, field.exact_params(y0)) < 1e-8
     assert g.stats["n_panels"] >= 2
     # the backward solver stepped onto the tstop and evaluated one-sidedly around it
@@ -129,14 +137,17 @@ def test_tstops_split_quadrature_and_reach_backward_solver():
 
 
 def test_many_outputs_no_restart():
-    """200 output times: the stepper keeps its step size across jumps."""
+    """200 output times: the stepper keeps its step size across jumps.
+
+    Without step checkpoints the backward solve restarts y only at the output times, so its
+    steps are its own (with checkpoints it would also stop at every forward step end)."""
     A = np.array([[-0.1, 1.0], [-1.0, -0.1]])
     field = LinearField(A)
     t = np.linspace(0, 10, 201)
     sol = gqlib.solve(field, np.array([1.0, 0.0]), t, rtol=1e-8, atol=1e-10)
     G = np.ones((201, 2)) * 0.01
-    g = gradient(field, sol, G)
-    ref = gradient(field, sol, G, adjoint="backsolve")
+    g = gradient(field, sol, G, adjoint=GQAdjoint(checkpoints=False))
+    ref = gradient(field, sol, G, adjoint=BacksolveAdjoint(checkpoints=False))
     assert _rel(g.params, ref.params) < 1e-6
     # about one backward step per interval: restarting the step-size search at every jump
     # (as a fresh solver per interval would) takes ~400 steps here
@@ -150,12 +161,12 @@ def test_node_rules():
     y0 = rng.standard_normal(D)
     t = np.linspace(0, 1, 11)
     G = rng.standard_normal((11, D))
-    sol = gqlib.solve(field, y0, t, rtol=1e-6, atol=1e-8)
-    ref = gradient(field, gqlib.solve(field, y0, t, rtol=1e-12, atol=1e-12), G,
+    sol = gqlib.solve(field, y0, t, rtol=1e-6, atol=1e-8, checkpoints=True)
+    ref = gradient(field, gqlib.solve(field, y0, t, rtol=1e-12, atol=1e-12, checkpoints=True), G,
                    adjoint="backsolve", rtol=1e-12, atol=1e-12)
-    paper = gradient(field, sol, G, nodes="paper")
-    adaptive = gradient(field, sol, G)
-    one = gradient(field, sol, G, nodes=1)
+    paper = gradient(field, sol, G, adjoint="gq", nodes="paper")
+    adaptive = gradient(field, sol, G, adjoint="gq")
+    one = gradient(field, sol, G, adjoint="gq", nodes=1)
     assert one.stats["n_nodes"] == 10
     assert paper.stats["n_nodes"] >= 10
     err_adaptive = _rel(adaptive.params, ref.params)
@@ -165,8 +176,8 @@ def test_node_rules():
 
 def test_stats_and_memory_shape():
     field = LinearField(np.array([[-1.0]]))
-    sol = gqlib.solve(field, np.ones(1), [0.0, 1.0])
-    g = gradient(field, sol, np.array([[0.0], [1.0]]))
+    sol = gqlib.solve(field, np.ones(1), [0.0, 1.0], checkpoints=True)
+    g = gradient(field, sol, np.array([[0.0], [1.0]]), adjoint="gq")
     for key in ("nfe_f", "nfe_vjp_y", "nfe_vjp_params", "n_nodes", "n_accepted", "n_rejected"):
         assert key in g.stats
     assert g.stats["nfe_vjp_params"] == g.stats["n_nodes"]
@@ -181,15 +192,17 @@ def test_seminorm_reduces_backsolve_cost():
     t = np.linspace(0, 2, 3)
     sol = gqlib.solve(field, rng.standard_normal(D), t, rtol=1e-7, atol=1e-9)
     G = rng.standard_normal((3, D))
-    full = gradient(field, sol, G, adjoint="backsolve")
-    semi = gradient(field, sol, G, adjoint="backsolve", seminorm=True)
+    # without step checkpoints: the backward steps are not capped by the forward's, so the
+    # step counts measure the error control alone
+    full = gradient(field, sol, G, adjoint=BacksolveAdjoint(checkpoints=False))
+    semi = gradient(field, sol, G, adjoint="backsolve", checkpoints=False, seminorm=True)
     assert semi.stats["n_steps"] <= full.stats["n_steps"]
     assert _rel(semi.params, full.params) < 1e-4
 
 
 def test_bad_input():
     field = LinearField(np.eye(2) * -1)
-    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0])
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], checkpoints=True)
     G = np.ones((2, 2))
     with pytest.raises(ValueError, match="grad_y"):
         gradient(field, sol, np.ones((3, 2)))
@@ -197,10 +210,10 @@ def test_bad_input():
         gradient(field, sol, G, adjoint="seminorm")
     with pytest.raises(ValueError, match="dense_output=True"):
         gradient(field, sol, G, adjoint="interpolated")
-    with pytest.raises(ValueError, match="seminorm"):
-        gradient(field, sol, G, seminorm=True)
+    with pytest.raises(TypeError, match=r"adjoint='gq' \(GQAdjoint\) takes no \['seminorm'\]"):
+        gradient(field, sol, G, adjoint="gq", seminorm=True)
     with pytest.raises(ValueError, match="nodes"):
-        gradient(field, sol, G, nodes="gauss")
+        gradient(field, sol, G, adjoint="gq", nodes="gauss")
     with pytest.raises(TypeError, match="vjp_y"):
         gradient(lambda t, y: -y, sol, G)
     with pytest.raises(TypeError, match="Solution"):
@@ -234,7 +247,8 @@ def test_single_output_time(adjoint):
     np.testing.assert_array_equal(g.t, [0.0])
 
 
-def test_field_returning_its_own_buffer_is_not_mutated_into():
+@pytest.mark.parametrize("adjoint", [*ADJ, "checkpoint"])
+def test_field_returning_its_own_buffer_is_not_mutated_into(adjoint):
     """A field may return (and reuse) a preallocated array from vjp_params."""
     class Buffered(LinearField):
         def __init__(self, A):
@@ -248,9 +262,9 @@ def test_field_returning_its_own_buffer_is_not_mutated_into():
     A = np.array([[-0.5, 0.2], [0.1, -0.3]])
     t = [0.0, 0.5, 1.0]
     G = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 1.0]])
-    sol = gqlib.solve(LinearField(A), np.ones(2), t, **TIGHT)
-    plain = gradient(LinearField(A), sol, G)
-    buffered = gradient(Buffered(A), sol, G)
+    sol = gqlib.solve(LinearField(A), np.ones(2), t, dense_output=True, **TIGHT)
+    plain = gradient(LinearField(A), sol, G, adjoint=adjoint)
+    buffered = gradient(Buffered(A), sol, G, adjoint=adjoint)
     np.testing.assert_allclose(buffered.params, plain.params, rtol=1e-12)
 
 
@@ -260,20 +274,22 @@ def test_inherited_callable_norm_applies_blockwise():
                           lambda t, y, a: (a[..., :, None] * y[..., None, :]).sum(axis=0).ravel())
     y0 = np.ones((3, 2))
     norm = lambda e: np.max(np.sqrt(np.mean(e ** 2, axis=1)))  # noqa: E731 - written for (3, 2)
-    sol = gqlib.solve(field, y0, [0.0, 1.0], norm=norm, rtol=1e-10, atol=1e-12)
+    sol = gqlib.solve(field, y0, [0.0, 1.0], norm=norm, rtol=1e-10, atol=1e-12, checkpoints=True)
     G = np.zeros((2, 3, 2))
     G[1] = 1.0
-    g = gradient(field, sol, G)
-    ref = gradient(field, sol, G, norm="rms")
+    g = gradient(field, sol, G, adjoint="gq")
+    ref = gradient(field, sol, G, adjoint="gq", norm="rms")
     assert _rel(g.params, ref.params) < 1e-7
 
 
-def test_array_tolerances_rejected_by_the_adjoints():
+@pytest.mark.parametrize("adjoint", ["gq", "backsolve", "interpolated"])
+def test_array_tolerances_rejected_by_the_adjoints(adjoint):
     field = LinearField(-np.eye(2))
-    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], atol=np.array([1e-9, 1e-8]))
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], atol=np.array([1e-9, 1e-8]),
+                      dense_output=True)
     with pytest.raises(ValueError, match="`atol`.*scalar"):
-        gradient(field, sol, np.ones((2, 2)))
-    g = gradient(field, sol, np.ones((2, 2)), atol=1e-9)
+        gradient(field, sol, np.ones((2, 2)), adjoint=adjoint)
+    g = gradient(field, sol, np.ones((2, 2)), adjoint=adjoint, atol=1e-9)
     assert np.all(np.isfinite(g.params))
 
 
@@ -289,3 +305,112 @@ def test_float32_dense_reads_stay_finite_on_short_pieces():
                            torch.tensor(tq, dtype=torch.float64), sol.y[0])
     assert torch.all(torch.isfinite(vals))
     torch.testing.assert_close(vals, sol(tq), rtol=1e-5, atol=1e-5)
+
+
+# -- the strategy API -------------------------------------------------------------------------------
+
+def _api_problem(**solve_kw):
+    field = LinearField(np.array([[-0.5, 0.2], [0.1, -0.3]]))
+    t = [0.0, 0.4, 1.0]
+    sol = gqlib.solve(field, np.ones(2), t, **solve_kw)
+    return field, sol, np.ones((3, 2))
+
+
+@pytest.mark.parametrize(("alias", "settings", "obj"), [
+    ("gq", dict(nodes=3, rtol=1e-9), GQAdjoint(nodes=3, rtol=1e-9)),
+    ("gq", dict(checkpoints=False), GQAdjoint(checkpoints=False)),
+    ("backsolve", dict(seminorm=True), BacksolveAdjoint(seminorm=True)),
+    ("interpolated", dict(nodes="paper", gtol=0.5), InterpolatedAdjoint(nodes="paper", gtol=0.5)),
+    ("collocation", dict(nodes=2, sweeps=2, max_panel=0.1),
+     CollocationAdjoint(nodes=2, sweeps=2, max_panel=0.1)),
+    ("checkpoint", {}, CheckpointAdjoint()),
+])
+def test_alias_with_settings_equals_the_strategy_object(alias, settings, obj):
+    field, sol, G = _api_problem(dense_output=True)
+    a = gradient(field, sol, G, adjoint=alias, **settings)
+    b = gradient(field, sol, G, adjoint=obj)
+    for x, y in ((a.y0, b.y0), (a.params, b.params), (a.t, b.t)):
+        np.testing.assert_array_equal(x, y)
+    assert a.stats["n_steps"] == b.stats["n_steps"] and a.stats["n_nodes"] == b.stats["n_nodes"]
+    assert type(obj)(**settings) == obj  # a value: equal settings, equal strategies
+
+
+def test_default_adjoint_is_the_default_alias():
+    field, sol, G = _api_problem(checkpoints=True)
+    default = gqlib.adjoint.DEFAULT_ADJOINT
+    assert default in gqlib.adjoint.ALIASES
+    assert gqlib.adjoint.as_strategy() == gqlib.adjoint.as_strategy(default)
+    a, b = gradient(field, sol, G), gradient(field, sol, G, adjoint=default)
+    np.testing.assert_array_equal(a.params, b.params)
+    np.testing.assert_array_equal(a.y0, b.y0)
+
+
+def test_settings_beside_a_strategy_object_raise():
+    field, sol, G = _api_problem(dense_output=True)
+    with pytest.raises(TypeError, match=r"settings \['nodes'\] were given beside the strategy "
+                                        r"object"):
+        gradient(field, sol, G, adjoint=GQAdjoint(), nodes=3)
+    with pytest.raises(TypeError, match="beside the strategy object"):
+        gradient(field, sol, G, adjoint=CheckpointAdjoint(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("alias", "key", "cls"), [
+    ("gq", "seminorm", "GQAdjoint"), ("backsolve", "nodes", "BacksolveAdjoint"),
+    ("interpolated", "checkpoints", "InterpolatedAdjoint"),
+    ("collocation", "rtol", "CollocationAdjoint"), ("checkpoint", "method", "CheckpointAdjoint"),
+])
+def test_unknown_setting_for_an_alias_names_the_strategy(alias, key, cls):
+    field, sol, G = _api_problem(dense_output=True)
+    with pytest.raises(TypeError, match=rf"adjoint='{alias}' \({cls}\) takes no \['{key}'\]; "
+                                        r"its settings: \["):
+        gradient(field, sol, G, adjoint=alias, **{key: 1})
+    with pytest.raises(TypeError, match=key):  # the constructor itself refuses it too
+        getattr(gqlib.adjoint, cls)(**{key: 1})
+
+
+def test_missing_forward_record_names_the_solve_flag():
+    field, plain, G = _api_problem()
+    for adjoint in ("gq", "backsolve", "checkpoint", GQAdjoint(nodes=2)):
+        with pytest.raises(ValueError, match=r"solve with `checkpoints=True`"):
+            gradient(field, plain, G, adjoint=adjoint)
+    for adjoint in ("interpolated", "collocation"):
+        with pytest.raises(ValueError, match=r"solve with `dense_output=True`"):
+            gradient(field, plain, G, adjoint=adjoint)
+    _, ck, _ = _api_problem(checkpoints=True)
+    with pytest.raises(ValueError, match=r"dense_output=True"):  # checkpoints are not dense output
+        gradient(field, ck, G, adjoint="interpolated")
+    # without step checkpoints gq and backsolve need no record; dense output holds checkpoints
+    _, dense, _ = _api_problem(dense_output=True)
+    ref = gradient(field, dense, G, adjoint="interpolated", rtol=1e-12, atol=1e-14)
+    for adjoint in (GQAdjoint(checkpoints=False), BacksolveAdjoint(checkpoints=False)):
+        assert adjoint.forward_record is None
+        g = gradient(field, plain, G, adjoint=adjoint)
+        assert _rel(g.params, ref.params) < 1e-5
+    for adjoint in ("gq", "backsolve", "checkpoint"):
+        assert _rel(gradient(field, dense, G, adjoint=adjoint).params, ref.params) < 1e-5
+
+
+@pytest.mark.parametrize("obj", [GQAdjoint(), BacksolveAdjoint(), InterpolatedAdjoint(),
+                                 CollocationAdjoint(), CheckpointAdjoint()])
+def test_strategies_are_frozen(obj):
+    import dataclasses
+
+    name = dataclasses.fields(obj)[0].name if dataclasses.fields(obj) else "nodes"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(obj, name, None)
+    hash(obj)  # frozen dataclasses are hashable values
+
+
+def test_strategy_constructors_validate():
+    with pytest.raises(TypeError, match="`checkpoints` must be a bool"):
+        GQAdjoint(checkpoints=1)
+    with pytest.raises(TypeError, match="`seminorm` must be a bool"):
+        BacksolveAdjoint(seminorm="yes")
+    with pytest.raises(ValueError, match="`seminorm=True` or a `norm`"):
+        BacksolveAdjoint(seminorm=True, norm="max")
+    with pytest.raises(ValueError, match="`nodes`"):
+        InterpolatedAdjoint(nodes="gauss")
+    with pytest.raises(ValueError, match="`rtol` of the backward solve must be a scalar"):
+        GQAdjoint(rtol=np.array([1e-6, 1e-7]))
+    with pytest.raises(ValueError, match="`adjoint` must be a strategy object or one of"):
+        gradient(*_api_problem(checkpoints=True), adjoint=GQAdjoint)

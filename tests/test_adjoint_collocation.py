@@ -37,7 +37,7 @@ def _problem():
 @pytest.fixture(scope="module")
 def reference():
     field, sol, G = _problem()
-    fine = gradient(field, sol, G, adjoint="collocation", nodes=6, step_size=0.05)
+    fine = gradient(field, sol, G, adjoint="collocation", nodes=6, max_panel=0.05)
     # an independent method on the same interpolated trajectory
     # (method given: the backward is adaptive, not the forward's inherited fixed step)
     other = gradient(field, sol, G, adjoint="interpolated", method="dop853", rtol=1e-13,
@@ -60,7 +60,7 @@ def test_measured_order_is_min_of_sweeps_plus_one_and_2n(reference, nodes, sweep
     H = [0.5 / k for k in ks]
     err_p, err_y = [], []
     for h in H:
-        g = gradient(field, sol, G, adjoint="collocation", nodes=nodes, sweeps=sweeps, step_size=h)
+        g = gradient(field, sol, G, adjoint="collocation", nodes=nodes, sweeps=sweeps, max_panel=h)
         err_p.append(np.abs(g.params - fine.params).max())
         err_y.append(np.abs(g.y0 - fine.y0).max())
     assert abs(observed_order(H, err_p) - order) < 0.15
@@ -164,12 +164,15 @@ def test_non_finite_adjoint_raises_with_time():
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "match"), [
-    (dict(method="dopri5"), ValueError, "takes no `method`"),
-    (dict(nodes="paper"), ValueError, "`nodes` must be a positive int"),
-    (dict(nodes=0), ValueError, "`nodes` must be a positive int"),
-    (dict(sweeps=-1), ValueError, "`sweeps` must be a non-negative int"),
-    (dict(seminorm=True), ValueError, "seminorm"),
-    (dict(step_size=-0.1), ValueError, "step_size"),
+    (dict(method="dopri5"), TypeError, r"\(CollocationAdjoint\) takes no \['method'\]"),
+    (dict(nodes="paper"), ValueError, "`nodes` must be an int >= 1"),
+    (dict(nodes=0), ValueError, "`nodes` must be an int >= 1"),
+    (dict(nodes=True), ValueError, "`nodes` must be an int >= 1"),
+    (dict(sweeps=-1), ValueError, "`sweeps` must be an int >= 0"),
+    (dict(sweeps=1.0), ValueError, "`sweeps` must be an int >= 0"),
+    (dict(seminorm=True), TypeError, r"\(CollocationAdjoint\) takes no \['seminorm'\]"),
+    (dict(max_panel=-0.1), ValueError, "`max_panel` must be positive"),
+    (dict(max_panel=0.0), ValueError, "`max_panel` must be positive"),
     (dict(grad_t=1), TypeError, "grad_t"),
 ])
 def test_bad_arguments(kwargs, exc, match):
@@ -182,10 +185,15 @@ def test_bad_arguments(kwargs, exc, match):
 def test_needs_dense_output_and_sweeps_only_for_collocation():
     field = LinearField(-np.eye(2))
     sol = gqlib.solve(field, np.ones(2), [0.0, 1.0])
-    with pytest.raises(ValueError, match="dense_output=True"):
+    with pytest.raises(ValueError, match="CollocationAdjoint reads y from the forward dense "
+                                         "output: solve with `dense_output=True`"):
         gradient(field, sol, np.ones((2, 2)), adjoint="collocation")
-    with pytest.raises(ValueError, match="`sweeps` applies"):
-        gradient(field, sol, np.ones((2, 2)), adjoint="gq", sweeps=2)
+    with pytest.raises(ValueError, match="dense_output=True"):  # checkpoints are not enough
+        gradient(field, gqlib.solve(field, np.ones(2), [0.0, 1.0], checkpoints=True),
+                 np.ones((2, 2)), adjoint="collocation")
+    for adjoint in ("gq", "backsolve", "interpolated", "checkpoint"):
+        with pytest.raises(TypeError, match=r"takes no \['sweeps'\]"):
+            gradient(field, sol, np.ones((2, 2)), adjoint=adjoint, sweeps=2)
 
 
 def test_torch_options_validated():
@@ -201,7 +209,10 @@ def test_torch_options_validated():
 
     for kw, match in [(dict(adjoint_method="rk4"), "takes no `adjoint_method`"),
                       (dict(adjoint_rtol=1e-6), "takes no `adjoint_rtol`"),
-                      (dict(adjoint_options={"gtol": 0.1}), "do not apply"),
+                      (dict(adjoint_options={"gtol": 0.1}),
+                       r"adjoint_options: adjoint='collocation' \(CollocationAdjoint\) takes no "
+                       r"\['gtol'\]"),
+                      (dict(adjoint_options={"step_size": 0.1}), r"takes no \['step_size'\]"),
                       (dict(adjoint_options={"sweeps": -1}), "sweeps")]:
         with pytest.raises(ValueError, match=match):
             gt.odeint(f, y0, ts, adjoint="collocation", adjoint_params=(k,), **kw)
@@ -244,14 +255,14 @@ def test_measured_order_with_decreasing_time(nodes, sweeps, order, ks):
     G[1] = rng.standard_normal(D)
     sol = gqlib.solve(field, rng.standard_normal(D), t, method="dop853", step_size=0.5,
                       dense_output=True)
-    fine = gradient(field, sol, G, adjoint="collocation", nodes=6, step_size=0.05)
+    fine = gradient(field, sol, G, adjoint="collocation", nodes=6, max_panel=0.05)
     # (method given: the backward is adaptive, not the forward's inherited fixed step)
     other = gradient(field, sol, G, adjoint="interpolated", method="dop853", rtol=1e-13,
                      atol=1e-15)
     assert np.abs(fine.params - other.params).max() < 1e-10
     H = [0.5 / k for k in ks]
     err = [np.abs(gradient(field, sol, G, adjoint="collocation", nodes=nodes, sweeps=sweeps,
-                           step_size=h).params - fine.params).max() for h in H]
+                           max_panel=h).params - fine.params).max() for h in H]
     assert abs(observed_order(H, err) - order) < 0.15
 
 
@@ -278,9 +289,9 @@ def test_stiff_problem_at_the_forward_stability_limit():
 
     assert max(errors()) < 1e-5                       # measured 6e-7
     # 1 node, 1 sweep (stable for |H lambda| <= 2) on these panels: unstable, as documented;
-    # halving the panels with step_size restores it (2nd order: 1e-3 here)
+    # halving the panels with max_panel restores it (2nd order: 1e-3 here)
     assert min(errors(nodes=1)) > 1.0
-    assert max(errors(nodes=1, step_size=0.5 * h)) < 5e-3
+    assert max(errors(nodes=1, max_panel=0.5 * h)) < 5e-3
 
 
 def test_tstop_inside_a_short_output_interval_cuts_the_panel():
@@ -294,7 +305,7 @@ def test_tstop_inside_a_short_output_interval_cuts_the_panel():
     g = gradient(field, sol, G, adjoint="collocation", nodes=2)  # 4th order, panels cut at s
     assert sum(0.4 < x < s for x in calls) >= 2 and sum(s < x < 0.5 for x in calls) >= 2
     assert s not in calls
-    fine = gradient(field, sol, G, adjoint="collocation", nodes=4, step_size=0.01)
+    fine = gradient(field, sol, G, adjoint="collocation", nodes=4, max_panel=0.01)
     exact = field.exact_params(y0)
     np.testing.assert_allclose(fine.params, exact, rtol=1e-4)
     np.testing.assert_allclose(g.params, exact, rtol=1e-3)
@@ -346,19 +357,25 @@ def test_grad_t_false_skips_the_time_gradient(adjoint):
 @pytest.mark.parametrize("kwargs", [dict(rtol=1e-6), dict(atol=1e-9), dict(norm="max"),
                                     dict(first_step=0.1), dict(min_step=1e-3), dict(max_step=0.5),
                                     dict(gtol=0.2), dict(extra_nodes=1), dict(max_nodes=8),
-                                    dict(controller=gqlib.PIController(5))])
+                                    dict(controller=gqlib.PIController(5)),
+                                    # the old names of max_panel and max_panels
+                                    dict(step_size=0.1), dict(max_steps=10)])
 def test_solver_settings_rejected(kwargs):
     field = LinearField(-np.eye(2))
     sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
-    with pytest.raises(ValueError, match=f"takes no `{next(iter(kwargs))}`"):
+    key = next(iter(kwargs))
+    with pytest.raises(TypeError, match=rf"adjoint='collocation' \(CollocationAdjoint\) takes no "
+                                        rf"\['{key}'\]; its settings: \['max_panel', "
+                                        rf"'max_panels', 'nodes', 'sweeps'\]"):
         gradient(field, sol, np.ones((2, 2)), adjoint="collocation", **kwargs)
 
 
-def test_max_steps_caps_the_panels_and_single_time_validates():
+def test_max_panels_caps_the_panels_and_single_time_validates():
     field = LinearField(-np.eye(2))
     sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
     with pytest.raises(gqlib.errors.TooManySteps):
-        gradient(field, sol, np.ones((2, 2)), adjoint="collocation", step_size=1e-3, max_steps=50)
+        gradient(field, sol, np.ones((2, 2)), adjoint="collocation", max_panel=1e-3,
+                 max_panels=50)
     one = gqlib.solve(field, np.ones(2), [0.3], dense_output=True)
     with pytest.raises(ValueError, match="sweeps"):
         gradient(field, one, np.ones((1, 2)), adjoint="collocation", sweeps=-1)

@@ -226,7 +226,7 @@ def test_stats_count_every_evaluation_without_a_counter_in_the_model():
     assert s_direct.adjoint is None and s_direct.forward["n_accepted"] > 0
 
 
-def test_odeint_adjoint_is_gq_with_torchdiffeqs_signature():
+def test_odeint_adjoint_is_the_default_strategy_with_torchdiffeqs_signature():
     import inspect
 
     ours = inspect.signature(odeint_adjoint).parameters
@@ -236,7 +236,12 @@ def test_odeint_adjoint_is_gq_with_torchdiffeqs_signature():
     func = Field()
     y0 = torch.randn(3, dtype=F64)
     t = torch.linspace(0, 1, 3, dtype=F64)
-    ys, stats = odeint_adjoint(func, y0, t, return_stats=True,
+    ys, stats = odeint_adjoint(func, y0, t, return_stats=True, adjoint_rtol=1e-6,
+                               adjoint_options=dict(norm="seminorm"))
+    assert stats.adjoint == gqlib.adjoint.DEFAULT_ADJOINT == "checkpoint"
+    ys.sum().backward()
+    assert stats.backward["n_steps"] == stats.forward["n_accepted"]
+    ys, stats = odeint_adjoint(func, y0, t, return_stats=True, adjoint="gq",
                                adjoint_options=dict(norm="seminorm"))
     assert stats.adjoint == "gq"
     ys.sum().backward()

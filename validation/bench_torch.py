@@ -34,6 +34,8 @@ METHODS = {
     "tdq adjoint": ("torchdiffeq", "adjoint", {}),
     "tdq seminorm": ("torchdiffeq", "adjoint", {"norm": "seminorm"}),
     "gq adaptive": ("gqlib", "gq", {}),
+    "gq nockpt": ("gqlib", "gq", {"checkpoints": False}),
+    "checkpoint": ("gqlib", "checkpoint", {}),
     "gq paper": ("gqlib", "gq", {"nodes": "paper"}),
     "interpolated": ("gqlib", "interpolated", {}),
     "backsolve": ("gqlib", "backsolve", {}),

@@ -1,11 +1,22 @@
-"""Adjoint gradient assembly: GQ (Gauss-Legendre quadrature), backsolve (+ seminorm), interpolated,
-collocation.
+"""Adjoint gradient assembly: strategies as objects, one ``gradient`` entry point.
 
-Framework-agnostic: the field supplies vector-Jacobian products, the core does the numerics.
+:class:`GQAdjoint` (Gauss-Legendre quadrature, Norcliffe & Deisenroth 2023),
+:class:`BacksolveAdjoint` (+ seminorm), :class:`InterpolatedAdjoint`, :class:`CollocationAdjoint`
+and :class:`CheckpointAdjoint` (the discrete adjoint). Framework-agnostic: the field supplies
+vector-Jacobian products, the core does the numerics.
 """
 
+from ._checkpoint import CheckpointAdjoint
+from ._collocation import CollocationAdjoint
 from ._field import CountedField, FunctionField, VectorField
-from ._gradient import ADJOINTS, NODE_RULES, AdjointGradient, gradient
+from ._gradient import gradient
+from ._quadrature import NODE_RULES, NodeRule
+from ._solved import DRIFT_LIMIT, BacksolveAdjoint, GQAdjoint, InterpolatedAdjoint
+from ._strategy import ALIASES, DEFAULT_ADJOINT, AdjointGradient, AdjointStrategy, as_strategy
 
-__all__ = ["gradient", "AdjointGradient", "VectorField", "FunctionField", "CountedField",
-           "ADJOINTS", "NODE_RULES"]
+ADJOINTS = ALIASES
+
+__all__ = ["gradient", "AdjointGradient", "AdjointStrategy", "GQAdjoint", "BacksolveAdjoint",
+           "InterpolatedAdjoint", "CollocationAdjoint", "CheckpointAdjoint", "as_strategy",
+           "NodeRule", "VectorField", "FunctionField", "CountedField", "ADJOINTS", "ALIASES",
+           "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT"]

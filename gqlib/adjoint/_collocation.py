@@ -20,7 +20,7 @@ system ``[a, g]``, so it has the same order.
 The cost per panel is ``n`` forward passes and ``n (m + 1)`` backward passes; no adaptive solve,
 no error estimate, no dense output of the backward pass. Panels are the output intervals, cut at
 tstops and, where an interval is longer than a forward step it overlaps, at the forward steps'
-ends (see :meth:`CollocationBackward.panels`), and at most ``step_size`` long when given. With a
+ends (see :meth:`CollocationBackward.panels`), and at most ``max_panel`` long when given. With a
 fixed number of sweeps the scheme is explicit: on ``a' = lambda a`` its stability function is
 the degree ``m + 1`` Taylor polynomial of ``exp``, which is why panels never exceed the forward's
 steps.
@@ -32,16 +32,74 @@ Wanner, Solving ODEs I, section II.7 (collocation methods).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
 from .._backend import constant_like, float64_of
 from ..errors import NonFiniteState, TooManySteps
 from ..integrate._stepper import evaluate_pieces
+from ..integrate._validation import check_positive
 from ..quadrature import gauss_legendre
+from ..tableaux import get_method
+from ._strategy import AdjointGradient, AdjointStrategy, _check_int
 
-__all__ = ["collocation_coefficients", "CollocationBackward", "default_nodes"]
+__all__ = ["collocation_coefficients", "CollocationAdjoint", "CollocationBackward",
+           "default_nodes"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollocationAdjoint(AdjointStrategy):
+    """y from the forward dense output, ``a`` by Gauss-Legendre collocation per panel, and the
+    same nodes' quadrature for ``dL/dtheta``: no backward solver (module docstring).
+
+    Parameters
+    ----------
+    nodes : int, optional
+        Collocation nodes per panel (order ``2 nodes``); default ``ceil(p / 2)`` for the forward
+        method's order p.
+    sweeps : int, optional
+        Picard sweeps (order ``min(sweeps + 1, 2 nodes)``); default ``2 nodes - 1``.
+    max_panel : float, optional
+        Longest panel (panels never exceed the forward's steps anyway).
+    max_panels : int
+        Cap on the number of panels (raises TooManySteps past it).
+    """
+
+    name: ClassVar[str] = "collocation"
+    nodes: int | None = None
+    sweeps: int | None = None
+    max_panel: float | None = None
+    max_panels: int = 100_000
+
+    def __post_init__(self):
+        if self.nodes is not None:
+            _check_int(self.nodes, "nodes", 1)
+        if self.sweeps is not None:
+            _check_int(self.sweeps, "sweeps", 0)
+        check_positive(self.max_panel, "max_panel")
+        _check_int(self.max_panels, "max_panels", 1)
+
+    @property
+    def forward_record(self):
+        return "dense"
+
+    def backward(self, cf, sol, grad_y, xp, t_np, *, grad_t: bool) -> AdjointGradient:
+        nodes = self.nodes
+        if nodes is None:
+            nodes = default_nodes(get_method(sol.options.get("method", "dopri5")).order)
+        sweeps = 2 * nodes - 1 if self.sweeps is None else self.sweeps
+        job = CollocationBackward(cf, sol, grad_y, xp, t_np, nodes=nodes, sweeps=sweeps,
+                                  max_panel=self.max_panel, grad_t=grad_t,
+                                  max_panels=self.max_panels)
+        dy0, params, dldt = job.run()
+        stats = {**cf.stats, "n_nodes": nodes * job.n_panels, "n_panels": job.n_panels,
+                 "n_accepted": job.n_panels, "n_rejected": 0, "n_steps": job.n_panels,
+                 "state_size": int(np.prod(tuple(sol.y.shape[1:]))), "max_drift": 0.0,
+                 "seconds": dict(cf.seconds)}
+        return AdjointGradient(dy0, params, dldt, stats)
 
 
 @lru_cache(maxsize=32)
@@ -151,7 +209,7 @@ class CollocationBackward:
         c, b, alpha = self.c, self.b, self.alpha
         self.n_panels += 1
         if self.n_panels > self.max_panels:
-            raise TooManySteps(f"more than max_steps = {self.max_panels} collocation panels",
+            raise TooManySteps(f"more than max_panels = {self.max_panels} collocation panels",
                                t=s, h=H)
         # nodes in increasing time for the dense read; Gauss nodes are symmetric (1 - c_k =
         # c_{n-1-k}), so for H < 0 node k is the (n-1-k)-th of them

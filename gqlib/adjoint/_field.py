@@ -22,9 +22,10 @@ class VectorField(Protocol):
     forms, used when present because one forward and one backward pass are cheaper than two of
     each: ``f_vjp_y(t, y, a) -> (f, vjp_y)``, ``vjp(t, y, a) -> (vjp_y, vjp_params)``,
     ``f_vjp(t, y, a) -> (f, vjp_y, vjp_params)``; and ``vjp_t(t, y, a) = a^T df/dt``.
-    ``linearize(t, y)`` (optional, used by the collocation adjoint) returns an object with
-    ``vjp_y(a)`` and ``vjp(a) -> (vjp_y, vjp_params)`` that reuse one forward pass for many
-    cotangents (as ``jax.vjp``'s pullback; torch keeps the graph).
+    ``linearize(t, y)`` (optional, used by the collocation and checkpoint adjoints) returns an
+    object with ``vjp_y(a)`` and ``vjp(a) -> (vjp_y, vjp_params)`` that reuse one forward pass
+    for many cotangents (as ``jax.vjp``'s pullback; torch keeps the graph), and optionally
+    ``value = f(t, y)`` from that same pass.
     """
 
     def __call__(self, t: float, y: Any) -> Any: ...
@@ -132,14 +133,20 @@ class CountedField:
         if native is None:
             return _Replayed(self, t, y)
         self.stats["nfe_f"] += 1
-        return _Counted(self, self._timed("f", native, t, y))
+        return _Counted(self, self._timed("f", native, t, y), t, y)
 
 
 class _Counted:
     """A field's own linearisation, counted and timed by its CountedField."""
 
-    def __init__(self, cf: CountedField, lin: Any):
-        self.cf, self.lin = cf, lin
+    def __init__(self, cf: CountedField, lin: Any, t, y):
+        self.cf, self.lin, self.t, self.y = cf, lin, t, y
+
+    @property
+    def value(self):
+        """``f(t, y)``: the linearisation's own (``lin.value``), else one counted call."""
+        v = getattr(self.lin, "value", None)
+        return self.cf.f(self.t, self.y) if v is None else v
 
     def vjp_y(self, a):
         self.cf.stats["nfe_vjp_y"] += 1
@@ -156,6 +163,10 @@ class _Replayed:
 
     def __init__(self, cf: CountedField, t, y):
         self.cf, self.t, self.y = cf, t, y
+
+    @property
+    def value(self):
+        return self.cf.f(self.t, self.y)
 
     def vjp_y(self, a):
         return self.cf.vjp_y(self.t, self.y, a)

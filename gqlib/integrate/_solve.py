@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import as_state
-from ..interpolate import DenseOutput, Solution
+from ..interpolate import DenseOutput, Solution, StepCheckpoints
 from ..tableaux import get_method
 from ._controller import PIController
 from ._norms import resolve_norm
@@ -29,7 +29,7 @@ __all__ = ["solve"]
 def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float = 1e-7,
           atol: float = 1e-9, step_size: float | None = None, first_step: float | None = None,
           max_steps: int = 100_000, norm: str | Callable = "rms", tstops: Any = None,
-          dense_output: bool = False, controller: PIController | None = None,
+          dense_output: bool = False, checkpoints: bool = False, controller: PIController | None = None,
           min_step: float = 0.0, max_step: float = math.inf) -> Solution:
     r"""Solve ``dy/dt = f(t, y)``, ``y(t[0]) = y0``, and return y at the times ``t``.
 
@@ -64,6 +64,9 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
         ``f`` is re-evaluated one-sidedly after each (time nudged one ulp onward).
     dense_output : bool
         Keep every step's interpolant so that ``sol(tq)`` evaluates anywhere in the span.
+    checkpoints : bool
+        Keep the state at every accepted step boundary (``sol.checkpoints``, O(steps x D)
+        memory): the adjoints restart their backward passes from it. Implied by ``dense_output``.
     controller : PIController, optional
         Step-size controller (safety factor, growth limits, PI gains); default
         ``PIController(method.error_order)``.
@@ -102,8 +105,9 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     first_step = check_positive(first_step, "first_step")
     max_steps = check_max_steps(max_steps)
     norm_fn = resolve_norm(norm)
-    if not isinstance(dense_output, bool):
-        raise TypeError(f"`dense_output` must be a bool, got {type(dense_output).__name__}")
+    for name, flag in (("dense_output", dense_output), ("checkpoints", checkpoints)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"`{name}` must be a bool, got {type(flag).__name__}")
     if step_size is None and not tab.adaptive:
         raise ValueError(f"method {tab.name!r} is fixed-step (no error estimate): give `step_size`")
     if not callable(f):
@@ -125,9 +129,12 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     from ._numba_driver import numba_solve, use_numba
 
     if use_numba(f, y0, norm) and controller is None and min_step == 0.0 and max_step == math.inf:
-        return numba_solve(f, y0, t, t_np, tab, rtol=rtol, atol=atol, step_size=step_size,
-                           first_step=first_step, max_steps=max_steps, norm=norm, tstops=stops,
-                           dense_output=dense_output, options=options)
+        sol = numba_solve(f, y0, t, t_np, tab, rtol=rtol, atol=atol, step_size=step_size,
+                          first_step=first_step, max_steps=max_steps, norm=norm, tstops=stops,
+                          dense_output=dense_output or checkpoints, options=options)
+        if not dense_output:  # the kernel records checkpoints as part of its dense records
+            sol.dense = None
+        return sol
 
     f0 = f(float(t_np[0]), y0)
     check_derivative(xp, f0, y0, "f")
@@ -137,12 +144,15 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
                       max_step=max_step)
     stepper.stats["nfe"] += 1
     ys, segments = _drive(stepper, t_np, land_on_outputs=_lands_on_outputs(tab, step_size),
-                          keep=dense_output)
-    dense = None
+                          keep=dense_output, record=checkpoints and not dense_output)
+    dense = ckpts = None
     if dense_output:
         dense = DenseOutput(segments)
+    elif checkpoints:
+        ckpts = StepCheckpoints([float(t_np[0])] + [t1 for t1, _ in segments],
+                                xp.stack([y0] + [y1 for _, y1 in segments], axis=0))
     return Solution(t, xp.stack(ys, axis=0), stepper.stats, tstops=stops, dense=dense,
-                    options=options)
+                    options=options, checkpoints=ckpts)
 
 
 def _lands_on_outputs(tab, step_size) -> bool:
@@ -151,8 +161,10 @@ def _lands_on_outputs(tab, step_size) -> bool:
     return step_size is not None or tab.dense_order + 1 < tab.order
 
 
-def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: bool):
-    """Step from t[0] to t[-1], collecting y at every output time (and the segments if ``keep``)."""
+def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: bool,
+           record: bool = False):
+    """Step from t[0] to t[-1], collecting y at every output time, and the segments if ``keep``
+    (with their interpolants) or ``record`` (their end points only)."""
     ys = [stepper.y]
     segments = []
     d = stepper.direction
@@ -164,6 +176,8 @@ def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: b
         if keep:
             _ = seg.Q  # build the interpolant now: a Hermite f(t1, y1) is then reused by the next step
             segments.append(seg)
+        elif record:  # the end point only: the stages are not kept alive
+            segments.append((seg.t1, seg.y1))
         # outputs inside this step (interpolated) and at its end (exact)
         while i < n and d * (t_np[i] - seg.t1) < 0:
             ys.append(seg(float(t_np[i])))

@@ -171,6 +171,11 @@ class TorchLinearization:
     def __init__(self, f: torch.Tensor, y: torch.Tensor, params: tuple, field: TorchField):
         self.f, self.y, self.params, self.field = f, y, params, field
 
+    @property
+    def value(self) -> torch.Tensor:
+        """``f(t, y)`` from the recorded pass, detached."""
+        return self.f.detach()
+
     def vjp_y(self, a: torch.Tensor) -> torch.Tensor:
         return _grad(self.f, (self.y,), a, retain=True)[0]
 
@@ -220,35 +225,31 @@ def state_norm(user_norm: Any, fn: UserFunc, shape: torch.Size) -> Callable:
     return lambda e: user_norm(fn.split(e))
 
 
-def adjoint_norm(kind: str, spec: Any, fwd_norm: Callable, fn: UserFunc, shape: torch.Size,
+def adjoint_norm(blocks: dict, spec: Any, fwd_norm: Callable, fn: UserFunc, shape: torch.Size,
                  numels: Sequence[int]) -> Callable:
     """The backward solve's norm on the core's backward state, as torchdiffeq defines it.
 
-    The core's backward state is flat: ``[y, a]`` for ``gq``, ``a`` for ``interpolated``,
-    ``[y, a, g]`` for ``backsolve`` (g: the P parameter-gradient components).
-
-    ``spec`` None: ``max(norm(y), norm(a), mixed(g))`` (torchdiffeq's default adjoint norm, with
-    the forward norm on y and a); ``"seminorm"``: the same without ``g`` (Kidger et al. 2021;
-    gq and interpolated never have g); a callable: torchdiffeq's convention,
+    ``blocks`` is the strategy's layout of its flat backward state
+    (:meth:`gqlib.adjoint.AdjointStrategy.state_blocks`: ``y``, ``a``, ``params`` slices).
+    ``spec`` None: ``max(norm(y), norm(a), rms of each parameter's block)`` (torchdiffeq's
+    default adjoint norm, with the forward norm on y and a); ``"seminorm"``: the same without
+    the parameters (Kidger et al. 2021); a callable: torchdiffeq's convention,
     ``norm((t, y, adj_y, *adj_params))`` (y and adj_y unpacked for tuple states), with ``t``
-    zero (gqlib never puts t in the backward state), ``y`` zero for ``interpolated`` (y is read
-    from the forward solution) and no ``adj_params`` for gq and interpolated.
+    zero (gqlib never puts t in the backward state), ``y`` zero where the strategy does not
+    carry y and no ``adj_params`` where it does not carry the parameter gradient.
     """
-    D = shape.numel()
+    y_b, a_b, p_b = blocks.get("y"), blocks["a"], blocks.get("params")
 
-    def blocks(e):
-        if kind == "interpolated":
-            return torch.zeros_like(e), e, None
-        if kind == "gq":
-            return e[:D], e[D:2 * D], None
-        return e[:D], e[D:2 * D], e[2 * D:]
+    def parts(e):
+        return (None if y_b is None else e[y_b]), e[a_b], (None if p_b is None else e[p_b])
 
     if callable(spec):
         def unpack(v):
             return fn.split(v) if fn.shapes is not None else (v.reshape(shape),)
 
         def user(e):
-            y, a, g = blocks(e)
+            y, a, g = parts(e)
+            y = torch.zeros_like(a) if y is None else y
             params = () if g is None else tuple(torch.split(g, list(numels)))
             zero = torch.zeros((), dtype=e.dtype, device=e.device)
             return spec((zero, *unpack(y), *unpack(a), *params))
@@ -257,9 +258,9 @@ def adjoint_norm(kind: str, spec: Any, fwd_norm: Callable, fn: UserFunc, shape: 
     with_g = spec != "seminorm"
 
     def default(e):
-        y, a, g = blocks(e)
-        parts = [fwd_norm(a)] if kind == "interpolated" else [fwd_norm(y), fwd_norm(a)]
+        y, a, g = parts(e)
+        out = [fwd_norm(a)] if y is None else [fwd_norm(y), fwd_norm(a)]
         if with_g and g is not None and g.numel():
-            parts += [rms_norm(p) for p in torch.split(g, list(numels))]
-        return _max_of(parts, e)
+            out += [rms_norm(p) for p in torch.split(g, list(numels))]
+        return _max_of(out, e)
     return default

@@ -9,6 +9,7 @@ core a vector field whose VJPs come from ``torch.autograd.grad`` and lets
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ import torch
 from torch import nn
 
 import gqlib
-from gqlib.adjoint import gradient
+from gqlib.adjoint import DEFAULT_ADJOINT, AdjointStrategy, gradient
+from gqlib.adjoint._strategy import SolverSettings
 from gqlib.integrate._validation import check_times
 
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
@@ -37,7 +39,8 @@ class OdeintStats:
     method : str
         The gqlib method that ran the forward pass (torchdiffeq's ``rk4`` shows as ``rk38``).
     adjoint : str or None
-        ``"gq"``, ``"backsolve"``, ``"interpolated"``, or None for direct backpropagation.
+        The adjoint strategy's name (``"gq"``, ``"backsolve"``, ``"interpolated"``,
+        ``"collocation"``, ``"checkpoint"``), or None for direct backpropagation.
     forward : dict
         The forward solve's ``nfe`` (calls of ``func``), ``n_steps`` (attempts), ``n_accepted``,
         ``n_rejected``.
@@ -67,7 +70,8 @@ class OdeintStats:
 
 
 def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method: str | None = "dopri5",
-           options: dict | None = None, event_fn: Callable | None = None, adjoint: str | None = None,
+           options: dict | None = None, event_fn: Callable | None = None,
+           adjoint: str | AdjointStrategy | None = None,
            adjoint_rtol=None, adjoint_atol=None, adjoint_method: str | None = None,
            adjoint_options: dict | None = None,
            adjoint_params: Sequence[torch.Tensor] | None = None, return_stats: bool = False):
@@ -99,17 +103,16 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         torchdiffeq's solver options (see ``docs/torch.md``); unknown ones raise.
     event_fn : None
         Not supported (raises).
-    adjoint : {None, "gq", "backsolve", "interpolated", "collocation"}
-        ``"collocation"`` reads y from the forward's dense output and takes ``a`` by Gauss-Legendre
-        collocation on each forward step cut at the output times, with the parameter integral at
-        the same nodes: no backward solver, one forward pass of ``func`` per node reused for all
-        its backward passes (see ``gqlib.adjoint.gradient``).
+    adjoint : None, str or a strategy object
+        None: direct backpropagation. A core strategy (:mod:`gqlib.adjoint`: ``GQAdjoint``,
+        ``BacksolveAdjoint``, ``InterpolatedAdjoint``, ``CollocationAdjoint``,
+        ``CheckpointAdjoint``) or its alias (``"gq"``, ``"backsolve"``, ``"interpolated"``,
+        ``"collocation"``, ``"checkpoint"``); see docs/adjoint.md.
     adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options
-        The backward solve's settings; default: the forward's (torchdiffeq's rules).
-        ``adjoint_options`` also takes ``nodes`` ("adaptive", "paper" or an int), ``gtol``,
-        ``extra_nodes`` and ``max_nodes`` for the quadrature of ``gq`` and ``interpolated``.
-        For ``"collocation"`` only ``adjoint_options`` applies, with ``nodes`` (int; default
-        ``ceil(p / 2)`` for the forward method's order p), ``sweeps`` and ``step_size``.
+        With an alias: the backward solve's settings; default: the forward's (torchdiffeq's
+        rules). ``adjoint_options`` also takes the strategy's own settings (``nodes``,
+        ``checkpoints``, ``sweeps``, ...). With a strategy object: not allowed (the object holds
+        its settings).
     adjoint_params : sequence of Tensors, optional
         The tensors to differentiate in adjoint mode; default: ``func.parameters()`` for an
         ``nn.Module``, and the drift's and diffusion's parameters for a
@@ -173,7 +176,8 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     else:
         # without step_size: one step per interval between landing points (t, tstops, grid)
         kw["step_size"] = fwd.step_size if fwd.step_size is not None else 2.0 * span or 1.0
-    stats = OdeintStats(method=fwd.method, adjoint=adjoint)
+    stats = OdeintStats(method=fwd.method,
+                        adjoint=None if adjoint is None else acfg.strategy.name)
 
     if adjoint is None:
         ys = _direct(fn, state, t, t_np, kw, stats)
@@ -190,12 +194,14 @@ def odeint_adjoint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9,
                    event_fn: Callable | None = None, adjoint_rtol=None, adjoint_atol=None,
                    adjoint_method: str | None = None, adjoint_options: dict | None = None,
                    adjoint_params: Sequence[torch.Tensor] | None = None,
-                   return_stats: bool = False):
-    """torchdiffeq's ``odeint_adjoint`` (same signature) with the GQ adjoint underneath.
+                   return_stats: bool = False, adjoint: str | AdjointStrategy | None = None):
+    """torchdiffeq's ``odeint_adjoint`` (same signature) with gqlib's default strategy.
 
-    Equivalent to ``odeint(..., adjoint="gq")``; switch from torchdiffeq by changing the import.
-    ``adjoint_options={"norm": "seminorm"}`` is accepted and has nothing to do here: GQ never
-    puts the parameter gradient in the backward solver. ``return_stats`` is gqlib's addition.
+    Equivalent to ``odeint(..., adjoint=gqlib.adjoint.DEFAULT_ADJOINT)`` (the same default as
+    :func:`gqlib.adjoint.gradient`); switch from torchdiffeq by changing the import.
+    ``adjoint_options={"norm": "seminorm"}`` is accepted; it matters only to a strategy that puts
+    the parameter gradient in its backward solver (backsolve). ``return_stats`` and ``adjoint``
+    (another strategy) are gqlib's additions.
 
     Examples
     --------
@@ -208,11 +214,9 @@ def odeint_adjoint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9,
     >>> y.shape
     torch.Size([3, 2])
     """
-    if adjoint_options is not None and isinstance(adjoint_options, dict) \
-            and adjoint_options.get("norm") == "seminorm":
-        adjoint_options = {k: v for k, v in adjoint_options.items() if k != "norm"}
     return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options,
-                  event_fn=event_fn, adjoint="gq", adjoint_rtol=adjoint_rtol,
+                  event_fn=event_fn, adjoint=DEFAULT_ADJOINT if adjoint is None else adjoint,
+                  adjoint_rtol=adjoint_rtol,
                   adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
                   adjoint_options=adjoint_options, adjoint_params=adjoint_params,
                   return_stats=return_stats)
@@ -386,21 +390,27 @@ class _AdjointJob:
     shape: torch.Size
     sol: Any = None
 
-    def gradient_kwargs(self, with_params: bool) -> dict:
+    def strategy(self, with_params: bool) -> AdjointStrategy:
+        """The strategy of this backward pass, with torchdiffeq's norm (which needs the
+        parameter count) and one fixed step per interval where no step size was given."""
         cfg = self.cfg
-        kw = dict(cfg.gradient_kwargs)
-        if cfg.kind == "collocation":  # no backward solver: nothing to derive
-            return kw
-        numels = [p.numel() for p in self.params] if with_params else []
-        if cfg.adaptive:
+        strategy = cfg.strategy
+        if not isinstance(strategy, SolverSettings):
+            return strategy
+        changes: dict = {}
+        if cfg.fixed_step_default:
+            changes["step_size"] = 2.0 * max(self.span, 1e-300)
+        tab = gqlib.METHODS[strategy.method or self.fwd.method]
+        adaptive = tab.adaptive and strategy.step_size is None and (
+            strategy.method is not None or self.fwd.adaptive)
+        if adaptive and (cfg.norm is not None or strategy.norm is None) \
+                and not getattr(strategy, "seminorm", False):
+            numels = [p.numel() for p in self.params] if with_params else []
             fwd_norm = state_norm(self.fwd.norm, self.fn, self.shape)
-            kw["norm"] = adjoint_norm(cfg.kind, cfg.norm, fwd_norm, self.fn, self.shape, numels)
-        else:
-            step = cfg.step_size
-            if step is None and cfg.method == self.fwd.method and not self.fwd.adaptive:
-                step = self.solve_kwargs.get("step_size")
-            kw["step_size"] = step if step is not None else 2.0 * max(self.span, 1e-300)
-        return kw
+            blocks = strategy.state_blocks(self.shape.numel(), sum(numels))
+            changes["norm"] = adjoint_norm(blocks, cfg.norm, fwd_norm, self.fn, self.shape,
+                                           numels)
+        return dataclasses.replace(strategy, **changes) if changes else strategy
 
 
 class _OdeintAdjointFn(torch.autograd.Function):
@@ -409,9 +419,9 @@ class _OdeintAdjointFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, job: _AdjointJob, y0: torch.Tensor, t: torch.Tensor, *params):
         with torch.no_grad():
-            sol = gqlib.solve(job.fn, y0.detach(), job.t_np,
-                              dense_output=job.cfg.kind in ("interpolated", "collocation"),
-                              **job.solve_kwargs)
+            record = job.cfg.strategy.forward_record
+            sol = gqlib.solve(job.fn, y0.detach(), job.t_np, dense_output=record == "dense",
+                              checkpoints=record == "checkpoints", **job.solve_kwargs)
         job.sol = sol
         job.stats.forward = dict(sol.stats)
         ctx.job = job
@@ -432,7 +442,7 @@ class _OdeintAdjointFn(torch.autograd.Function):
         fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False)
         fld = TorchParamField(fn, job.params) if with_params else TorchField(fn)
         g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
-                     **job.gradient_kwargs(with_params))
+                     adjoint=job.strategy(with_params))
         job.stats.backward = dict(g.stats)
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None

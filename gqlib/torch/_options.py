@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from .. import METHODS, PIController
+from ..adjoint import ALIASES, AdjointStrategy, as_strategy
+from ..adjoint._strategy import SolverSettings
 
-__all__ = ["METHOD_NAMES", "UNSUPPORTED_METHODS", "ADJOINT_KINDS", "resolve_method",
+__all__ = ["METHOD_NAMES", "UNSUPPORTED_METHODS", "resolve_method",
            "ForwardConfig", "AdjointConfig", "resolve_forward", "resolve_adjoint"]
 
 # torchdiffeq's explicit Runge-Kutta names -> gqlib tableaux. torchdiffeq's `rk4` is the 3/8 rule.
@@ -37,14 +39,12 @@ UNSUPPORTED_METHODS = {
     "fixed_adams": "Adams-Bashforth-Moulton (an implicit multistep method)",
     "scipy_solver": "scipy.integrate's solvers",
 }
-ADJOINT_KINDS = ("gq", "backsolve", "interpolated", "collocation")
 
 # options accepted by kind of method (torchdiffeq's, plus gqlib's noted ones)
 _COMMON = {"norm", "max_num_steps", "jump_t", "step_t", "dtype"}
 _FIXED = _COMMON | {"step_size", "grid_constructor", "interp", "perturb"}
 _ADAPTIVE = _COMMON | {"first_step", "min_step", "max_step", "safety", "ifactor", "dfactor",
                        "step_size"}  # step_size: gqlib extension, runs the method fixed-step
-_ADJOINT_EXTRA = {"nodes", "gtol", "extra_nodes", "max_nodes"}  # gqlib's quadrature settings
 _DEFAULT_MAX_STEPS = 2 ** 31 - 1  # torchdiffeq's max_num_steps default
 
 
@@ -237,14 +237,16 @@ def resolve_forward(method: Any, options: Any, *, rtol: Any, atol: Any) -> Forwa
 
 @dataclass
 class AdjointConfig:
-    """Settings of :func:`gqlib.adjoint.gradient` (without field, sol, grad_y)."""
+    """The strategy of the backward pass, and torchdiffeq's norm rules for it.
 
-    kind: str
-    method: str
-    adaptive: bool
-    gradient_kwargs: dict
-    norm: Any                         # None (default), "seminorm", or a user callable
-    step_size: float | None
+    ``norm`` is None (torchdiffeq's default adjoint norm, built from the forward norm when the
+    parameter count is known), ``"seminorm"`` or the user's callable in torchdiffeq's
+    convention; it is None for a strategy object, which holds its own norm.
+    """
+
+    strategy: AdjointStrategy
+    norm: Any = None
+    fixed_step_default: bool = False  # one backward step per interval between landing points
 
 
 def _scalar_tol(value: Any, where: str) -> float:
@@ -260,15 +262,42 @@ def _scalar_tol(value: Any, where: str) -> float:
     return _real(value, where)
 
 
+# adjoint_options keys that are torchdiffeq's solver options, translated below; every other key
+# is passed to the strategy's constructor, which validates it (nodes, checkpoints, sweeps, ...)
+_TORCHDIFFEQ_ADJOINT_KEYS = _ADAPTIVE | _FIXED
+
+
 def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
                     adjoint_rtol: Any, adjoint_atol: Any, rtol: Any, atol: Any,
                     forward_method: Any) -> AdjointConfig:
-    """Validate the adjoint arguments; torchdiffeq's defaults (the forward's settings)."""
-    if kind not in ADJOINT_KINDS:
-        raise ValueError(f"`adjoint` must be None (direct backpropagation) or one of "
-                         f"{ADJOINT_KINDS}, got {kind!r}")
-    if kind == "collocation":
-        return _resolve_collocation(fwd, method, options, adjoint_rtol, adjoint_atol)
+    """torchdiffeq's adjoint arguments as a core strategy object (torchdiffeq's defaults: the
+    forward's settings). A strategy object is used as it is."""
+    if isinstance(kind, AdjointStrategy):
+        for name, value in (("adjoint_method", method), ("adjoint_options", options),
+                            ("adjoint_rtol", adjoint_rtol), ("adjoint_atol", adjoint_atol)):
+            if value is not None:
+                raise ValueError(f"`{name}` was given beside the strategy object {kind!r}: set it "
+                                 "in the strategy's constructor instead")
+        return AdjointConfig(kind)
+    if not isinstance(kind, str) or kind not in ALIASES:
+        raise ValueError(f"`adjoint` must be None (direct backpropagation), a strategy object or "
+                         f"one of {ALIASES}, got {kind!r}")
+    cls = type(as_strategy(kind))
+    if not issubclass(cls, SolverSettings):  # no backward solver: the strategy's own keys only
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"`adjoint_options` must be a dict, got {type(options).__name__}")
+        options = dict(options or {})
+        if getattr(cls, "exact_discrete", False):
+            # the discrete adjoint differentiates what the forward computed, as direct
+            # backpropagation does: torchdiffeq's backward-solve settings have nothing to set
+            options = {k: v for k, v in options.items() if k not in _TORCHDIFFEQ_ADJOINT_KEYS}
+            return AdjointConfig(_construct(kind, options))
+        for name, value in (("adjoint_method", method), ("adjoint_rtol", adjoint_rtol),
+                            ("adjoint_atol", adjoint_atol)):
+            if value is not None:
+                raise ValueError(f"adjoint={kind!r} takes no `{name}`: it runs no backward "
+                                 "solver")
+        return AdjointConfig(_construct(kind, options))
     name = resolve_method(method if method is not None else forward_method, "adjoint_method")
     tab = METHODS[name]
     if options is None:
@@ -288,8 +317,10 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
     if step_size is not None:
         step_size = _real(step_size, "adjoint_options['step_size']")
     fixed_mode = (not tab.adaptive) or step_size is not None
-    valid = (_ADAPTIVE if tab.adaptive else _FIXED) | _ADJOINT_EXTRA
-    _check_keys(options, valid, "adjoint option(s)", method or forward_method or "dopri5")
+    solver_keys = (_ADAPTIVE if tab.adaptive else _FIXED)
+    own = {k: v for k, v in options.items() if k not in _TORCHDIFFEQ_ADJOINT_KEYS}
+    _check_keys({k: v for k, v in options.items() if k in _TORCHDIFFEQ_ADJOINT_KEYS},
+                solver_keys, "adjoint option(s)", method or forward_method or "dopri5")
     _check_dtype(options, "adjoint_options")
     norm = _check_norm(options.get("norm"), "adjoint_options['norm']", allow_seminorm=True)
     if norm in ("rms", "max"):
@@ -311,70 +342,37 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
     if "interp" in options and options["interp"] not in ("linear", "cubic"):
         raise ValueError("adjoint_options['interp'] must be 'linear' or 'cubic', got "
                          f"{options['interp']!r}")
-    rtol_a = _scalar_tol(adjoint_rtol if adjoint_rtol is not None else rtol,
-                         "adjoint_rtol" if adjoint_rtol is not None else "rtol")
-    atol_a = _scalar_tol(adjoint_atol if adjoint_atol is not None else atol,
-                         "adjoint_atol" if adjoint_atol is not None else "atol")
-    kw: dict = dict(adjoint=kind, method=name, rtol=rtol_a, atol=atol_a,
-                    max_steps=_max_steps(options, "adjoint_options"))
+    settings: dict = dict(own)
+    settings["method"] = name
+    settings["rtol"] = _scalar_tol(adjoint_rtol if adjoint_rtol is not None else rtol,
+                                   "adjoint_rtol" if adjoint_rtol is not None else "rtol")
+    settings["atol"] = _scalar_tol(adjoint_atol if adjoint_atol is not None else atol,
+                                   "adjoint_atol" if adjoint_atol is not None else "atol")
+    settings["max_steps"] = _max_steps(options, "adjoint_options")
     if not fixed_mode:
-        kw.update(_step_control(options, tab, "adjoint_options"))
+        settings.update(_step_control(options, tab, "adjoint_options"))
+        if settings.get("controller") is None:
+            settings.pop("controller", None)
     elif not inherited:
         _reject_step_control(options, "adjoint option", "with a fixed step")
-    if "nodes" in options:
-        nodes = options["nodes"]
-        if not (nodes in ("adaptive", "paper") or (isinstance(nodes, int)
-                                                    and not isinstance(nodes, bool) and nodes >= 1)):
-            raise ValueError("adjoint_options['nodes'] must be 'adaptive', 'paper' or a positive "
-                             f"int, got {nodes!r}")
-        kw["nodes"] = nodes
-    if "gtol" in options:
-        kw["gtol"] = _real(options["gtol"], "adjoint_options['gtol']")
-    for k in ("extra_nodes", "max_nodes"):
-        if k in options:
-            v = options[k]
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "extra_nodes" else 1):
-                raise ValueError(f"adjoint_options[{k!r}] must be a "
-                                 f"{'non-negative' if k == 'extra_nodes' else 'positive'} int, "
-                                 f"got {v!r}")
-            kw[k] = v
-    if kind != "gq" and kind != "interpolated" and any(k in kw for k in _ADJOINT_EXTRA):
-        raise ValueError(f"adjoint options {sorted(_ADJOINT_EXTRA & set(kw))} set the quadrature "
-                         "of adjoint='gq' and 'interpolated'; adjoint='backsolve' has none")
-    return AdjointConfig(kind=kind, method=name, adaptive=not fixed_mode, gradient_kwargs=kw,
-                         norm=norm, step_size=step_size)
+    fixed_default = False
+    if fixed_mode:
+        if step_size is None and name == fwd.method and not fwd.adaptive:
+            step_size = fwd.step_size
+        if step_size is None:  # one step per interval between landing points, as the forward
+            fixed_default = True
+            step_size = 1.0
+        settings["step_size"] = step_size
+    if norm == "seminorm":
+        if kind == "backsolve":
+            settings["seminorm"] = True
+        norm = None if kind != "backsolve" else "seminorm"
+    return AdjointConfig(_construct(kind, settings), norm=norm, fixed_step_default=fixed_default)
 
 
-_COLLOCATION_KEYS = {"nodes", "sweeps", "step_size"}
-
-
-def _resolve_collocation(fwd: ForwardConfig, method: Any, options: Any, adjoint_rtol: Any,
-                         adjoint_atol: Any) -> AdjointConfig:
-    """``adjoint="collocation"``: no backward solver, so no method, tolerances or step control;
-    ``adjoint_options`` may set ``nodes``, ``sweeps`` and ``step_size`` (the largest panel)."""
-    for name, value in (("adjoint_method", method), ("adjoint_rtol", adjoint_rtol),
-                        ("adjoint_atol", adjoint_atol)):
-        if value is not None:
-            raise ValueError(f"adjoint='collocation' takes no `{name}`: it runs no backward "
-                             "solver (set adjoint_options['nodes'] and ['sweeps'] instead)")
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        raise TypeError(f"`adjoint_options` must be a dict, got {type(options).__name__}")
-    unknown = sorted(set(options) - _COLLOCATION_KEYS)
-    if unknown:
-        raise ValueError(f"adjoint option(s) {unknown} do not apply to adjoint='collocation'; "
-                         f"valid: {sorted(_COLLOCATION_KEYS)}")
-    kw: dict = {"adjoint": "collocation"}
-    for key, least in (("nodes", 1), ("sweeps", 0)):
-        if key in options:
-            v = options[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < least:
-                raise ValueError(f"adjoint_options[{key!r}] must be an int >= {least}, got {v!r}")
-            kw[key] = v
-    step_size = None
-    if options.get("step_size") is not None:
-        step_size = _real(options["step_size"], "adjoint_options['step_size']")
-        kw["step_size"] = step_size
-    return AdjointConfig(kind="collocation", method=fwd.method, adaptive=False,
-                         gradient_kwargs=kw, norm=None, step_size=step_size)
+def _construct(kind: str, settings: dict) -> AdjointStrategy:
+    """The strategy, its own constructor validating the settings (errors name adjoint_options)."""
+    try:
+        return as_strategy(kind, **settings)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"adjoint_options: {exc}") from None
