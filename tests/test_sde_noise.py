@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from gqlib._backend import to_host_array
 from gqlib.sde import BrownianPath, KarhunenLoeveNoise, PiecewiseLinearNoise, SmoothLinearNoise
 from gqlib.sde._noise import _uniform_grid
 
@@ -156,3 +157,22 @@ def test_namespace_conversion(kind):
     assert n.dW(np.float64(0.37), like=np.zeros(4, dtype=np.float32)).dtype == np.float32
     # a 0-d tensor time is a scalar time
     np.testing.assert_allclose(n.dW(torch.tensor(0.37, dtype=torch.float64)).numpy(), n.dW(0.37))
+
+
+def test_to_host_array_is_duck_typed():
+    class Graph:
+        """An array-like with an autograd graph to leave (duck-typed ``detach``)."""
+
+        def __init__(self, a):
+            self.a = a
+
+        def detach(self):
+            return self.a
+
+    np.testing.assert_array_equal(to_host_array(Graph(np.arange(3.0))), [0.0, 1.0, 2.0])
+    assert to_host_array([1.0, 2.0]).shape == (2,)
+    torch = pytest.importorskip("torch")
+    x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    np.testing.assert_array_equal(to_host_array(2 * x), [2.0, 2.0, 2.0])
+    if torch.cuda.is_available():
+        np.testing.assert_array_equal(to_host_array(2 * x.cuda()), [2.0, 2.0, 2.0])

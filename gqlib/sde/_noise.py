@@ -20,7 +20,7 @@ import numpy as np
 from scipy.special import betainc
 
 from ._brownian import BrownianPath
-from ._xp import ConversionCache, is_numpy, namespace, to_numpy
+from ._xp import ConversionCache, convert_like, is_numpy, namespace, to_numpy
 
 __all__ = ["PiecewiseLinearNoise", "KarhunenLoeveNoise", "SmoothLinearNoise"]
 
@@ -87,10 +87,7 @@ class _Noise:
             like = t
         if like is None or isinstance(like, np.ndarray):
             return out
-        xp = namespace(like)
-        from array_api_compat import device
-
-        return xp.asarray(out, device=device(like), dtype=like.dtype)
+        return convert_like(out, like)
 
     def _clip(self, t: float) -> float:
         # A solver may evaluate one ulp outside [t0, t1] (tstop nudging); the noise is extended

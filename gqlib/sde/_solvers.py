@@ -14,7 +14,7 @@ from ._brownian import BrownianPath
 from ._kernels import KERNELS
 from ._methods import SDE_METHODS, StepContext, get_sde_method
 from ._wong_zakai import check_noise_type, check_shapes
-from ._xp import namespace, to_numpy
+from ._xp import convert_like, namespace, to_numpy
 
 __all__ = ["sdeint"]
 
@@ -197,14 +197,9 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
         return out
 
     ys = [y0]
-    from array_api_compat import device
-
-    dev = device(y0)
     for a in range(0, n_steps, chunk):
         b = min(a + chunk, n_steps)
-        dW_np = np.diff(path(grid[a:b + 1]), axis=0)
-        dW = (dW_np.astype(y0.dtype) if isinstance(y0, np.ndarray)
-              else xp.asarray(dW_np, device=dev, dtype=y0.dtype))
+        dW = convert_like(np.diff(path(grid[a:b + 1]), axis=0), y0)
         for n in range(a, b):
             tn = float(grid[n])
             state = meth.step(ctx, state, tn, float(grid[n + 1]) - tn, dW[n - a])
