@@ -67,5 +67,6 @@ class ConversionCache:
         key = _key(xp, device, dtype)
         entry = self._cache.setdefault(key, {})
         if name not in entry:
-            entry[name] = xp.asarray(self._np[name], device=device, dtype=dtype)
+            # copy=True: on the CPU torch would otherwise share (read-only) NumPy memory
+            entry[name] = xp.asarray(self._np[name], device=device, dtype=dtype, copy=True)
         return entry[name]
