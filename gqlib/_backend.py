@@ -81,3 +81,22 @@ def constant_like(name: str, values, like, dtype=None):
         arr = xp.asarray(np.asarray(values), dtype=dtype, device=dev)
         _CONSTANTS[key] = arr
     return arr
+
+
+def to_host_array(x: Any) -> np.ndarray:
+    """``x`` as a NumPy array on the host, outside any autograd graph (duck-typed, no imports).
+
+    Arrays that own a ``detach()`` (autograd frameworks) leave the graph first; arrays on an
+    accelerator, which NumPy refuses, move to the host by the array API's ``to_device``.
+    """
+    if isinstance(x, (np.ndarray, np.generic, float, int, list, tuple)):
+        return np.asarray(x)
+    detach = getattr(x, "detach", None)
+    if callable(detach):
+        x = detach()
+    try:
+        return np.asarray(x)
+    except (TypeError, RuntimeError):  # device memory: NumPy needs an explicit copy to the host
+        from array_api_compat import to_device
+
+        return np.asarray(to_device(x, "cpu"))

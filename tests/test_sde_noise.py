@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from gqlib._backend import to_host_array
 from gqlib.sde import BrownianPath, KarhunenLoeveNoise, PiecewiseLinearNoise, SmoothLinearNoise
 from gqlib.sde._noise import _uniform_grid
 
@@ -156,3 +157,90 @@ def test_namespace_conversion(kind):
     assert n.dW(np.float64(0.37), like=np.zeros(4, dtype=np.float32)).dtype == np.float32
     # a 0-d tensor time is a scalar time
     np.testing.assert_allclose(n.dW(torch.tensor(0.37, dtype=torch.float64)).numpy(), n.dW(0.37))
+
+
+def test_to_host_array_is_duck_typed():
+    class Graph:
+        """An array-like with an autograd graph to leave (duck-typed ``detach``)."""
+
+        def __init__(self, a):
+            self.a = a
+
+        def detach(self):
+            return self.a
+
+    np.testing.assert_array_equal(to_host_array(Graph(np.arange(3.0))), [0.0, 1.0, 2.0])
+    assert to_host_array([1.0, 2.0]).shape == (2,)
+    torch = pytest.importorskip("torch")
+    x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    np.testing.assert_array_equal(to_host_array(2 * x), [2.0, 2.0, 2.0])
+    if torch.cuda.is_available():
+        np.testing.assert_array_equal(to_host_array(2 * x.cuda()), [2.0, 2.0, 2.0])
+
+
+_KINDS = {"pl": lambda p: PiecewiseLinearNoise(p, 0.25), "smooth": lambda p: SmoothLinearNoise(p, 0.25),
+          "kl": lambda p: KarhunenLoeveNoise.from_path(p, 6)}
+
+
+@pytest.mark.parametrize("kind", sorted(_KINDS))
+def test_outside_span_and_nan_raise(kind):
+    """No silent clamping: a time past either end (beyond rounding) or NaN raises."""
+    n = _KINDS[kind](BrownianPath(0.5, 1.5, shape=(2,), seed=4))
+    for fn in (n.dW, n.W):
+        for bad in (1.5 + 1e-9, 0.4, float("nan"), np.float64(2.0)):
+            with pytest.raises(ValueError, match=r"`t` = .* is outside the noise's interval "
+                                                 r"\[0.5, 1.5\]"):
+                fn(bad)
+        with pytest.raises(ValueError, match=r"`t` = nan is outside"):
+            fn(np.array([0.7, np.nan]))
+        with pytest.raises(ValueError, match=r"`t` = 1.75 is outside"):
+            fn(np.array([0.7, 1.75, 0.1]))
+        # one ulp past an end (a solver's nudge) is the boundary value
+        np.testing.assert_array_equal(fn(np.nextafter(1.5, 2.0)), fn(1.5))
+        np.testing.assert_array_equal(fn(np.nextafter(0.5, 0.0)), fn(0.5))
+
+
+def test_wong_zakai_solve_past_the_path_raises():
+    import gqlib
+    from gqlib.sde import wong_zakai
+
+    path = BrownianPath(0.0, 1.0, shape=(3,), seed=1)
+    for noise in (PiecewiseLinearNoise(path, 0.25), KarhunenLoeveNoise.from_path(path, 5)):
+        field = wong_zakai(lambda t, y: -y, lambda t, y: 0.5 * y, noise)
+        ok = gqlib.solve(field, np.ones(3), [0.0, 1.0], tstops=field.tstops, rtol=1e-6, atol=1e-6)
+        assert np.all(np.isfinite(ok.y))
+        with pytest.raises(ValueError, match=r"`t` = .* is outside the noise's interval \[0.0, 1.0\]"):
+            gqlib.solve(field, np.ones(3), [0.0, 1.5], tstops=field.tstops, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", sorted(_KINDS))
+def test_values_never_alias_buffers(kind):
+    p = BrownianPath(0.0, 1.0, shape=(3,), seed=5)
+    n = _KINDS[kind](p)
+    for fn in (n.dW, n.W):
+        ref = fn(0.3).copy()
+        out = fn(0.3)
+        out[...] = 123.0
+        np.testing.assert_array_equal(fn(0.3), ref)
+        vec = fn(np.array([0.3, 0.6]))
+        vec[...] = 7.0
+        np.testing.assert_array_equal(fn(0.3), ref)
+    for name in ("grid", "values", "slopes", "increments", "xi", "tstops"):
+        buf = getattr(n, name, None)
+        if buf is not None and buf.size:
+            with pytest.raises(ValueError, match="read-only"):
+                buf[...] = 0.0
+
+
+def test_aliasing_torch_and_inputs():
+    torch = pytest.importorskip("torch")
+    n = PiecewiseLinearNoise(BrownianPath(0.0, 1.0, shape=(3,), seed=5), 0.25)
+    for dtype in (torch.float64, torch.float32):
+        y = torch.zeros(3, dtype=dtype)
+        ref = n.dW(0.3, like=y).clone()
+        n.dW(0.3, like=y).mul_(0.0)
+        torch.testing.assert_close(n.dW(0.3, like=y), ref, rtol=0, atol=0)
+    xi = np.ones((4, 2))
+    kl = KarhunenLoeveNoise(0.0, 1.0, xi)
+    xi[...] = 5.0  # the caller's array stays writable and the noise keeps its own copy
+    np.testing.assert_array_equal(kl.xi, 1.0)

@@ -9,6 +9,13 @@ from ._brownian import BrownianPath
 from ._conversion import diffusion_correction, ito_to_stratonovich, stratonovich_to_ito
 from ._methods import SDE_METHODS, SDEMethod
 from ._noise import KarhunenLoeveNoise, PiecewiseLinearNoise, SmoothLinearNoise
+from ._noise_types import (
+    NOISE_TYPES,
+    DiagonalNoiseType,
+    GeneralNoiseType,
+    NoiseType,
+    ScalarNoiseType,
+)
 from ._solvers import sdeint
 from ._wong_zakai import WongZakaiField, wong_zakai
 
@@ -22,6 +29,11 @@ __all__ = [
     "sdeint",
     "SDE_METHODS",
     "SDEMethod",
+    "NoiseType",
+    "DiagonalNoiseType",
+    "ScalarNoiseType",
+    "GeneralNoiseType",
+    "NOISE_TYPES",
     "ito_to_stratonovich",
     "stratonovich_to_ito",
     "diffusion_correction",

@@ -15,7 +15,10 @@ import math
 
 from gqlib._jit import jit
 
-__all__ = ["KERNELS"]
+__all__ = ["KERNELS", "KERNEL_REQUIRES"]
+
+#: Noise capabilities the kernels assume: the product ``g * dW`` (``NoiseType.elementwise``).
+KERNEL_REQUIRES = frozenset({"elementwise"})
 
 
 @jit(cache=False)

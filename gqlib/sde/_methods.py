@@ -1,8 +1,8 @@
 r"""Fixed-step SDE methods as data: capabilities, provenance and a generic step.
 
 Each :class:`SDEMethod` states the SDE interpretation it solves (``sde_type``), its strong order for
-commutative noise and in general, and the noise types it supports; :func:`sdeint` checks them up front
-(torchsde's convention). The step acts on a state tuple whose first entry is y (reversible Heun
+commutative noise and in general, and the noise capabilities it requires (``requires``, attributes of
+a :class:`NoiseType`); :func:`sdeint` checks them up front (torchsde's convention). The step acts on a state tuple whose first entry is y (reversible Heun
 carries more), and is written once against the array API so it runs on NumPy and torch arrays; the
 numba kernels in ``_kernels.py`` repeat the same formulas for jitted NumPy problems (a parity test
 holds them together).
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._conversion import diffusion_correction
-from ._wong_zakai import noise_product
+from ._noise_types import CAPABILITIES, NOISE_TYPES, NoiseType
 
-__all__ = ["SDEMethod", "SDE_METHODS", "get_sde_method"]
+__all__ = ["SDEMethod", "SDE_METHODS", "get_sde_method", "check_supports"]
 
 
 @dataclass
@@ -30,7 +30,7 @@ class StepContext:
 
     drift: Callable
     diffusion: Callable
-    noise_type: str
+    noise: NoiseType
     diffusion_jacobian: Callable | None = None
     xp: Any = None
     nfe_drift: int = 0
@@ -45,7 +45,7 @@ class StepContext:
         return self.diffusion(t, y)
 
     def prod(self, g, dw):
-        return noise_product(g, dw, self.noise_type, self.xp)
+        return self.noise.product(g, dw, self.xp)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ class SDEMethod:
         scalar noise, additive noise).
     strong_order_general : float
         Strong order for general (non-commutative) noise.
-    noise_types : frozenset of str
+    requires : frozenset of str
+        Capabilities (attributes of :class:`NoiseType`, see ``CAPABILITIES``) the noise must have.
     reference : str
     """
 
@@ -70,10 +71,19 @@ class SDEMethod:
     sde_type: str
     strong_order: float
     strong_order_general: float
-    noise_types: frozenset
+    requires: frozenset
     reference: str
     _init: Callable = field(repr=False, compare=False)
     _step: Callable = field(repr=False, compare=False)
+
+    def supports(self, noise: NoiseType) -> bool:
+        """Whether the noise structure has every capability the method requires."""
+        return not noise.missing(self.requires)
+
+    @property
+    def noise_types(self) -> frozenset:
+        """Names of the registered noise structures the method supports."""
+        return frozenset(n for n, nt in NOISE_TYPES.items() if self.supports(nt))
 
     def init(self, ctx: StepContext, t0: float, y0: Any, f0: Any, g0: Any) -> tuple:
         """Initial state from ``y0`` and the first evaluations ``f0 = f(t0, y0)``, ``g0 = g(t0, y0)``."""
@@ -102,7 +112,7 @@ def _milstein(ctx, state, t, h, dw):
     f0 = ctx.f(t, y)
     g0 = ctx.g(t, y)
     if ctx.diffusion_jacobian is not None:
-        c = diffusion_correction(t, y, g0, ctx.diffusion, ctx.noise_type, ctx.diffusion_jacobian)
+        c = diffusion_correction(t, y, g0, ctx.diffusion, ctx.noise, ctx.diffusion_jacobian)
     else:
         sq = math.sqrt(h)
         c = (ctx.g(t, y + f0 * h + g0 * sq) - g0) / sq
@@ -138,15 +148,16 @@ def _reversible_heun(ctx, state, t, h, dw):
     return (y1, y_hat1, f1, g1)
 
 
-_ALL = frozenset({"diagonal", "scalar", "general"})
-_COMMUTING = frozenset({"diagonal", "scalar"})
+_ALL = frozenset()
+# Milstein's term 1/2 c (dW^2 - h) holds the iterated integrals I_jj only: no Levy areas.
+_ELEMENTWISE = frozenset({"elementwise"})
 
 SDE_METHODS: dict[str, SDEMethod] = {
     m.name: m
     for m in (
         SDEMethod("euler_maruyama", "ito", 0.5, 0.5, _ALL,
                   "Kloeden & Platen (1992), 10.2", _init_y, _euler_maruyama),
-        SDEMethod("milstein", "ito", 1.0, 0.5, _COMMUTING,
+        SDEMethod("milstein", "ito", 1.0, 0.5, _ELEMENTWISE,
                   "Kloeden & Platen (1992), 10.3 and 11.1 (derivative-free)", _init_y, _milstein),
         SDEMethod("euler_heun", "stratonovich", 1.0, 0.5, _ALL,
                   "Kloeden & Platen (1992), 11.1; torchsde's euler_heun", _init_y, _euler_heun),
@@ -166,3 +177,17 @@ def get_sde_method(method: Any) -> SDEMethod:
     if isinstance(method, str) and method in SDE_METHODS:
         return SDE_METHODS[method]
     raise ValueError(f"unknown `method` {method!r}; valid: {', '.join(sorted(SDE_METHODS))}.")
+
+
+def check_supports(meth: SDEMethod, noise: NoiseType) -> None:
+    """Raise ValueError naming both sides if ``noise`` lacks a capability ``meth`` requires."""
+    missing = noise.missing(meth.requires)
+    if not missing:
+        return
+    why = "; ".join(f"{c}: {CAPABILITIES.get(c, c)}" for c in missing)
+    alts = sorted(n for n, m in SDE_METHODS.items()
+                  if m.sde_type == meth.sde_type and m.supports(noise))
+    raise ValueError(f"method {meth.name!r} supports noise types "
+                     f"{', '.join(sorted(meth.noise_types))} but `noise_type` is {noise.name!r} "
+                     f"({type(noise).__name__}), which lacks {why}; use one of "
+                     f"{', '.join(alts) or 'no registered method'}.")

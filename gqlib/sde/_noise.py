@@ -4,7 +4,10 @@ Each noise has ``W(t)``, ``dW(t)`` (the derivative, what the random ODE reads) a
 ``dW`` the ODE solver must land on; empty for smooth noise). ``t`` may be a Python float (what a solver
 passes), a 0-d array, or a NumPy array of times (vectorised, NumPy result of shape
 ``t.shape + noise.shape``). Pass ``like=y`` to receive the value in ``y``'s namespace, device and dtype;
-coefficients are held in NumPy float64 and converted once per (namespace, device, dtype).
+coefficients are held in NumPy float64 and converted once per (namespace, device, dtype). A noise is
+defined on its interval ``[t0, t1]`` only: a time outside it (beyond a few ulps of rounding) or NaN
+raises ValueError, so a solve past the Brownian path's end fails instead of extending the last slope.
+Returned values are fresh arrays, never views of the noise's buffers.
 
 All three approximations treat every component identically and linearly in W, so the expected Levy
 area of any two components vanishes and the random ODE converges to the *Stratonovich* solution
@@ -20,7 +23,7 @@ import numpy as np
 from scipy.special import betainc
 
 from ._brownian import BrownianPath
-from ._xp import ConversionCache, is_numpy, namespace, to_numpy
+from ._xp import ConversionCache, convert_like, is_numpy, namespace, to_numpy
 
 __all__ = ["PiecewiseLinearNoise", "KarhunenLoeveNoise", "SmoothLinearNoise"]
 
@@ -57,6 +60,11 @@ def _uniform_grid(t0: float, t1: float, h: Any) -> np.ndarray:
     return grid
 
 
+#: Times this many ulps (of the larger end) outside [t0, t1] are rounding, not a query past the end:
+#: a solver nudges one ulp past a tstop, and ``t + c h`` may round past the step's end.
+_SLACK_ULPS = 4
+
+
 class _Noise:
     """Shared plumbing: time handling, conversion to the caller's namespace."""
 
@@ -64,6 +72,11 @@ class _Noise:
     t1: float
     shape: tuple[int, ...]
     tstops: np.ndarray
+
+    def _set_span(self, t0: float, t1: float) -> None:
+        self.t0, self.t1 = t0, t1
+        slack = _SLACK_ULPS * math.ulp(max(abs(t0), abs(t1)))
+        self._lo, self._hi = t0 - slack, t1 + slack
 
     def W(self, t: Any, like: Any = None):
         """The approximating path ``W_approx(t)``, shape ``t.shape + self.shape``."""
@@ -82,20 +95,28 @@ class _Noise:
             if like is None and not is_numpy(t):
                 like = t
             return scalar(self._clip(ts), like)
-        out = vec(np.clip(np.asarray(to_numpy(t), dtype=np.float64), self.t0, self.t1))
+        ta = np.asarray(to_numpy(t), dtype=np.float64)
+        outside = ~((ta >= self._lo) & (ta <= self._hi))
+        if outside.any():
+            self._outside(float(ta[outside].ravel()[0]))
+        out = vec(np.clip(ta, self.t0, self.t1))
         if like is None and not is_numpy(t):
             like = t
         if like is None or isinstance(like, np.ndarray):
             return out
-        xp = namespace(like)
-        from array_api_compat import device
-
-        return xp.asarray(out, device=device(like), dtype=like.dtype)
+        return convert_like(out, like)
 
     def _clip(self, t: float) -> float:
-        # A solver may evaluate one ulp outside [t0, t1] (tstop nudging); the noise is extended
-        # by its boundary value there.
-        return min(max(t, self.t0), self.t1)
+        if self.t0 <= t <= self.t1:
+            return t
+        if self._lo <= t <= self._hi:  # rounding at an end: the boundary value
+            return min(max(t, self.t0), self.t1)
+        self._outside(t)
+
+    def _outside(self, t: float):
+        raise ValueError(f"`t` = {t!r} is outside the noise's interval [{self.t0!r}, {self.t1!r}]: "
+                         "the noise approximates a Brownian path on that interval only; solve "
+                         "within it, or build the BrownianPath on a longer interval.")
 
     # Subclasses implement the scalar-time path (hot: called by the ODE solver at every stage)
     # and the vectorised NumPy path.
@@ -144,14 +165,15 @@ class PiecewiseLinearNoise(_Noise):
     def __init__(self, path: BrownianPath, h: float):
         path = _check_path(path)
         self.path = path
-        self.t0, self.t1, self.shape = path.t0, path.t1, path.shape
+        self._set_span(path.t0, path.t1)
+        self.shape = path.shape
         self.h = float(h)
-        self.grid = _uniform_grid(path.t0, path.t1, h)
+        self.grid = _frozen(_uniform_grid(path.t0, path.t1, h))
         w = np.asarray(path(self.grid), dtype=np.float64)
         widths = np.diff(self.grid).reshape((-1,) + (1,) * len(self.shape))
-        self.values = w
-        self.slopes = np.diff(w, axis=0) / widths
-        self.tstops = self.grid[1:-1].copy()
+        self.values = _frozen(w)
+        self.slopes = _frozen(np.diff(w, axis=0) / widths)
+        self.tstops = _frozen(self.grid[1:-1].copy())
         self._grid_list = self.grid.tolist()
         self._cache = ConversionCache(slopes=self.slopes, values=self.values)
 
@@ -163,7 +185,7 @@ class PiecewiseLinearNoise(_Noise):
 
     def _dW_scalar(self, t, like):
         k = int(self._cell(t))
-        return self._cache.get("slopes", like)[k]
+        return _copy(self._cache.get("slopes", like)[k])
 
     def _W_scalar(self, t, like):
         k = int(self._cell(t))
@@ -210,11 +232,11 @@ class KarhunenLoeveNoise(_Noise):
         t0, t1 = float(t0), float(t1)
         if not (math.isfinite(t0) and math.isfinite(t1) and t0 < t1):
             raise ValueError(f"`t1` must be after `t0` (both finite); got t0 = {t0!r}, t1 = {t1!r}.")
-        xi = np.asarray(to_numpy(xi), dtype=np.float64)
+        xi = np.array(to_numpy(xi), dtype=np.float64)  # a copy: frozen below
         if xi.ndim < 1 or xi.shape[0] < 1:
             raise ValueError(f"`xi` must have shape (n_terms >= 1, *shape); got {xi.shape}.")
-        self.t0, self.t1 = t0, t1
-        self.xi = xi
+        self._set_span(t0, t1)
+        self.xi = _frozen(xi)
         self.shape = xi.shape[1:]
         self.n_terms = xi.shape[0]
         self.tstops = np.empty(0)
@@ -353,14 +375,15 @@ class SmoothLinearNoise(_Noise):
         path = _check_path(path)
         smoothness = _positive_int(smoothness, "smoothness")
         self.path = path
-        self.t0, self.t1, self.shape = path.t0, path.t1, path.shape
+        self._set_span(path.t0, path.t1)
+        self.shape = path.shape
         self.h = float(h)
         self.smoothness = smoothness
-        self.grid = _uniform_grid(path.t0, path.t1, h)
+        self.grid = _frozen(_uniform_grid(path.t0, path.t1, h))
         self.tstops = np.empty(0)
         w = np.asarray(path(self.grid), dtype=np.float64)
-        self.values = w
-        self.increments = np.diff(w, axis=0)
+        self.values = _frozen(w)
+        self.increments = _frozen(np.diff(w, axis=0))
         self._widths = np.diff(self.grid)
         self._grid_list = self.grid.tolist()
         self._width_list = self._widths.tolist()
@@ -410,6 +433,19 @@ class SmoothLinearNoise(_Noise):
     def _W_np(self, t):
         k, hk, x = self._x(t)
         return self.values[k] + self.increments[k] * self._expand(betainc(self._q, self._q, x))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` made read-only: the noise's buffers are shared with every value it hands out."""
+    a.setflags(write=False)
+    return a
+
+
+def _copy(a: Any):
+    """A fresh copy of a row of a cached buffer (NumPy or another array-API namespace)."""
+    if isinstance(a, np.ndarray):
+        return a.copy()
+    return namespace(a).asarray(a, copy=True)
 
 
 def _positive_int(x: Any, name: str, allow_zero: bool = False) -> int:

@@ -11,10 +11,10 @@ import numpy as np
 from gqlib._jit import is_jitted
 
 from ._brownian import BrownianPath
-from ._kernels import KERNELS
-from ._methods import SDE_METHODS, StepContext, get_sde_method
-from ._wong_zakai import check_noise_type, check_shapes
-from ._xp import namespace, to_numpy
+from ._kernels import KERNEL_REQUIRES, KERNELS
+from ._methods import SDE_METHODS, StepContext, check_supports, get_sde_method
+from ._noise_types import NoiseType, as_noise_type
+from ._xp import convert_like, namespace, to_numpy
 
 __all__ = ["sdeint"]
 
@@ -57,7 +57,8 @@ def _step_grid(tt: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: BrownianPath, *,
-           method: str, dt: float, sde_type: str = "stratonovich", noise_type: str = "diagonal",
+           method: str, dt: float, sde_type: str = "stratonovich",
+           noise_type: NoiseType | str = "diagonal",
            diffusion_jacobian: Callable | None = None):
     r"""Solve ``dX = drift(t, X) dt + diffusion(t, X) dW`` with a fixed-step method.
 
@@ -66,15 +67,15 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
     ``ceil((t_{i+1} - t_i)/dt)`` equal steps (so steps never exceed ``dt`` and land exactly on every
     output time), driven by the increments of ``path`` over the step grid.
 
-    ============== ============= ===================== ==================
-    method         sde_type      strong order          noise types
-    ============== ============= ===================== ==================
-    euler_maruyama ito           0.5                   all
-    milstein       ito           1.0 (commutative)     diagonal, scalar
-    euler_heun     stratonovich  1.0 (commutative)     all
-    midpoint       stratonovich  1.0 (commutative)     all
-    reversible_heun stratonovich 1.0 (commutative)     all
-    ============== ============= ===================== ==================
+    =============== ============= ================== =========================
+    method          sde_type      strong order       noise types
+    =============== ============= ================== =========================
+    euler_maruyama  ito           0.5                all
+    milstein        ito           1.0 (commutative)  elementwise (diagonal, scalar)
+    euler_heun      stratonovich  1.0 (commutative)  all
+    midpoint        stratonovich  1.0 (commutative)  all
+    reversible_heun stratonovich  1.0 (commutative)  all
+    =============== ============= ================== =========================
 
     Order 1.0 needs commutative noise: scalar noise, additive noise, or diagonal noise whose
     ``diffusion_i`` depends on ``y_i`` only. A diffusion reading the whole state (a neural network)
@@ -98,7 +99,8 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
     dt : float
         Maximum step.
     sde_type : {"stratonovich", "ito"}
-    noise_type : {"diagonal", "scalar", "general"}
+    noise_type : NoiseType or {"diagonal", "scalar", "general"}
+        The noise structure (``_noise_types``); the method must support it (``SDEMethod.requires``).
     diffusion_jacobian : callable, optional
         Milstein only: the diffusion's derivative (see ``diffusion_correction``); default the
         derivative-free Runge-Kutta form.
@@ -134,19 +136,13 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
     if sde_type not in SDE_TYPES:
         raise ValueError(f"`sde_type` must be one of {', '.join(map(repr, SDE_TYPES))}; got "
                          f"{sde_type!r}.")
-    noise_type = check_noise_type(noise_type)
+    noise = as_noise_type(noise_type)
     if meth.sde_type != sde_type:
         alts = sorted(n for n, m in SDE_METHODS.items() if m.sde_type == sde_type)
         raise ValueError(f"method {meth.name!r} solves {meth.sde_type} SDEs but `sde_type` is "
                          f"{sde_type!r}; for {sde_type} SDEs use one of {', '.join(alts)}, or "
                          "convert the drift (ito_to_stratonovich / stratonovich_to_ito).")
-    if noise_type not in meth.noise_types:
-        why = " (general noise needs Levy areas)" if noise_type == "general" else ""
-        alts = sorted(n for n, m in SDE_METHODS.items()
-                      if m.sde_type == sde_type and noise_type in m.noise_types)
-        raise ValueError(f"method {meth.name!r} supports noise types "
-                         f"{', '.join(sorted(meth.noise_types))} but `noise_type` is "
-                         f"{noise_type!r}{why}; use one of {', '.join(alts)}.")
+    check_supports(meth, noise)
     if not callable(drift):
         raise TypeError(f"`drift` must be callable (t, y) -> array; got {type(drift).__name__}.")
     if not callable(diffusion):
@@ -173,8 +169,8 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
     t0 = float(tt[0])
     f0 = drift(t0, y0)
     g0 = diffusion(t0, y0)
-    check_shapes(tuple(y0.shape), tuple(f0.shape), tuple(g0.shape), tuple(path.shape), noise_type,
-                 "`path`")
+    noise.check_shapes(tuple(y0.shape), tuple(f0.shape), tuple(g0.shape), tuple(path.shape),
+                       "`path`")
     if tt.size == 1:
         return xp.stack([y0])
 
@@ -182,8 +178,9 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
     n_steps = grid.size - 1
     chunk = max(1, _CHUNK_VALUES // max(1, int(np.prod(path.shape, dtype=np.int64))))
     fast = (isinstance(y0, np.ndarray) and y0.ndim >= 1 and is_jitted(drift)
-            and is_jitted(diffusion) and noise_type != "general" and diffusion_jacobian is None)
-    ctx = StepContext(drift, diffusion, noise_type, diffusion_jacobian, xp)
+            and is_jitted(diffusion) and not noise.missing(KERNEL_REQUIRES)
+            and diffusion_jacobian is None)
+    ctx = StepContext(drift, diffusion, noise, diffusion_jacobian, xp)
     state = meth.init(ctx, t0, y0, f0, g0)
     if fast:
         kernel = KERNELS[meth.name]
@@ -197,14 +194,9 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
         return out
 
     ys = [y0]
-    from array_api_compat import device
-
-    dev = device(y0)
     for a in range(0, n_steps, chunk):
         b = min(a + chunk, n_steps)
-        dW_np = np.diff(path(grid[a:b + 1]), axis=0)
-        dW = (dW_np.astype(y0.dtype) if isinstance(y0, np.ndarray)
-              else xp.asarray(dW_np, device=dev, dtype=y0.dtype))
+        dW = convert_like(np.diff(path(grid[a:b + 1]), axis=0), y0)
         for n in range(a, b):
             tn = float(grid[n])
             state = meth.step(ctx, state, tn, float(grid[n + 1]) - tn, dW[n - a])

@@ -7,62 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ._xp import namespace
+from ._noise_types import NoiseType, as_noise_type
 
-__all__ = ["wong_zakai", "WongZakaiField", "NOISE_TYPES", "check_noise_type", "check_shapes",
-           "noise_product"]
-
-#: How the diffusion's output combines with a noise value (torchsde's names).
-NOISE_TYPES = ("diagonal", "scalar", "general")
-
-
-def check_noise_type(noise_type: Any) -> str:
-    if noise_type not in NOISE_TYPES:
-        raise ValueError(f"`noise_type` must be one of {', '.join(map(repr, NOISE_TYPES))}; "
-                         f"got {noise_type!r}.")
-    return noise_type
-
-
-def noise_product(g: Any, dw: Any, noise_type: str, xp=None):
-    """``sigma . dW``: elementwise for diagonal and scalar noise, ``g @ dW`` for general noise.
-
-    Shapes: diagonal ``g`` and ``dw`` like y; scalar ``g`` like y, ``dw`` of shape ``()``/``(1,)``
-    or ``y.shape[:-1] + (1,)`` (broadcast); general ``g`` of shape ``(..., d, m)``, ``dw`` of shape
-    ``(m,)`` or ``(..., m)``.
-    """
-    if noise_type == "general":
-        if xp is None:
-            xp = namespace(g, dw)
-        return xp.matmul(g, dw[..., None])[..., 0]
-    return g * dw
-
-
-def check_shapes(ys: tuple, mus: tuple, gs: tuple, ws: tuple, noise_type: str, wname: str) -> None:
-    """Check drift/diffusion/noise shapes against the state's for ``noise_type``; raise ValueError."""
-    if mus != ys:
-        raise ValueError(f"`drift` returned shape {mus}; expected the state's shape {ys}.")
-    if noise_type == "diagonal":
-        if gs != ys:
-            raise ValueError(f"`diffusion` returned shape {gs}; diagonal noise needs the state's "
-                             f"shape {ys}.")
-        if ws != ys:
-            raise ValueError(f"{wname} shape {ws} does not match the state's shape {ys} "
-                             "(diagonal noise: one channel per state element).")
-    elif noise_type == "scalar":
-        if gs != ys:
-            raise ValueError(f"`diffusion` returned shape {gs}; scalar noise needs the state's "
-                             f"shape {ys}.")
-        if ws not in ((), (1,)) and ws != ys[:-1] + (1,):
-            raise ValueError(f"{wname} shape {ws} is not a single channel: expected (), (1,) or "
-                             f"{ys[:-1] + (1,)}.")
-    else:
-        if len(gs) < 1 or gs[:-1] != ys:
-            raise ValueError(f"`diffusion` returned shape {gs}; general noise needs the state's "
-                             f"shape + (m,) = {ys} + (m,).")
-        m = gs[-1]
-        if ws != (m,) and ws != ys[:-1] + (m,):
-            raise ValueError(f"{wname} shape {ws} does not match the diffusion's {m} channels: "
-                             f"expected ({m},) or {ys[:-1] + (m,)}.")
+__all__ = ["wong_zakai", "WongZakaiField"]
 
 
 class WongZakaiField:
@@ -82,14 +29,16 @@ class WongZakaiField:
     ----------
     drift, diffusion : callables ``(t, y) -> array``
     noise : noise approximation (``PiecewiseLinearNoise``, ``KarhunenLoeveNoise``, ...)
-    noise_type : str
+    noise_type : NoiseType
+        The noise structure (``"diagonal"`` and the other aliases resolve to instances).
     tstops : numpy.ndarray
         The noise's kinks, to hand to the ODE solver.
     nfe : int
         Number of evaluations so far.
     """
 
-    def __init__(self, drift: Callable, diffusion: Callable, noise: Any, noise_type: str = "diagonal"):
+    def __init__(self, drift: Callable, diffusion: Callable, noise: Any,
+                 noise_type: NoiseType | str = "diagonal"):
         if not callable(drift):
             raise TypeError(f"`drift` must be callable (t, y) -> array; got {type(drift).__name__}.")
         if not callable(diffusion):
@@ -101,13 +50,13 @@ class WongZakaiField:
         self.drift = drift
         self.diffusion = diffusion
         self.noise = noise
-        self.noise_type = check_noise_type(noise_type)
+        self.noise_type = as_noise_type(noise_type)
         self.tstops = np.asarray(noise.tstops, dtype=np.float64)
         self.nfe = 0
         self._checked: set = set()
 
     def __repr__(self) -> str:
-        return f"WongZakaiField(noise={self.noise!r}, noise_type={self.noise_type!r})"
+        return f"WongZakaiField(noise={self.noise!r}, noise_type={self.noise_type.name!r})"
 
     def __call__(self, t: Any, y: Any):
         self.nfe += 1
@@ -116,13 +65,13 @@ class WongZakaiField:
         dw = self.noise.dW(t, like=y)
         key = (tuple(y.shape), tuple(g.shape), tuple(dw.shape))
         if key not in self._checked:
-            check_shapes(tuple(y.shape), tuple(mu.shape), tuple(g.shape), tuple(dw.shape),
-                         self.noise_type, "noise")
+            self.noise_type.check_shapes(tuple(y.shape), tuple(mu.shape), tuple(g.shape),
+                                         tuple(dw.shape), "noise")
             self._checked.add(key)
-        return mu + noise_product(g, dw, self.noise_type)
+        return mu + self.noise_type.product(g, dw)
 
 def wong_zakai(drift: Callable, diffusion: Callable, noise: Any,
-               noise_type: str = "diagonal") -> WongZakaiField:
+               noise_type: NoiseType | str = "diagonal") -> WongZakaiField:
     r"""The Wong-Zakai random ODE of the Stratonovich SDE ``dX = drift dt + diffusion o dW``.
 
     Returns a vector field ``f(t, y) = drift(t, y) + diffusion(t, y) . noise.dW(t)`` with
@@ -134,7 +83,8 @@ def wong_zakai(drift: Callable, diffusion: Callable, noise: Any,
         Stratonovich drift (state's shape) and diffusion (state's shape, or ``(..., d, m)`` for
         general noise).
     noise : PiecewiseLinearNoise, KarhunenLoeveNoise or SmoothLinearNoise
-    noise_type : {"diagonal", "scalar", "general"}
+    noise_type : NoiseType or {"diagonal", "scalar", "general"}
+        The noise structure: how the diffusion's output multiplies ``noise.dW`` (``_noise_types``).
 
     Examples
     --------

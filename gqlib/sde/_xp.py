@@ -14,23 +14,13 @@ from array_api_compat import array_namespace, is_numpy_namespace
 
 from .._backend import device_of as _device
 from .._backend import namespace  # noqa: F401  (re-exported for the SDE modules)
+from .._backend import to_host_array as to_numpy  # noqa: F401  (re-exported)
 
 __all__ = ["namespace", "is_numpy", "to_numpy", "convert_like", "ConversionCache"]
 
 
 def is_numpy(x: Any) -> bool:
     return isinstance(x, (np.ndarray, np.generic, float, int))
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """``x`` as a NumPy array (moved to the host and detached from autograd if need be)."""
-    if isinstance(x, (np.ndarray, np.generic, float, int, list, tuple)):
-        return np.asarray(x)
-    if hasattr(x, "detach"):  # torch: leave autograd before leaving the device
-        x = x.detach()
-    if hasattr(x, "cpu"):
-        x = x.cpu()
-    return np.asarray(x)
 
 
 def _key(xp, device, dtype) -> tuple:
@@ -77,5 +67,6 @@ class ConversionCache:
         key = _key(xp, device, dtype)
         entry = self._cache.setdefault(key, {})
         if name not in entry:
-            entry[name] = xp.asarray(self._np[name], device=device, dtype=dtype)
+            # copy=True: on the CPU torch would otherwise share (read-only) NumPy memory
+            entry[name] = xp.asarray(self._np[name], device=device, dtype=dtype, copy=True)
         return entry[name]
