@@ -14,7 +14,7 @@ import pytest
 import gqlib
 from gqlib._jit import DISABLED
 from gqlib.errors import NonFiniteState, StepSizeTooSmall, TooManySteps
-from gqlib.integrate._numba_driver import use_numba
+from gqlib.integrate._numba_driver import fallback_reason
 
 pytestmark = pytest.mark.skipif(DISABLED, reason="numba disabled (GQLIB_DISABLE_JIT)")
 
@@ -91,12 +91,16 @@ def _assert_parity(sol_nb, sol_py, rtol=1e-13):
 
 
 def test_selection():
-    assert use_numba(lorenz, Y_LORENZ, "rms")
-    assert use_numba(lorenz, Y_LORENZ, "max")
-    assert not use_numba(lorenz.py_func, Y_LORENZ, "rms")
-    assert not use_numba(lorenz, Y_LORENZ, lambda x: np.max(np.abs(x)))  # callable norm
-    assert not use_numba(lorenz, Y_LORENZ.astype(np.float32), "rms")
-    assert not use_numba(lorenz, np.array(1.0), "rms")  # 0-d state
+    assert fallback_reason(lorenz, Y_LORENZ, "rms") is None
+    assert fallback_reason(lorenz, Y_LORENZ, "max") is None
+    assert "jitted" in fallback_reason(lorenz.py_func, Y_LORENZ, "rms")
+    assert "callable" in fallback_reason(lorenz, Y_LORENZ, lambda x: np.max(np.abs(x)))
+    assert "float64" in fallback_reason(lorenz, Y_LORENZ.astype(np.float32), "rms")
+    assert "dimension" in fallback_reason(lorenz, np.array(1.0), "rms")  # 0-d state
+    sol = gqlib.solve(lorenz, Y_LORENZ, [0.0, 1.0], norm=lambda x: np.max(np.abs(x)))
+    assert sol.driver == "array-api" and "callable" in sol.driver_reason
+    sol = gqlib.solve(lorenz, Y_LORENZ, [0.0, 1.0], min_step=1e-6, max_step=0.1)
+    assert sol.driver == "numba" and sol.driver_reason is None
 
 
 @pytest.mark.parametrize("method", ADAPTIVE)

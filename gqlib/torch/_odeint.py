@@ -20,7 +20,7 @@ from torch import nn
 
 import gqlib
 from gqlib.adjoint import gradient
-from gqlib.integrate._validation import check_times
+from gqlib.integrate._policy import check_times
 
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
 from ._options import fixed_grid, resolve_adjoint, resolve_forward
