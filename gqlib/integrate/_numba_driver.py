@@ -200,7 +200,8 @@ def _tolerance_vector(value, shape, name):
     except ValueError:
         raise ValueError(f"`{name}` of shape {arr.shape} must broadcast to y0's shape "
                          f"{tuple(shape)}") from None
-    return np.ascontiguousarray(np.broadcast_to(arr, shape)).reshape(-1)
+    # a copy: broadcast_to returns a read-only view, which the kernel's signature does not take
+    return np.array(np.broadcast_to(arr, shape), order="C").reshape(-1)
 
 
 class _StepRecord:
