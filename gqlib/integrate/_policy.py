@@ -70,7 +70,8 @@ def check_times(t: Any, name: str = "t", *, increasing: bool = False) -> np.ndar
         raise TypeError(f"`{name}` must hold real numbers, got dtype {t_np.dtype}")
     t_np = t_np.astype(np.float64)
     if t_np.ndim != 1 or t_np.size < 1:
-        raise ValueError(f"`{name}` must be a non-empty 1-D array, got shape {t_np.shape}")
+        raise ValueError(f"`{name}` must be a 1-D array of times (non-empty), got shape "
+                         f"{t_np.shape}")
     if not np.all(np.isfinite(t_np)):
         i = int(np.flatnonzero(~np.isfinite(t_np))[0])
         raise ValueError(f"`{name}` must be finite; {name}[{i}] = {t_np[i]}")
