@@ -71,6 +71,7 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
         ``PIController()``. The solve tells it the method's error order.
     min_step, max_step : float
         Bounds on the adaptive step size (|h|); a step that must fall below ``min_step`` raises.
+        A step landing on an output time or tstop may exceed ``max_step`` by 1e-12 relative.
 
     Returns
     -------
