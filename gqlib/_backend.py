@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as array_device
+from array_api_compat import to_device as array_to_device
 
-__all__ = ["namespace", "as_state", "to_host_float", "constant_like", "device_of", "float64_of"]
+__all__ = ["namespace", "as_state", "to_host", "to_host_float", "constant_like", "device_of",
+           "float64_of"]
 
 
 def namespace(*xs: Any):
@@ -54,6 +56,23 @@ def device_of(x: Any):
 def float64_of(like: Any):
     """The float64 dtype of ``like``'s namespace (host times on ``like``'s device)."""
     return array_namespace(like).float64
+
+
+def to_host(x: Any, dtype: Any = None) -> np.ndarray:
+    """``x`` as a NumPy array on the host: detached from autograd, copied off its device.
+
+    Duck-typed (no framework import): a ``detach()`` method leaves the autograd graph, and an
+    array NumPy cannot read in place is first moved with array-API ``to_device(x, "cpu")``.
+    """
+    detach = getattr(x, "detach", None)
+    if detach is not None and callable(detach):
+        x = detach()
+    try:
+        return np.asarray(x, dtype=dtype)
+    except (TypeError, RuntimeError):
+        if not is_array_api_obj(x):
+            raise
+        return np.asarray(array_to_device(x, "cpu"), dtype=dtype)
 
 
 def to_host_float(x: Any) -> float:

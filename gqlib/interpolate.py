@@ -12,10 +12,58 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import device_of, namespace
-from .integrate._stepper import evaluate_dense
+from ._backend import constant_like, device_of, namespace
 
-__all__ = ["Solution", "DenseOutput", "StepCheckpoints"]
+__all__ = ["Solution", "DenseOutput", "StepCheckpoints", "evaluate_dense", "evaluate_pieces"]
+
+
+def evaluate_dense(y0, h, Q, theta):
+    """``y0 + h * Q @ [theta, theta^2, ...]`` for a scalar or 1-D array of ``theta`` (floats).
+
+    A scalar ``theta`` is raised to a cached on-device range of exponents (no host-to-device
+    copy); an array goes through :func:`evaluate_pieces` as one piece (one copy of the times).
+    """
+    degree = Q.shape[-1]
+    exps = constant_like(f"exponents{degree}", np.arange(1, degree + 1, dtype=np.float64), y0)
+    if np.ndim(theta) == 0:
+        return y0 + h * (Q @ (float(theta) ** exps))
+    xp = namespace(y0)
+    theta = np.asarray(theta, dtype=np.float64)
+    theta_dev = xp.asarray(theta, dtype=xp.float64, device=device_of(y0))
+    return evaluate_pieces([(0.0, 1.0, y0, h * Q)], theta, theta_dev, y0)
+
+
+def evaluate_pieces(pieces, t_host, t_dev, like):
+    """A piecewise interpolant at monotone times, without host-to-device transfers.
+
+    ``pieces`` are ``(t0, h, y0, Q)`` of consecutive steps (host floats ``t0``, ``h``, in either
+    order of time). ``t_host`` (NumPy) and ``t_dev`` (the same float64 values on the state's
+    device) are monotone. Each time is assigned on the host to the one piece whose
+    ``[lo, hi)`` holds it (the last piece closed); since the times are monotone the pieces take
+    contiguous runs, each evaluated on a slice of ``t_dev`` (slicing moves no data). Returns
+    shape ``(m, *y0.shape)``.
+    """
+    xp = namespace(like)
+    order = sorted(range(len(pieces)), key=lambda j: min(pieces[j][0], pieces[j][0] + pieces[j][1]))
+    los = np.array([min(pieces[j][0], pieces[j][0] + pieces[j][1]) for j in order])
+    which = np.clip(np.searchsorted(los, t_host, side="right") - 1, 0, len(order) - 1)
+    runs = []
+    start = 0
+    m = len(t_host)
+    while start < m:
+        stop = start + 1
+        while stop < m and which[stop] == which[start]:
+            stop += 1
+        t0, h, y0, Q = pieces[order[which[start]]]
+        degree = Q.shape[-1]
+        exps = constant_like(f"exponents{degree}", np.arange(1, degree + 1, dtype=np.float64),
+                             t_dev, dtype=t_dev.dtype)
+        theta = (t_dev[start:stop] - t0) / h
+        pw = xp.astype(theta[None, :] ** exps[:, None], y0.dtype)  # (degree, run)
+        vals = y0[..., None] + h * (Q @ pw)                          # (*shape, run)
+        runs.append(xp.moveaxis(vals, -1, 0) if vals.ndim > 1 else vals)
+        start = stop
+    return runs[0] if len(runs) == 1 else xp.concat(runs, axis=0)
 
 
 class DenseOutput:
@@ -79,7 +127,6 @@ class DenseOutput:
         out = ysel + hsel * xp.sum(Qsel * pw, axis=-1)
         return xp.reshape(out, (*tq_np.shape, *like.shape[1:]))
 
-
     def pieces_between(self, a: float, b: float):
         """``(t0, h, y0, Q)`` of the steps overlapping ``[a, b]`` (for device-side evaluation)."""
         lo_key, hi_key = sorted((self.direction * a, self.direction * b))
@@ -100,7 +147,6 @@ class DenseOutput:
             self._last = i
         theta = (t - self.t0[i]) / self.h[i]
         return evaluate_dense(self.y0[i], float(self.h[i]), self.Q[i], theta)
-
 
 
 class StepCheckpoints:
@@ -142,16 +188,22 @@ class Solution:
         ``nfe``, ``n_steps`` (attempts), ``n_accepted``, ``n_rejected``.
     tstops : tuple of float
         The discontinuity points the solver stepped onto (the adjoints reuse them).
+    method, rtol, atol, step_size, norm :
+        The options of the solve (the adjoints default to them); also as the dict ``options``.
+    driver : {"numba", "array-api"}
+        The driver that ran the solve.
+    driver_reason : str or None
+        Why the array-API driver ran rather than the compiled one (None when numba ran).
+    dense : DenseOutput or None
+        Every step's interpolant (``dense_output=True``); ``sol(tq)`` evaluates it, shape
+        ``(*tq.shape, *y0.shape)``.
     checkpoints : StepCheckpoints or None
         The state at every accepted step boundary (``checkpoints=True`` or ``dense_output=True``).
-    method, rtol, atol, step_size, norm :
-        The options of the solve (the adjoints default to them).
-
-    ``sol(tq)`` evaluates the dense output (``dense_output=True``), shape ``(*tq.shape, *y0.shape)``.
     """
 
-    def __init__(self, t, y, stats, *, tstops=(), dense: DenseOutput | None = None, options=None,
-                 checkpoints: StepCheckpoints | None = None):
+    def __init__(self, t, y, stats, *, method: str, rtol, atol, step_size=None, norm="rms",
+                 tstops=(), dense: DenseOutput | None = None, driver: str = "array-api",
+                 driver_reason: str | None = None, checkpoints: StepCheckpoints | None = None):
         self.t = t
         self.y = y
         self.stats = stats
@@ -160,9 +212,19 @@ class Solution:
         if checkpoints is None and dense is not None:
             checkpoints = StepCheckpoints.from_dense(dense, y[-1])
         self.checkpoints = checkpoints
-        self.options = dict(options or {})
-        for k, v in self.options.items():
-            setattr(self, k, v)
+        self.method = method
+        self.rtol = rtol
+        self.atol = atol
+        self.step_size = step_size
+        self.norm = norm
+        self.driver = driver
+        self.driver_reason = driver_reason
+
+    @property
+    def options(self) -> dict:
+        """``method``, ``rtol``, ``atol``, ``step_size``, ``norm`` as a dict."""
+        return {"method": self.method, "rtol": self.rtol, "atol": self.atol,
+                "step_size": self.step_size, "norm": self.norm}
 
     def __call__(self, tq):
         if self.dense is None:
@@ -170,6 +232,6 @@ class Solution:
         return self.dense(tq)
 
     def __repr__(self) -> str:
-        return (f"Solution(method={self.options.get('method')!r}, n_t={len(self.t)}, "
+        return (f"Solution(method={self.method!r}, n_t={len(self.t)}, "
                 f"nfe={self.stats['nfe']}, accepted={self.stats['n_accepted']}, "
-                f"rejected={self.stats['n_rejected']})")
+                f"rejected={self.stats['n_rejected']}, driver={self.driver!r})")

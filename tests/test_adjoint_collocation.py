@@ -357,7 +357,7 @@ def test_grad_t_false_skips_the_time_gradient(adjoint):
 @pytest.mark.parametrize("kwargs", [dict(rtol=1e-6), dict(atol=1e-9), dict(norm="max"),
                                     dict(first_step=0.1), dict(min_step=1e-3), dict(max_step=0.5),
                                     dict(gtol=0.2), dict(extra_nodes=1), dict(max_nodes=8),
-                                    dict(controller=gqlib.PIController(5)),
+                                    dict(controller=gqlib.PIController(safety=0.8)),
                                     # the old names of max_panel and max_panels
                                     dict(step_size=0.1), dict(max_steps=10)])
 def test_solver_settings_rejected(kwargs):

@@ -14,7 +14,7 @@ import pytest
 import gqlib
 from gqlib._jit import DISABLED
 from gqlib.errors import NonFiniteState, StepSizeTooSmall, TooManySteps
-from gqlib.integrate._numba_driver import use_numba
+from gqlib.integrate._numba_driver import fallback_reason
 
 pytestmark = pytest.mark.skipif(DISABLED, reason="numba disabled (GQLIB_DISABLE_JIT)")
 
@@ -91,12 +91,16 @@ def _assert_parity(sol_nb, sol_py, rtol=1e-13):
 
 
 def test_selection():
-    assert use_numba(lorenz, Y_LORENZ, "rms")
-    assert use_numba(lorenz, Y_LORENZ, "max")
-    assert not use_numba(lorenz.py_func, Y_LORENZ, "rms")
-    assert not use_numba(lorenz, Y_LORENZ, lambda x: np.max(np.abs(x)))  # callable norm
-    assert not use_numba(lorenz, Y_LORENZ.astype(np.float32), "rms")
-    assert not use_numba(lorenz, np.array(1.0), "rms")  # 0-d state
+    assert fallback_reason(lorenz, Y_LORENZ, "rms") is None
+    assert fallback_reason(lorenz, Y_LORENZ, "max") is None
+    assert "jitted" in fallback_reason(lorenz.py_func, Y_LORENZ, "rms")
+    assert "callable" in fallback_reason(lorenz, Y_LORENZ, lambda x: np.max(np.abs(x)))
+    assert "float64" in fallback_reason(lorenz, Y_LORENZ.astype(np.float32), "rms")
+    assert "dimension" in fallback_reason(lorenz, np.array(1.0), "rms")  # 0-d state
+    sol = gqlib.solve(lorenz, Y_LORENZ, [0.0, 1.0], norm=lambda x: np.max(np.abs(x)))
+    assert sol.driver == "array-api" and "callable" in sol.driver_reason
+    sol = gqlib.solve(lorenz, Y_LORENZ, [0.0, 1.0], min_step=1e-6, max_step=0.1)
+    assert sol.driver == "numba" and sol.driver_reason is None
 
 
 @pytest.mark.parametrize("method", ADAPTIVE)
@@ -224,3 +228,93 @@ def test_large_state_pairwise_norm(norm):
     y0 = np.random.default_rng(3).uniform(0.05, 0.5, 300)
     _assert_parity(*_both(nonlinear, y0, [0.0, 2.0], method="dop853", rtol=1e-9, atol=1e-11,
                           norm=norm, dense_output=True))
+
+
+# -- options that once sent solve down the slow path: now compiled, step for step alike ----------
+@pytest.mark.parametrize("method", ["dopri5", "dop853", "bosh3"])
+def test_max_step_parity(method):
+    t = np.linspace(0.0, 3.0, 4)
+    sol_nb, sol_py = _both(nonlinear, Y_NL, t, method=method, rtol=1e-6, atol=1e-8,
+                           max_step=0.02, first_step=1.0, dense_output=True)
+    assert sol_nb.driver == "numba"
+    _assert_parity(sol_nb, sol_py)
+    # a step landing on an output may exceed max_step by the landing slack (1e-12 relative)
+    assert np.max(np.abs(sol_nb.dense.h)) <= 0.02 * (1.0 + 1e-12)
+    free = gqlib.solve(nonlinear, Y_NL, t, method=method, rtol=1e-6, atol=1e-8,
+                       dense_output=True)
+    assert np.max(np.abs(free.dense.h)) > 0.04  # the clamp binds
+
+
+@pytest.mark.parametrize("method", ["dopri5", "tsit5"])
+def test_min_step_parity(method):
+    t = np.linspace(0.0, 20.0, 5)
+    sol_nb, sol_py = _both(lorenz, Y_LORENZ, t, method=method, rtol=1e-6, atol=1e-6,
+                           min_step=2e-3, tstops=[3.3], dense_output=True)
+    assert sol_nb.driver == "numba"
+    _assert_parity(sol_nb, sol_py)
+    interior = np.abs(sol_nb.dense.h)[:-1]
+    landed = np.isin(sol_nb.dense.t0[1:], np.concatenate([t, [3.3]]))  # steps cut by a landing
+    assert np.all(interior[~landed] >= 2e-3)
+
+
+def test_min_step_failure_alike():
+    # y' = y^2 blows up at t = 1: the error test asks for steps below min_step
+    got = []
+    for f in (blow_up, blow_up.py_func):
+        with pytest.raises(StepSizeTooSmall, match="below min_step = 0.001") as info:
+            gqlib.solve(f, np.array([1.0]), [0.0, 2.0], rtol=1e-8, atol=1e-10, min_step=1e-3)
+        got.append((info.value.t, info.value.h, str(info.value)))
+    assert got[0] == got[1]
+    assert 0.9 < got[0][0] < 1.0 and got[0][1] == 1e-3
+
+
+@pytest.mark.parametrize("controller", [
+    gqlib.PIController(safety=0.8, min_factor=0.3, max_factor=4.0),
+    gqlib.PIController(beta2=0.04),                 # Hairer's DOPRI5 gains
+    gqlib.PIController(beta1=0.17, beta2=0.05),
+])
+@pytest.mark.parametrize("method", ["dopri5", "dop853"])
+def test_controller_parity(controller, method):
+    t = np.linspace(0.0, 20.0, 21)
+    sol_nb, sol_py = _both(lorenz, Y_LORENZ, t, method=method, rtol=1e-7, atol=1e-9,
+                           controller=controller, dense_output=True)
+    assert sol_nb.driver == "numba"
+    _assert_parity(sol_nb, sol_py)
+    default = gqlib.solve(lorenz, Y_LORENZ, t, method=method, rtol=1e-7, atol=1e-9)
+    assert sol_nb.stats != default.stats  # the settings reach the kernel
+
+
+@pytest.mark.parametrize("method", ["dopri5", "dop853", "bosh3"])
+def test_default_controller_is_told_the_error_order(method):
+    # PIController() carries no order: solve tells it the method's, so an explicit default
+    # controller takes exactly the default steps with every method
+    t = np.linspace(0.0, 5.0, 3)
+    for f in (lorenz, lorenz.py_func):
+        a = gqlib.solve(f, Y_LORENZ, t, method=method, controller=gqlib.PIController())
+        b = gqlib.solve(f, Y_LORENZ, t, method=method)
+        assert a.stats == b.stats
+        np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_per_element_tolerance_parity():
+    t = np.linspace(0.0, 10.0, 6)
+    rtol = np.array([1e-6, 1e-8, 1e-7])
+    atol = np.array([1e-9, 1e-6, 1e-8])
+    for method in ("dopri5", "dop853"):
+        sol_nb, sol_py = _both(lorenz, Y_LORENZ, t, method=method, rtol=rtol, atol=atol,
+                               max_step=0.2, dense_output=True)
+        assert sol_nb.driver == "numba"
+        _assert_parity(sol_nb, sol_py)
+        scalar = gqlib.solve(lorenz, Y_LORENZ, t, method=method, rtol=1e-7, atol=1e-8)
+        assert sol_nb.stats != scalar.stats
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_all_options_together_parity(backwards):
+    t = np.linspace(0.0, 2.0, 5)
+    if backwards:
+        t = t[::-1]
+    ctrl = gqlib.PIController(safety=0.85, beta2=0.03)
+    _assert_parity(*_both(kinked, Y_NL, t, method="dop853", rtol=np.array([1e-8, 1e-7, 1e-8]),
+                          atol=1e-10, tstops=[0.7, 1.3], controller=ctrl, min_step=1e-4,
+                          max_step=0.1, norm="max", dense_output=True))

@@ -6,13 +6,14 @@ and :class:`CheckpointAdjoint` (the discrete adjoint). Framework-agnostic: the f
 vector-Jacobian products, the core does the numerics.
 """
 
+from ._aliases import ALIASES, DEFAULT_ADJOINT, as_strategy
 from ._checkpoint import CheckpointAdjoint
 from ._collocation import CollocationAdjoint
 from ._field import CountedField, FunctionField, VectorField
 from ._gradient import gradient
 from ._quadrature import NODE_RULES, NodeRule
 from ._solved import DRIFT_LIMIT, BacksolveAdjoint, GQAdjoint, InterpolatedAdjoint
-from ._strategy import ALIASES, DEFAULT_ADJOINT, AdjointGradient, AdjointStrategy, as_strategy
+from ._strategy import AdjointGradient, AdjointStrategy
 
 ADJOINTS = ALIASES
 

@@ -20,8 +20,9 @@ from typing import Any
 from .._backend import namespace
 from ..integrate._validation import check_times
 from ..interpolate import Solution
+from ._aliases import as_strategy
 from ._field import CountedField
-from ._strategy import AdjointGradient, AdjointStrategy, as_strategy
+from ._strategy import AdjointGradient, AdjointStrategy
 
 __all__ = ["gradient"]
 

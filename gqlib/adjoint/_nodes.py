@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from .._backend import constant_like
+from .._backend import constant_like, to_host
 
 __all__ = ["SAMPLES", "paper_count", "chebyshev_points", "resolved_degree", "adaptive_count"]
 
@@ -73,9 +73,7 @@ def resolved_degree(xp, values, rtol, atol) -> int | None:
     scale = atol + rtol * xp.max(xp.abs(values), axis=0)            # (n_comp,)
     scaled = coef / scale
     ratio = xp.sqrt(xp.mean(scaled * scaled, axis=1))                # RMS over components, (m,)
-    detach = getattr(ratio, "detach", None)
-    r = np.asarray((detach() if detach else ratio).cpu() if hasattr(ratio, "cpu") else ratio,
-                   dtype=np.float64)
+    r = to_host(ratio, np.float64)
     if not np.all(np.isfinite(r)):
         return None
     above = np.flatnonzero(r > 1.0)

@@ -7,13 +7,13 @@ backward pass (:meth:`AdjointStrategy.backward`). :func:`gqlib.adjoint.gradient`
 common arguments and calls it; it never branches on the kind.
 
 The strings ``"gq"``, ``"backsolve"``, ``"interpolated"``, ``"collocation"`` and ``"checkpoint"``
-are aliases of the strategies with default settings (:func:`as_strategy`).
+are aliases of the strategies with default settings (:func:`gqlib.adjoint.as_strategy`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, ClassVar
 
@@ -23,8 +23,7 @@ from ..integrate._controller import PIController
 from ..integrate._validation import check_max_steps, check_positive, check_tolerance
 from ..tableaux import get_method
 
-__all__ = ["AdjointGradient", "AdjointStrategy", "SolverSettings", "as_strategy",
-           "DEFAULT_ADJOINT"]
+__all__ = ["AdjointGradient", "AdjointStrategy", "SolverSettings"]
 
 
 @dataclass
@@ -173,44 +172,3 @@ class SolverSettings(AdjointStrategy):
         return dict(tab=tab, rtol=tols["rtol"], atol=tols["atol"], step_size=step_size,
                     first_step=self.first_step, max_steps=self.max_steps,
                     controller=self.controller, min_step=self.min_step, max_step=self.max_step)
-
-
-def _registry() -> dict[str, type[AdjointStrategy]]:
-    from ._checkpoint import CheckpointAdjoint
-    from ._collocation import CollocationAdjoint
-    from ._solved import BacksolveAdjoint, GQAdjoint, InterpolatedAdjoint
-
-    return {cls.name: cls for cls in (GQAdjoint, BacksolveAdjoint, InterpolatedAdjoint,
-                                      CollocationAdjoint, CheckpointAdjoint)}
-
-
-DEFAULT_ADJOINT = "checkpoint"  # the alias of the default strategy (docs/adjoint.md says why)
-
-
-def as_strategy(adjoint: Any = None, **settings: Any) -> AdjointStrategy:
-    """A strategy object from an object or an alias (with settings for its constructor).
-
-    ``as_strategy("gq", nodes=3)`` is ``GQAdjoint(nodes=3)``; an object is returned as it is
-    (settings then raise: the object already holds them).
-    """
-    if adjoint is None:
-        adjoint = DEFAULT_ADJOINT
-    if isinstance(adjoint, AdjointStrategy):
-        if settings:
-            raise TypeError(f"settings {sorted(settings)} were given beside the strategy object "
-                            f"{adjoint!r}: set them in its constructor instead")
-        return adjoint
-    registry = _registry()
-    if not isinstance(adjoint, str) or adjoint not in registry:
-        raise ValueError(f"`adjoint` must be a strategy object or one of {tuple(registry)}, got "
-                         f"{adjoint!r}")
-    cls = registry[adjoint]
-    valid = {f.name for f in fields(cls) if f.init}
-    unknown = sorted(set(settings) - valid)
-    if unknown:
-        raise TypeError(f"adjoint={adjoint!r} ({cls.__name__}) takes no {unknown}; its settings: "
-                        f"{sorted(valid)}")
-    return cls(**settings)
-
-
-ALIASES = ("gq", "backsolve", "interpolated", "collocation", "checkpoint")

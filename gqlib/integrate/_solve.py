@@ -13,12 +13,13 @@ from ..interpolate import DenseOutput, Solution, StepCheckpoints
 from ..tableaux import get_method
 from ._controller import PIController
 from ._norms import resolve_norm
+from ._numba_driver import fallback_reason, numba_solve
+from ._policy import check_times, lands_on_outputs
 from ._stepper import Stepper
 from ._validation import (
     check_derivative,
     check_max_steps,
     check_positive,
-    check_times,
     check_tolerance,
     check_tstops,
 )
@@ -42,7 +43,8 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     ----------
     f : callable
         ``f(t, y) -> dy/dt`` with ``t`` a float and ``y`` shaped like ``y0``. A numba-jitted ``f``
-        with a NumPy ``y0`` runs the whole loop compiled.
+        with a float64 NumPy ``y0`` runs the whole loop compiled, with every option below
+        (``sol.driver``; ``sol.driver_reason`` says why it did not).
     y0 : array
         Initial state (NumPy array, torch tensor, ...), real floating dtype, any shape.
     t : array_like, shape (n,)
@@ -69,9 +71,10 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
         memory): the adjoints restart their backward passes from it. Implied by ``dense_output``.
     controller : PIController, optional
         Step-size controller (safety factor, growth limits, PI gains); default
-        ``PIController(method.error_order)``.
+        ``PIController()``. The solve tells it the method's error order.
     min_step, max_step : float
         Bounds on the adaptive step size (|h|); a step that must fall below ``min_step`` raises.
+        A step landing on an output time or tstop may exceed ``max_step`` by 1e-12 relative.
 
     Returns
     -------
@@ -122,16 +125,15 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     options = {"method": tab.name, "rtol": rtol, "atol": atol, "step_size": step_size,
                "norm": norm}
 
+    reason = fallback_reason(f, y0, norm)
     if t_np.size == 1:
         stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
-        return Solution(t, xp.stack([y0]), stats, tstops=(), dense=None, options=options)
-
-    from ._numba_driver import numba_solve, use_numba
-
-    if use_numba(f, y0, norm) and controller is None and min_step == 0.0 and max_step == math.inf:
+        return Solution(t, xp.stack([y0]), stats, **options, driver_reason="a single output time: nothing to solve")
+    if reason is None:
         sol = numba_solve(f, y0, t, t_np, tab, rtol=rtol, atol=atol, step_size=step_size,
                           first_step=first_step, max_steps=max_steps, norm=norm, tstops=stops,
-                          dense_output=dense_output or checkpoints, options=options)
+                          dense_output=dense_output or checkpoints, controller=controller,
+                          min_step=min_step, max_step=max_step)
         if not dense_output:  # the kernel records checkpoints as part of its dense records
             sol.dense = None
         return sol
@@ -143,22 +145,15 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
                       max_steps=max_steps, f0=f0, controller=controller, min_step=min_step,
                       max_step=max_step)
     stepper.stats["nfe"] += 1
-    ys, segments = _drive(stepper, t_np, land_on_outputs=_lands_on_outputs(tab, step_size),
+    ys, segments = _drive(stepper, t_np, land_on_outputs=lands_on_outputs(tab, step_size),
                           keep=dense_output, record=checkpoints and not dense_output)
-    dense = ckpts = None
-    if dense_output:
-        dense = DenseOutput(segments)
-    elif checkpoints:
+    dense = DenseOutput(segments) if dense_output else None
+    ckpts = None
+    if checkpoints and not dense_output:
         ckpts = StepCheckpoints([float(t_np[0])] + [t1 for t1, _ in segments],
                                 xp.stack([y0] + [y1 for _, y1 in segments], axis=0))
-    return Solution(t, xp.stack(ys, axis=0), stepper.stats, tstops=stops, dense=dense,
-                    options=options, checkpoints=ckpts)
-
-
-def _lands_on_outputs(tab, step_size) -> bool:
-    """Step onto output times unless the interpolant is as accurate as the method (dense
-    order + 1 >= order): interpolating a weaker extension would spoil the outputs."""
-    return step_size is not None or tab.dense_order + 1 < tab.order
+    return Solution(t, xp.stack(ys, axis=0), stepper.stats, **options, tstops=stops, dense=dense,
+                    driver_reason=reason, checkpoints=ckpts)
 
 
 def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: bool,

@@ -8,37 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from .._backend import to_host
+from ._policy import check_times  # the one time validator; re-exported for the adjoints
+
 __all__ = ["check_times", "check_tolerance", "check_positive", "check_max_steps", "check_tstops",
            "check_derivative"]
-
-
-def check_times(t: Any, name: str = "t") -> np.ndarray:
-    """Output times as a 1-D float64 host array, finite and strictly monotonic."""
-    try:
-        if hasattr(t, "detach"):
-            t_np = np.asarray(t.detach().cpu().double().numpy() if hasattr(t, "cpu") else t)
-        else:
-            t_np = np.asarray(t, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"`{name}` must be a 1-D array of times, got {type(t).__name__}") from exc
-    if t_np.dtype.kind not in "fiu":
-        raise TypeError(f"`{name}` must hold real numbers, got dtype {t_np.dtype}")
-    t_np = t_np.astype(np.float64)
-    if t_np.ndim != 1 or t_np.size < 1:
-        raise ValueError(f"`{name}` must be a non-empty 1-D array, got shape {t_np.shape}")
-    if not np.all(np.isfinite(t_np)):
-        i = int(np.flatnonzero(~np.isfinite(t_np))[0])
-        raise ValueError(f"`{name}` must be finite; {name}[{i}] = {t_np[i]}")
-    if t_np.size > 1:
-        d = np.diff(t_np)
-        direction = np.sign(t_np[-1] - t_np[0])
-        bad = np.flatnonzero(d * direction <= 0) if direction != 0 else np.array([0])
-        if bad.size:
-            i = int(bad[0]) + 1
-            word = "after" if direction >= 0 else "before"
-            raise ValueError(f"`{name}` must be strictly monotonic; {name}[{i}] = {t_np[i]} is not "
-                             f"{word} {name}[{i - 1}] = {t_np[i - 1]}")
-    return t_np
 
 
 def check_tolerance(value: Any, name: str, shape: tuple | None = None):
@@ -51,8 +25,7 @@ def check_tolerance(value: Any, name: str, shape: tuple | None = None):
         if not (v > 0 and math.isfinite(v)):
             raise ValueError(f"`{name}` must be positive and finite, got {value!r}")
         return v
-    arr = np.asarray(value, dtype=np.float64) if not hasattr(value, "detach") else value
-    vals = np.asarray(arr.detach().cpu().numpy() if hasattr(arr, "detach") else arr)
+    vals = to_host(value, np.float64)
     if vals.size == 0 or not np.all(vals > 0) or not np.all(np.isfinite(vals)):
         raise ValueError(f"`{name}` must be positive and finite, got {value!r}")
     if shape is not None:

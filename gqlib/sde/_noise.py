@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.special import betainc
 
+from ..integrate._policy import substep_count
 from ._brownian import BrownianPath
 from ._xp import ConversionCache, convert_like, is_numpy, namespace, to_numpy
 
@@ -53,8 +54,7 @@ def _uniform_grid(t0: float, t1: float, h: Any) -> np.ndarray:
         raise TypeError(f"`h` must be a positive float; got {h!r}.") from None
     if not (h > 0 and math.isfinite(h)):
         raise ValueError(f"`h` must be positive and finite; got {h!r}.")
-    # The 1e-9 slack stops a rounding error in (t1 - t0)/h from adding a sliver of a cell.
-    n = max(1, math.ceil((t1 - t0) / h - 1e-9))
+    n = substep_count.py_func(t1 - t0, h)
     grid = t0 + h * np.arange(n + 1, dtype=np.float64)
     grid[-1] = t1
     return grid

@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 
 from gqlib._jit import is_jitted
+from gqlib.integrate._policy import check_times, substep_count
 
 from ._brownian import BrownianPath
 from ._kernels import KERNEL_REQUIRES, KERNELS
 from ._methods import SDE_METHODS, StepContext, check_supports, get_sde_method
 from ._noise_types import NoiseType, as_noise_type
-from ._xp import convert_like, namespace, to_numpy
+from ._xp import convert_like, namespace
 
 __all__ = ["sdeint"]
 
@@ -24,16 +25,7 @@ _CHUNK_VALUES = 2**22
 
 
 def _validate_times(t: Any, path: BrownianPath) -> np.ndarray:
-    tt = np.asarray(to_numpy(t), dtype=np.float64)
-    if tt.ndim != 1 or tt.size < 1:
-        raise ValueError(f"`t` must be a 1-D array of output times; got shape {tt.shape}.")
-    if not np.all(np.isfinite(tt)):
-        raise ValueError("`t` must be finite.")
-    bad = np.nonzero(np.diff(tt) <= 0)[0]
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise ValueError(f"`t` must be strictly increasing; t[{i}] = {float(tt[i])!r} is not after "
-                         f"t[{i - 1}] = {float(tt[i - 1])!r}.")
+    tt = check_times(t, increasing=True)
     if tt[0] < path.t0 or tt[-1] > path.t1:
         raise ValueError(f"`t` must lie within the path's interval [{path.t0!r}, {path.t1!r}]; "
                          f"got [{float(tt[0])!r}, {float(tt[-1])!r}].")
@@ -46,7 +38,7 @@ def _step_grid(tt: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
     rec = [np.zeros(1, dtype=np.int64)]
     for i in range(tt.size - 1):
         span = tt[i + 1] - tt[i]
-        n = max(1, math.ceil(span / dt - 1e-9))
+        n = substep_count.py_func(span, dt)
         pts = tt[i] + span * (np.arange(1, n + 1, dtype=np.float64) / n)
         pts[-1] = tt[i + 1]
         pieces.append(pts)

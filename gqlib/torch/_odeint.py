@@ -22,7 +22,7 @@ from torch import nn
 import gqlib
 from gqlib.adjoint import DEFAULT_ADJOINT, AdjointStrategy, gradient
 from gqlib.adjoint._strategy import SolverSettings
-from gqlib.integrate._validation import check_times
+from gqlib.integrate._policy import check_times
 
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
 from ._options import fixed_grid, resolve_adjoint, resolve_forward

@@ -159,7 +159,7 @@ def _controller(options: dict, tab, where: str) -> PIController | None:
         raise ValueError(f"{where}['dfactor'] must be in (0, 1], got {dfactor}")
     if ifactor < 1:
         raise ValueError(f"{where}['ifactor'] must be at least 1, got {ifactor}")
-    return PIController(tab.error_order, safety=safety, min_factor=dfactor, max_factor=ifactor)
+    return PIController(safety=safety, min_factor=dfactor, max_factor=ifactor)
 
 
 def _max_steps(options: dict, where: str) -> int:

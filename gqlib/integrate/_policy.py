@@ -1,0 +1,244 @@
+"""The driver's decisions, written once: times, targets, substeps, initial step, accept/reject.
+
+Every function here is a scalar kernel. The numba driver calls them compiled; the array-API
+:class:`~gqlib.integrate.Stepper` and the controllers call the same code through ``.py_func``,
+so both drivers take the same steps bit for bit (``tests/test_numba_driver.py``). A kernel
+returns a status code instead of raising (numba cannot raise the library's exceptions with their
+attributes); :func:`status_error` is the one table from codes to exceptions.
+
+numba caches a compiled kernel by the file that defines the *caller*: after editing this file,
+delete ``gqlib/integrate/__pycache__/*.nb*`` (or touch ``_numba_loop.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._backend import to_host
+from .._jit import jit
+from ..errors import GQLibError, NonFiniteState, StepSizeTooSmall, TooManySteps
+
+__all__ = ["substep_count", "check_times", "next_target", "initial_step_guess",
+           "initial_step", "pi_factor", "pi_propose", "pi_decide", "constant_propose",
+           "constant_decide", "clamp_step", "lands_on_outputs", "status_error", "STATUS_OK",
+           "STATUS_STEP_TOO_SMALL", "STATUS_NON_FINITE", "STATUS_TOO_MANY_STEPS",
+           "STATUS_NON_FINITE_FIXED", "STATUS_BELOW_MIN_STEP", "ERR_PREV_INIT"]
+
+STATUS_OK = 0
+STATUS_STEP_TOO_SMALL = 1     # |h| fell below 10 ulp(t)
+STATUS_NON_FINITE = 2         # NaN/inf stages and shrinking the step did not help
+STATUS_TOO_MANY_STEPS = 3     # more than max_steps attempts
+STATUS_NON_FINITE_FIXED = 4   # NaN/inf state in fixed-step mode (nothing to shrink)
+STATUS_BELOW_MIN_STEP = 5     # the error test needs a step below min_step
+
+_STATUS_ERRORS: dict[int, tuple[type[GQLibError], str]] = {
+    STATUS_STEP_TOO_SMALL: (StepSizeTooSmall, "step size underflow"),
+    STATUS_NON_FINITE: (NonFiniteState, "the stages became NaN or infinite and shrinking the "
+                                        "step did not help"),
+    STATUS_TOO_MANY_STEPS: (TooManySteps, "more than max_steps = {max_steps} step attempts"),
+    STATUS_NON_FINITE_FIXED: (NonFiniteState, "non-finite state in a fixed step"),
+    STATUS_BELOW_MIN_STEP: (StepSizeTooSmall, "the error test needs a step below min_step = "
+                                              "{min_step}"),
+}
+
+ERR_PREV_INIT = 1e-4  # Hairer's initial `facold`: the PI controller's memory before the first step
+_LANDING_SLACK = 1e-12  # land on the target rather than stop this (relative) short of it
+_SUBSTEP_SLACK = 1e-9   # a rounding error in span/h must not add a sliver of a step
+
+
+def status_error(status: int, *, t: float, h: float, max_steps: int = 0,
+                 min_step: float = 0.0) -> GQLibError:
+    """The exception for a failed solve's status code, with the time and step size of failure."""
+    cls, message = _STATUS_ERRORS[int(status)]
+    return cls(message.format(max_steps=max_steps, min_step=min_step), t=t, h=h)
+
+
+# -- times ------------------------------------------------------------------------------------
+def check_times(t: Any, name: str = "t", *, increasing: bool = False) -> np.ndarray:
+    """Times as a 1-D float64 host array, finite and strictly monotonic (increasing if asked).
+
+    Any array type: moved to the host once (:func:`gqlib._backend.to_host`).
+    """
+    try:
+        t_np = to_host(t)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`{name}` must be a 1-D array of times, got {type(t).__name__}") from exc
+    if t_np.dtype.kind not in "fiu":
+        raise TypeError(f"`{name}` must hold real numbers, got dtype {t_np.dtype}")
+    t_np = t_np.astype(np.float64)
+    if t_np.ndim != 1 or t_np.size < 1:
+        raise ValueError(f"`{name}` must be a 1-D array of times (non-empty), got shape "
+                         f"{t_np.shape}")
+    if not np.all(np.isfinite(t_np)):
+        i = int(np.flatnonzero(~np.isfinite(t_np))[0])
+        raise ValueError(f"`{name}` must be finite; {name}[{i}] = {t_np[i]}")
+    if t_np.size > 1:
+        direction = 1.0 if increasing else np.sign(t_np[-1] - t_np[0])
+        bad = np.flatnonzero(np.diff(t_np) * direction <= 0) if direction != 0 else np.array([0])
+        if bad.size:
+            i = int(bad[0]) + 1
+            word = "after" if direction >= 0 else "before"
+            kind = "increasing" if increasing else "monotonic"
+            raise ValueError(f"`{name}` must be strictly {kind}; {name}[{i}] = {t_np[i]} is not "
+                             f"{word} {name}[{i - 1}] = {t_np[i - 1]}")
+    return t_np
+
+
+@jit
+def substep_count(span, h):
+    """Equal steps no longer than ``h`` that cover ``span``: ``max(1, ceil(span / h - 1e-9))``."""
+    return max(1, math.ceil(span / h - _SUBSTEP_SLACK))
+
+
+def lands_on_outputs(tab, step_size) -> bool:
+    """Step onto output times unless the interpolant is as accurate as the method (dense order
+    + 1 >= order): interpolating a weaker extension would spoil the outputs."""
+    return step_size is not None or tab.dense_order + 1 < tab.order
+
+
+@jit(inline="always")
+def next_target(t, target, t_end, d, tstops, next_stop):
+    """The next landing point: ``target`` cut at ``t_end`` and at the first tstop ahead of ``t``.
+
+    ``tstops`` are sorted in the direction ``d``; ``next_stop`` indexes the first not yet passed.
+    Returns ``(target, is_stop, next_stop)``.
+    """
+    if d * (target - t_end) > 0:
+        target = t_end
+    is_stop = False
+    n = len(tstops)
+    while next_stop < n and d * (tstops[next_stop] - t) <= 0:
+        next_stop += 1
+    if next_stop < n:
+        s = tstops[next_stop]
+        if d * (s - target) <= 0:
+            target = s
+            is_stop = True
+    return target, is_stop, next_stop
+
+
+# -- initial step (Hairer, Norsett & Wanner I, II.4, as in scipy.integrate) -------------------
+@jit
+def _pymin(a, b):
+    """Python's ``min(a, b)``: keeps ``a`` unless ``b < a`` (matters only for NaN)."""
+    return b if b < a else a
+
+
+@jit
+def _pymax(a, b):
+    """Python's ``max(a, b)``."""
+    return b if b > a else a
+
+
+@jit
+def initial_step_guess(d0, d1, span, stop_gap):
+    """First guess ``h0 = 0.01 ||y0|| / ||f0||`` (``1e-6`` when either is below ``1e-5``),
+    at most ``span`` and the gap to the first tstop (``inf`` if none)."""
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    return _pymin(_pymin(h0, span), stop_gap)
+
+
+@jit
+def initial_step(h0, d1, d2, span, error_order):
+    """``h1 = (0.01 / max(d1, d2))^(1/(q+1))`` from ``d2 = ||f(t0 + h0, y0 + h0 f0) - f0|| / h0``
+    (q the error order); returns ``min(100 h0, h1, span)``."""
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = _pymax(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / _pymax(d1, d2)) ** (1.0 / (error_order + 1))
+    return _pymin(_pymin(100 * h0, h1), span)
+
+
+@jit
+def clamp_step(h, min_step, max_step):
+    """``min(max(|h|, min_step), max_step)``."""
+    return _pymin(_pymax(h, min_step), max_step)
+
+
+# -- controllers ----------------------------------------------------------------------------
+@jit
+def pi_factor(err, err_prev, safety, min_factor, max_factor, beta1, beta2, after_reject):
+    """``safety * err^(-beta1) * err_prev^beta2`` clipped to ``[min_factor, max_factor]``; no
+    growth after a rejection. Both errors are scaled norms (> 0 for ``err_prev``)."""
+    if err == 0.0:
+        factor = max_factor
+    elif not math.isfinite(err):
+        factor = min_factor
+    else:
+        factor = safety * err ** (-beta1) * err_prev ** beta2
+        if factor < min_factor:
+            factor = min_factor
+        if factor > max_factor:
+            factor = max_factor
+    if after_reject and factor > 1.0:
+        factor = 1.0
+    return factor
+
+
+@jit
+def pi_propose(h_ctrl, remaining, d):
+    """The attempted step ``(h, landing)``: ``|h_ctrl|`` towards the target ``remaining`` away,
+    or exactly ``remaining`` when the step would reach or stop just short of it."""
+    habs = abs(h_ctrl)
+    landing = habs >= abs(remaining) * (1.0 - _LANDING_SLACK)
+    h = remaining if landing else d * habs
+    return h, landing
+
+
+@jit
+def _ulp(t):
+    if t == 0.0:
+        return 5e-324
+    return abs(np.nextafter(t, np.inf) - t)
+
+
+@jit
+def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, safety, min_factor,
+              max_factor, beta1, beta2, min_step, max_step):
+    """Accept when ``err <= 1``; the next ``|h|`` from :func:`pi_factor`, clamped to
+    ``[min_step, max_step]``.
+
+    A clipped landing step does not shrink the controller's step unless the error asks for it.
+    Returns ``(accept, status, h_next, err_prev, after_reject)`` (the new memory); ``status``
+    is not OK only on a rejection the step cannot recover from.
+    """
+    accept = err <= 1.0
+    factor = pi_factor(err, err_prev, safety, min_factor, max_factor, beta1, beta2,
+                       after_reject or not accept)
+    hnew = abs(h) * factor
+    if accept:
+        err_prev = _pymax(err, ERR_PREV_INIT)
+        after_reject = False
+        if landing and factor >= 1.0:
+            hnew = _pymax(hnew, abs(h_ctrl))
+    else:
+        after_reject = True
+    hnew = clamp_step(hnew, min_step, max_step)
+    status = STATUS_OK
+    if not accept:
+        tiny = 10 * _ulp(t0)
+        if not math.isfinite(err) and hnew < tiny:
+            status = STATUS_NON_FINITE
+        elif hnew < tiny:
+            status = STATUS_STEP_TOO_SMALL
+        elif min_step > 0 and hnew <= min_step and abs(h) <= min_step:
+            status = STATUS_BELOW_MIN_STEP
+    return accept, status, hnew, err_prev, after_reject
+
+
+@jit
+def constant_propose(step_size, remaining):
+    """``remaining`` cut into :func:`substep_count` equal steps: ``(h, landing)``."""
+    n = substep_count(abs(remaining), step_size)
+    landing = n == 1
+    h = remaining if landing else remaining / n
+    return h, landing
+
+
+@jit
+def constant_decide(finite):
+    """A fixed step is accepted when the new state is finite: ``(accept, status)``."""
+    return finite, (STATUS_OK if finite else STATUS_NON_FINITE_FIXED)
