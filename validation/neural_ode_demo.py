@@ -67,6 +67,7 @@ def main(iterations: int = 200) -> int:
         return out, counted
 
     runs = {"gqlib GQ adjoint": lambda f, z0, t: gt.odeint_adjoint(f, z0, t, rtol=1e-6, atol=1e-8,
+                                                                  adjoint="gq",
                                                                   return_stats=True)}
     if torchdiffeq is not None:
         runs["torchdiffeq adjoint"] = torchdiffeq_run
