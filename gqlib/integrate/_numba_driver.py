@@ -161,16 +161,23 @@ def _tableau_args(tab):
     return args
 
 
-_DEFAULT_CONTROLLER = PIController()
+_default_controller_cache: dict = {}  # (error_order, min_step, max_step) -> kernel arguments
 
 
 def _controller_args(tab, step_size, controller, min_step, max_step):
-    """The started controller's settings, as the kernel takes them."""
+    """The started controller's settings, as the kernel takes them (the default controller's
+    packed once per error order and step bounds: a few microseconds of every small solve)."""
     if step_size is not None:
         return (0.9, 0.2, 10.0, 0.0, 0.0, 0.0, math.inf)  # unused in fixed-step mode
-    c = (controller or _DEFAULT_CONTROLLER).start(tab.error_order, min_step=min_step,
-                                                  max_step=max_step)
-    return (c.safety, c.min_factor, c.max_factor, c.beta1, c.beta2, c.min_step, c.max_step)
+    key = (tab.error_order, min_step, max_step)
+    if controller is None and key in _default_controller_cache:
+        return _default_controller_cache[key]
+    c = (controller or PIController()).start(tab.error_order, min_step=min_step,
+                                             max_step=max_step)
+    args = (c.safety, c.min_factor, c.max_factor, c.beta1, c.beta2, c.min_step, c.max_step)
+    if controller is None:
+        _default_controller_cache[key] = args
+    return args
 
 
 def fallback_reason(f, y0, norm) -> str | None:
