@@ -188,7 +188,7 @@ def fallback_reason(f, y0, norm) -> str | None:
     if not is_jitted(f):
         return "`f` is not a numba-jitted function (numba.njit)"
     if not isinstance(norm, str) or norm not in _NORM_KIND:
-        return "`norm` is a Python callable; the compiled driver takes 'rms' or 'max'"
+        return "`norm` is a callable; the compiled driver takes 'rms' or 'max'"
     if not (type(y0) is np.ndarray and y0.dtype == np.float64 and y0.ndim >= 1
             and y0.size >= 1):
         return "`y0` is not a non-empty float64 NumPy array with at least one dimension"
