@@ -8,6 +8,7 @@ call. Set the environment variable ``GQLIB_DISABLE_JIT=1`` to run every kernel a
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,8 @@ except ImportError:  # pragma: no cover
     _numba = None
     DISABLED = True
 
-__all__ = ["jit", "DISABLED", "is_jitted", "prange", "typed_list", "numba_types", "wap_api"]
+__all__ = ["jit", "plain", "DISABLED", "is_jitted", "prange", "typed_list", "numba_types",
+           "wap_api"]
 
 
 class _PlainFunction:
@@ -46,6 +48,33 @@ def jit(func: Callable | None = None, **options: Any):
         return _numba.njit(**opts)(f)
 
     return wrap(func) if func is not None else wrap
+
+
+_TWINS: dict = {}
+
+
+def plain(kernel: Callable) -> Callable:
+    """The pure-Python twin of a kernel: its ``py_func`` with every kernel it calls replaced by
+    that kernel's twin, recursively.
+
+    A kernel's ``py_func`` alone still calls the *compiled* kernels it uses (numba dispatch from
+    Python on every call, and a compilation on the first); the twin runs the same source with no
+    numba at all, for drivers that call the kernels from Python. Built once per kernel, after its
+    module is imported (its globals are copied then).
+    """
+    py = getattr(kernel, "py_func", kernel)
+    twin = _TWINS.get(py)
+    if twin is not None:
+        return twin
+    env = dict(py.__globals__)
+    twin = types.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
+    twin.__doc__ = py.__doc__
+    _TWINS[py] = twin
+    for name in py.__code__.co_names:
+        value = env.get(name)
+        if isinstance(value, _PlainFunction) or is_jitted(value):
+            env[name] = plain(value)
+    return twin
 
 
 def is_jitted(f: Any) -> bool:

@@ -251,6 +251,45 @@ def test_stepper_reset_keeps_step_size():
     assert st.stats["nfe"] - nfe == 7
 
 
+def test_stepper_reuses_hermite_endpoint_without_back_pointer():
+    # fehlberg2: cubic Hermite dense output, not FSAL. The segment's f(t1, y1), once evaluated
+    # for its interpolant, is the next step's first stage, unless the state was reset or t1
+    # is a tstop (then each side is evaluated one-sidedly).
+    calls = []
+
+    def f(t, y):
+        calls.append(t)
+        return -y
+
+    tab = gqlib.METHODS["fehlberg2"]
+    st = gqlib.Stepper(f, 0.0, np.ones(2), 2.0, tab, step_size=0.1, tstops=[0.3])
+    seg = st.step()
+    assert not hasattr(seg, "_owner") and not seg.end_is_stop
+    n = len(calls)
+    _ = seg.Q                                   # + f(t1, y1)
+    st.step()                                   # its stages 2 and 3 only
+    assert len(calls) - n == 1 + 2
+    seg = st.step()                             # lands on the tstop 0.3
+    assert seg.t1 == 0.3 and seg.end_is_stop
+    n = len(calls)
+    _ = seg.Q
+    assert calls[-1] == np.nextafter(0.3, -np.inf)  # from inside the step
+    st.step()
+    assert len(calls) - n == 1 + 3 and calls[n + 1] == np.nextafter(0.3, np.inf)  # onward
+    seg = st.step()
+    _ = seg.Q
+    st.reset()                                  # f(t1, y1) known before the reset: dropped
+    n = len(calls)
+    st.step()
+    assert len(calls) - n == 3
+    seg = st.step()
+    st.reset()                                  # reset first, interpolant after: as before,
+    _ = seg.Q                                   # the state is still y1, so f(t1, y1) serves
+    n = len(calls)
+    st.step()
+    assert len(calls) - n == 2
+
+
 def test_tolerance_shape_is_checked():
     with pytest.raises(ValueError, match=r"`atol` of shape \(3,\) must broadcast"):
         gqlib.solve(lambda t, y: -y, np.ones(2), [0.0, 1.0], atol=np.full(3, 1e-9))

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import gqlib
-from gqlib._jit import DISABLED
+from gqlib._jit import DISABLED, is_jitted, plain
 from gqlib.errors import NonFiniteState, StepSizeTooSmall, TooManySteps
 from gqlib.integrate import ConstantStep, PIController
+from gqlib.integrate import _policy as policy
 from gqlib.integrate._policy import (
     STATUS_BELOW_MIN_STEP,
     STATUS_NON_FINITE,
@@ -79,32 +80,43 @@ def test_status_table(status, cls, text):
 
 @pytest.mark.skipif(DISABLED, reason="numba disabled (GQLIB_DISABLE_JIT)")
 def test_kernels_compiled_and_plain_agree():
+    # the numba loop runs the compiled kernels, the Stepper their plain twins: same bits
+    P = {k: plain(k) for k in (initial_step_guess, initial_step, pi_decide, pi_propose,
+                               constant_propose, substep_count, clamp_step, next_target)}
     rng = np.random.default_rng(0)
     for _ in range(300):
         d0, d1, d2 = 10.0 ** rng.uniform(-8, 3, 3)
-        span, gap, h = rng.uniform(0.01, 10.0), rng.choice([math.inf, rng.uniform(0.001, 1.0)]), 0.0
-        for k in (initial_step_guess, ):
-            assert k(d0, d1, span, gap) == k.py_func(d0, d1, span, gap)
-        h0 = initial_step_guess.py_func(d0, d1, span, gap)
+        span, gap = rng.uniform(0.01, 10.0), rng.choice([math.inf, rng.uniform(0.001, 1.0)])
+        assert initial_step_guess(d0, d1, span, gap) == P[initial_step_guess](d0, d1, span, gap)
+        h0 = P[initial_step_guess](d0, d1, span, gap)
         for q in (1, 4, 7):
-            assert initial_step(h0, d1, d2, span, q) == initial_step.py_func(h0, d1, d2, span, q)
+            assert initial_step(h0, d1, d2, span, q) == P[initial_step](h0, d1, d2, span, q)
         err = float(rng.choice([0.0, math.inf, math.nan, 10.0 ** rng.uniform(-6, 3)]))
         h, h_ctrl, t0 = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-5, 5)
         args = (err, h, h_ctrl, bool(rng.integers(2)), t0, 10.0 ** rng.uniform(-4, 0),
                 bool(rng.integers(2)), 0.9, 0.2, 10.0, 0.2, 0.04, float(rng.choice([0.0, 0.01])),
                 float(rng.choice([math.inf, 0.5])))
-        got, want = pi_decide(*args), pi_decide.py_func(*args)
+        got, want = pi_decide(*args), P[pi_decide](*args)
         assert got[:3] == want[:3] and got[4] == want[4]
         assert got[3] == want[3] or (math.isnan(got[3]) and math.isnan(want[3]))
         remaining = rng.uniform(-2, 2)
-        assert pi_propose(h_ctrl, remaining, 1.0) == pi_propose.py_func(h_ctrl, remaining, 1.0)
-        assert constant_propose(0.07, remaining) == constant_propose.py_func(0.07, remaining)
-        assert substep_count(abs(remaining), 0.07) == substep_count.py_func(abs(remaining), 0.07)
-        assert clamp_step(h, 0.1, 0.5) == clamp_step.py_func(h, 0.1, 0.5)
+        assert pi_propose(h_ctrl, remaining, 1.0) == P[pi_propose](h_ctrl, remaining, 1.0)
+        assert constant_propose(0.07, remaining) == P[constant_propose](0.07, remaining)
+        assert substep_count(abs(remaining), 0.07) == P[substep_count](abs(remaining), 0.07)
+        assert clamp_step(h, 0.1, 0.5) == P[clamp_step](h, 0.1, 0.5)
     stops = np.array([0.5, 1.0, 1.5])
     for t, target, nxt in ((0.0, 2.0, 0), (0.5, 0.7, 0), (1.2, 1.5, 1), (1.6, 3.0, 2)):
         assert next_target(t, target, 2.0, 1.0, stops, nxt) == \
-            next_target.py_func(t, target, 2.0, 1.0, list(stops), nxt)
+            P[next_target](t, target, 2.0, 1.0, list(stops), nxt)
+
+
+def test_plain_twins_never_enter_numba():
+    twin = plain(pi_decide)
+    for name in ("pi_factor", "clamp_step", "_pymax", "_ulp"):
+        assert not is_jitted(twin.__globals__[name])
+        assert twin.__globals__[name] is plain(getattr(policy, name))
+    assert not is_jitted(plain(clamp_step).__globals__["_pymin"])
+    assert pi_decide.py_func.__globals__["pi_factor"] is policy.pi_factor  # module untouched
 
 
 def test_next_target():

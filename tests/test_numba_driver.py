@@ -318,3 +318,26 @@ def test_all_options_together_parity(backwards):
     _assert_parity(*_both(kinked, Y_NL, t, method="dop853", rtol=np.array([1e-8, 1e-7, 1e-8]),
                           atol=1e-10, tstops=[0.7, 1.3], controller=ctrl, min_step=1e-4,
                           max_step=0.1, norm="max", dense_output=True))
+
+
+# -- one fast case of every mode of the compiled loop, in the default run -------------------------
+MODES = [  # (method, step_size): P + FSAL, P + extra stages + E_low, Hermite + FSAL,
+    ("dopri5", None), ("dop853", None), ("bosh3", None),  # Hermite without FSAL, landing on
+    ("fehlberg2", None), ("dopri8", None),                # every output (dense order 4 < 8),
+    ("rk4", 0.09), ("dopri5", 0.09),                      # fixed steps: Hermite, and P
+]
+
+
+@pytest.mark.parametrize("method, step_size", MODES)
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("backwards", [False, True])
+@pytest.mark.parametrize("stops", [None, [0.7]])
+def test_every_mode(method, step_size, dense, backwards, stops):
+    t = np.array([0.0, 0.45, 1.0])
+    if backwards:
+        t = 1.0 - t
+    norm = "max" if (dense ^ backwards) else "rms"
+    sol_nb, sol_py = _both(kinked, Y_NL, t, method=method, step_size=step_size, rtol=1e-6,
+                           atol=1e-8, tstops=stops, dense_output=dense, norm=norm)
+    assert sol_nb.driver == "numba" and sol_py.driver == "array-api"
+    _assert_parity(sol_nb, sol_py)

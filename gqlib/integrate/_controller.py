@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 
+from .._jit import plain
 from ._policy import (
     ERR_PREV_INIT,
     clamp_step,
@@ -44,6 +45,10 @@ SAFETY = 0.9       # shrink the optimal step a little so most steps are accepted
 MIN_FACTOR = 0.2   # never shrink by more than 5x in one go (HNW I, (4.13))
 MAX_FACTOR = 10.0  # never grow by more than 10x in one go (scipy.integrate uses 10 too)
 PI_BETA = 0.0      # integral gain beta2 (Hairer's DOPRI5 uses 0.04); 0 is the classic I controller
+
+# the kernels as plain Python (``.py_func`` with the kernels they call plain too)
+_clamp_step, _pi_propose, _pi_decide = plain(clamp_step), plain(pi_propose), plain(pi_decide)
+_constant_propose, _constant_decide = plain(constant_propose), plain(constant_decide)
 
 
 class PIController:
@@ -123,17 +128,17 @@ class PIController:
 
     def clamp(self, h: float) -> float:
         """``|h|`` clamped to ``[min_step, max_step]`` (the first step)."""
-        return clamp_step.py_func(abs(h), self.min_step, self.max_step)
+        return _clamp_step(abs(h), self.min_step, self.max_step)
 
     def propose(self, h_ctrl: float, remaining: float, d: float) -> tuple[float, bool]:
         """The step to attempt towards a target ``remaining`` away: ``(h, landing)``."""
-        return pi_propose.py_func(h_ctrl, remaining, d)
+        return _pi_propose(h_ctrl, remaining, d)
 
     def decide(self, err: float, h: float, h_ctrl: float, landing: bool,
                t0: float) -> tuple[bool, int, float]:
         """``(accept, status, |h_next|)`` for an attempted step ``h`` with scaled error norm
         ``err``; updates the memory."""
-        accept, status, hnew, self.err_prev, self.after_reject = pi_decide.py_func(
+        accept, status, hnew, self.err_prev, self.after_reject = _pi_decide(
             err, h, h_ctrl, landing, t0, self.err_prev, self.after_reject, self.safety,
             self.min_factor, self.max_factor, self.beta1, self.beta2, self.min_step,
             self.max_step)
@@ -162,10 +167,10 @@ class ConstantStep:
         return self.step_size
 
     def propose(self, h_ctrl: float, remaining: float, d: float) -> tuple[float, bool]:
-        return constant_propose.py_func(self.step_size, remaining)
+        return _constant_propose(self.step_size, remaining)
 
     def decide(self, err: float, h: float, h_ctrl: float, landing: bool,
                t0: float) -> tuple[bool, int, float]:
         """``err`` is 0 when the new state is finite."""
-        accept, status = constant_decide.py_func(err == 0.0)
+        accept, status = _constant_decide(err == 0.0)
         return accept, status, self.step_size

@@ -1,8 +1,9 @@
 """The driver's decisions, written once: times, targets, substeps, initial step, accept/reject.
 
 Every function here is a scalar kernel. The numba driver calls them compiled; the array-API
-:class:`~gqlib.integrate.Stepper` and the controllers call the same code through ``.py_func``,
-so both drivers take the same steps bit for bit (``tests/test_numba_driver.py``). A kernel
+:class:`~gqlib.integrate.Stepper` and the controllers call the same code as plain Python
+(``.py_func``, with the kernels it calls plain too: :func:`gqlib._jit.plain`), so both drivers
+take the same steps bit for bit (``tests/test_numba_driver.py``). A kernel
 returns a status code instead of raising (numba cannot raise the library's exceptions with their
 attributes); :func:`status_error` is the one table from codes to exceptions.
 

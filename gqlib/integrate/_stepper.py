@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import namespace, to_host_float
+from .._jit import plain
 from ..interpolate import evaluate_dense, evaluate_pieces
 from ..tableaux import ButcherTableau
 from ._controller import ConstantStep, PIController
@@ -36,6 +37,9 @@ from ._segment import CountedRHS, RKCoefficients, Segment, combine
 
 # evaluate_dense and evaluate_pieces are re-exported: the adjoints import them from here
 __all__ = ["Stepper", "Segment", "evaluate_dense", "evaluate_pieces"]
+
+_next_target = plain(next_target)
+_initial_step_guess, _initial_step = plain(initial_step_guess), plain(initial_step)
 
 
 class Stepper:
@@ -140,10 +144,10 @@ class Stepper:
         if span == 0.0:
             return 0.0
         gap = abs(self.tstops[0] - self.t) if self.tstops else math.inf
-        h0 = initial_step_guess.py_func(d0, d1, span, gap)
+        h0 = _initial_step_guess(d0, d1, span, gap)
         f1 = self._rhs(self.t + self.direction * h0, y0 + (self.direction * h0) * f0)
         d2 = to_host_float(self.norm((f1 - f0) / scale)) / h0
-        return initial_step.py_func(h0, d1, d2, span, self.tab.error_order)
+        return _initial_step(h0, d1, d2, span, self.tab.error_order)
 
     # -- state changes by the caller ------------------------------------------------------------
     def reset(self, y=None) -> None:
@@ -172,7 +176,7 @@ class Stepper:
     def _step_impl(self, t_limit: float | None) -> Segment:
         xp, d, ctrl, tab = self.xp, self.direction, self.controller, self.tab
         target = self.t_end if t_limit is None else float(t_limit)
-        target, is_stop, self._next_stop = next_target.py_func(
+        target, is_stop, self._next_stop = _next_target(
             self.t, target, self.t_end, d, self.tstops, self._next_stop)
         if target == self.t:
             raise ValueError(f"`t_limit` {t_limit!r} is not ahead of the current time {self.t!r}")
