@@ -1,9 +1,9 @@
 """gqlib for PyTorch: torchdiffeq's ``odeint`` interface on gqlib's solvers and adjoints.
 
 ``odeint(func, y0, t, ..., adjoint=None)`` backpropagates through the solver (as torchdiffeq's
-``odeint``); ``adjoint="gq"`` (Gauss-Legendre quadrature, Norcliffe & Deisenroth 2023),
-``"backsolve"``, ``"interpolated"`` or ``"collocation"`` use an adjoint. ``odeint_adjoint`` has torchdiffeq's
-signature with GQ underneath. See ``docs/torch.md``.
+``odeint``); ``adjoint=`` a core strategy (:mod:`gqlib.adjoint`) or its alias (``"checkpoint"``,
+``"gq"``, ``"backsolve"``, ``"interpolated"``, ``"collocation"``) uses it. ``odeint_adjoint`` has
+torchdiffeq's signature with the core's default strategy. See ``docs/torch.md``.
 """
 
 from ._odeint import OdeintStats, odeint, odeint_adjoint

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from .. import METHODS, PIController
+from .._backend import to_host
 from ..adjoint import ALIASES, AdjointStrategy, as_strategy
 from ..adjoint._strategy import SolverSettings
+from ..integrate._policy import substep_count
 
 __all__ = ["METHOD_NAMES", "UNSUPPORTED_METHODS", "resolve_method",
            "ForwardConfig", "AdjointConfig", "resolve_forward", "resolve_adjoint"]
@@ -105,13 +107,10 @@ def _real(value: Any, where: str, *, positive: bool = True, allow_inf: bool = Fa
 
 def _times(value: Any, where: str) -> np.ndarray:
     """A 1-D set of times (tensor, array or list) as float64 host values (one sync)."""
-    if torch.is_tensor(value):
-        arr = value.detach().to("cpu", torch.float64).numpy().reshape(-1)
-    else:
-        try:
-            arr = np.asarray(value, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{where} must be a 1-D tensor of times, got {type(value).__name__}") from exc
+    try:
+        arr = to_host(value, np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{where} must be a 1-D tensor of times, got {type(value).__name__}") from exc
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{where} must be finite")
     return arr
@@ -182,11 +181,11 @@ def fixed_grid(t_np: np.ndarray, step_size: float) -> np.ndarray:
     """torchdiffeq's grid from ``step_size``: ``t0 + k * step_size`` up to the last time.
 
     Points closer to ``t[-1]`` than ``1e-9 * step_size`` are dropped (a rounding artefact that
-    would cost a step of a few ulps).
+    would cost a step of a few ulps): the core's substep count.
     """
     t0, t1 = float(t_np[0]), float(t_np[-1])
     span = abs(t1 - t0)
-    n = max(1, math.ceil(span / step_size - 1e-9))
+    n = substep_count.py_func(span, step_size)
     d = 1.0 if t1 >= t0 else -1.0
     return t0 + d * step_size * np.arange(1, n, dtype=np.float64)
 

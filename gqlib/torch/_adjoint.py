@@ -1,0 +1,101 @@
+"""Adjoint mode of ``gqlib.torch.odeint``: a ``torch.autograd.Function`` around the core.
+
+The forward pass solves without a graph, keeping what the strategy asks for
+(``forward_record``); the backward pass hands :func:`gqlib.adjoint.gradient` a vector field
+whose VJPs come from ``torch.autograd.grad``. Strategies, their settings and state layouts are
+the core's; this module only adds torchdiffeq's norm convention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import gqlib
+from gqlib.adjoint import AdjointStrategy, gradient
+from gqlib.adjoint._strategy import SolverSettings
+
+from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
+
+__all__ = ["AdjointJob", "OdeintAdjointFn"]
+
+
+@dataclass
+class AdjointJob:
+    fn: UserFunc
+    t: torch.Tensor
+    t_np: np.ndarray
+    solve_kwargs: dict
+    cfg: Any
+    fwd: Any
+    span: float
+    stats: Any  # OdeintStats
+    params: tuple
+    shape: torch.Size
+    sol: Any = None
+
+    def strategy(self, with_params: bool) -> AdjointStrategy:
+        """The strategy of this backward pass, with torchdiffeq's norm (which needs the
+        parameter count) and one fixed step per interval where no step size was given."""
+        cfg = self.cfg
+        strategy = cfg.strategy
+        if not isinstance(strategy, SolverSettings):
+            return strategy
+        changes: dict = {}
+        if cfg.fixed_step_default:
+            changes["step_size"] = 2.0 * max(self.span, 1e-300)
+        tab = gqlib.METHODS[strategy.method or self.fwd.method]
+        adaptive = tab.adaptive and strategy.step_size is None and (
+            strategy.method is not None or self.fwd.adaptive)
+        if adaptive and (cfg.norm is not None or strategy.norm is None) \
+                and not getattr(strategy, "seminorm", False):
+            numels = [p.numel() for p in self.params] if with_params else []
+            fwd_norm = state_norm(self.fwd.norm, self.fn, self.shape)
+            blocks = strategy.state_blocks(self.shape.numel(), sum(numels))
+            changes["norm"] = adjoint_norm(blocks, cfg.norm, fwd_norm, self.fn, self.shape,
+                                           numels)
+        return dataclasses.replace(strategy, **changes) if changes else strategy
+
+
+class OdeintAdjointFn(torch.autograd.Function):
+    """Forward: the solve without a graph. Backward: ``gqlib.adjoint.gradient``."""
+
+    @staticmethod
+    def forward(ctx, job: AdjointJob, y0: torch.Tensor, t: torch.Tensor, *params):
+        with torch.no_grad():
+            record = job.cfg.strategy.forward_record
+            sol = gqlib.solve(job.fn, y0.detach(), job.t_np, dense_output=record == "dense",
+                              checkpoints=record == "checkpoints", **job.solve_kwargs)
+        job.sol = sol
+        job.stats.forward = dict(sol.stats)
+        ctx.job = job
+        ys = sol.y
+        ctx.save_for_backward(ys)  # raises at backward if the caller edits ys in place
+        return ys
+
+    @staticmethod
+    def backward(ctx, grad_ys):
+        if torch.is_grad_enabled():
+            raise NotImplementedError(
+                "double backward (create_graph=True) through an adjoint is not supported by "
+                "gqlib.torch; use adjoint=None (direct backpropagation) for higher derivatives")
+        job: AdjointJob = ctx.job
+        _ = ctx.saved_tensors  # the version check
+        need = ctx.needs_input_grad
+        with_params = any(need[3:])
+        fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False)
+        fld = TorchParamField(fn, job.params) if with_params else TorchField(fn)
+        g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
+                     adjoint=job.strategy(with_params))
+        job.stats.backward = dict(g.stats)
+        grad_y0 = g.y0 if need[1] else None
+        grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None
+        if with_params:
+            grad_params = [gp if n else None for gp, n in zip(fld.unflatten(g.params), need[3:], strict=True)]
+        else:
+            grad_params = [None] * len(job.params)
+        return (None, grad_y0, grad_t, *grad_params)
