@@ -97,6 +97,49 @@ class _DiscretePass:
             return math.nextafter(t1, -self.d * math.inf) if t1 in self.stops else t1
         return t0 + c * h
 
+    def step_forward(self, f, k: int, y0, thetas):
+        """The forward's step ``k`` from ``y0`` with the field ``f``: ``[y1, *y(theta_i)]``."""
+        t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
+        h = t1 - t0
+        stages = self._needed(bool(thetas))
+        K = {}
+        for j in stages:
+            Y = y0
+            for l in range(j):
+                if self.A[j, l] != 0.0:
+                    Y = Y + (h * float(self.A[j, l])) * K[l]
+            K[j] = f(self._stage_time(j, t0, t1, h), Y)
+        y1 = y0
+        for j in stages:
+            if self.B[j] != 0.0:
+                y1 = y1 + (h * float(self.B[j])) * K[j]
+        outs = [y1]
+        for th in thetas:
+            if self.P is not None:
+                y = y0
+                for j in stages:
+                    if j < self.P.shape[0] and np.any(self.P[j]):
+                        w = h * float(sum(self.P[j, p] * th ** (p + 1)
+                                          for p in range(self.P.shape[1])))
+                        y = y + w * K[j]
+            else:
+                if self.tab.fsal:
+                    f1 = K[self.tab.stages - 1]
+                else:
+                    t_end = math.nextafter(t1, -self.d * math.inf) if t1 in self.stops else t1
+                    f1 = f(t_end, y1)
+                s3 = 3 * th ** 2 - 2 * th ** 3
+                y = (y0 + (h * (th - 2 * th ** 2 + th ** 3)) * K[0]
+                     + (h * (th ** 3 - th ** 2)) * f1 + s3 * (y1 - y0))
+            outs.append(y)
+        return outs
+
+    def step_back_fused(self, k: int, a1, outputs):
+        """:meth:`step_back` in one backward pass of the field's framework (``pullback``)."""
+        thetas = [th for th, _ in outputs]
+        _, vjp = self.cf.pullback(lambda f, y: self.step_forward(f, k, y, thetas), self.ck.y[k])
+        return vjp([a1, *(g for _, g in outputs)])
+
     def step_back(self, k: int, a1, outputs):
         """Back-propagate step ``k`` (from checkpoint k to k + 1): ``ybar_0`` and ``thetabar``
         from ``ybar_1 = a1`` and the output cotangents ``[(theta, g)]`` inside the step."""
@@ -190,7 +233,8 @@ class _DiscretePass:
             t0, t1 = float(ck.t[k]), float(ck.t[k + 1])
             outs = [((float(t[i]) - t0) / (t1 - t0), g[i]) for i in where.get(("in", k), [])]
             a_in = a if a is not None else g[N] * 0.0
-            a, p = self.step_back(k, a_in, outs)
+            back = self.step_back_fused if self.cf.has_pullback else self.step_back
+            a, p = back(k, a_in, outs)
             params = _acc(xp, params, p)
             self.n_steps += 1
             for i in where.get(("at", k), []):

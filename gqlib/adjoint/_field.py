@@ -25,7 +25,10 @@ class VectorField(Protocol):
     ``linearize(t, y)`` (optional, used by the collocation and checkpoint adjoints) returns an
     object with ``vjp_y(a)`` and ``vjp(a) -> (vjp_y, vjp_params)`` that reuse one forward pass
     for many cotangents (as ``jax.vjp``'s pullback; torch keeps the graph), and optionally
-    ``value = f(t, y)`` from that same pass.
+    ``value = f(t, y)`` from that same pass. ``pullback(build, y)`` (optional, used by the
+    checkpoint adjoint) differentiates a whole computation ``build(f, y)`` made of field calls
+    in one backward pass (``jax.vjp``; torch records one graph): ``(outputs, vjp)`` with
+    ``vjp(cotangents) -> (ybar, thetabar)``, thetabar flat (None without parameters).
     """
 
     def __call__(self, t: float, y: Any) -> Any: ...
@@ -124,6 +127,33 @@ class CountedField:
             vy, vp = self._timed("vjp_params", both, t, y, a)
             return fy, vy, vp
         return self.f(t, y), self.vjp_y(t, y, a), self.vjp_params(t, y, a)
+
+    @property
+    def has_pullback(self) -> bool:
+        return callable(getattr(self.field, "pullback", None))
+
+    def pullback(self, build, y):
+        """``build(f, y)`` (outputs computed from y with the field f) and its pullback, by the
+        field's framework (``jax.vjp``'s shape): ``(outputs, vjp)`` with
+        ``vjp(cotangents) -> (ybar, thetabar)``. Counted as one f and one VJP (y and theta) per
+        field call inside ``build``."""
+        calls = [0]
+
+        def counting_build(f, y_):
+            def f_counted(t, x):
+                calls[0] += 1
+                return f(t, x)
+            return build(f_counted, y_)
+
+        outputs, vjp = self._timed("f", self.field.pullback, counting_build, y)
+        self.stats["nfe_f"] += calls[0]
+
+        def counted_vjp(cotangents):
+            self.stats["nfe_vjp_y"] += calls[0]
+            if self.has_params:
+                self.stats["nfe_vjp_params"] += calls[0]
+            return self._timed("vjp_params" if self.has_params else "vjp_y", vjp, cotangents)
+        return outputs, counted_vjp
 
     def linearize(self, t, y):
         """The field linearised at ``(t, y)``: one forward pass (counted in ``nfe_f``), then each

@@ -124,6 +124,21 @@ class TorchField:
     def vjp_y(self, t: float, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return self.f_vjp_y(t, y, a)[1]
 
+    def pullback(self, build, y: torch.Tensor):
+        """``build(f, y)`` recorded as one autograd graph; its pullback is one backward pass
+        (autograd sums each parameter's contributions inside the pass)."""
+        params = getattr(self, "params", ())
+        with torch.enable_grad():
+            y_ = y.detach().requires_grad_(True)
+            outputs = build(self.fn, y_)
+
+        def vjp(cotangents):
+            grads = torch.autograd.grad(outputs, (y_, *params), cotangents, allow_unused=True)
+            grads = [torch.zeros_like(x) if g is None else g
+                     for x, g in zip((y_, *params), grads, strict=True)]
+            return grads[0], (self._flat(grads[1:]) if params else None)
+        return [o.detach() for o in outputs], vjp
+
     def linearize(self, t: float, y: torch.Tensor) -> TorchLinearization:
         """One forward pass with a graph, kept for several backward passes."""
         with torch.enable_grad():
