@@ -66,8 +66,23 @@ class _DiscretePass:
         self.B = np.zeros(tab.A.shape[0])
         self.B[: tab.stages] = tab.B  # extra dense-output stages have no weight in y1
         self.P = tab.P
+        # host-side coefficients once per pass, not once per step
+        self._need = {False: self._needed_stages(False), True: self._needed_stages(True)}
+        self._terms = [[(l, float(self.A[j, l])) for l in range(j) if self.A[j, l] != 0.0]
+                       for j in range(tab.A.shape[0])]
+        self._b = [(j, float(self.B[j])) for j in range(tab.A.shape[0]) if self.B[j] != 0.0]
+        self._P_rows = ([] if self.P is None else
+                        [j for j in range(self.P.shape[0]) if np.any(self.P[j])])
 
     def _needed(self, interior: bool) -> list[int]:
+        return self._need[interior]
+
+    def _dense_weights(self, theta: float) -> list[tuple[int, float]]:
+        """``(j, sum_p P[j, p] theta^(p + 1))`` for the stages of the method's interpolant."""
+        powers = theta ** np.arange(1, self.P.shape[1] + 1)
+        return [(j, float(self.P[j] @ powers)) for j in self._P_rows]
+
+    def _needed_stages(self, interior: bool) -> list[int]:
         """Stages the step's outputs depend on (b_j != 0, a P row when an output is
         interpolated, and what those stages read), in increasing order."""
         tab = self.tab
@@ -105,23 +120,18 @@ class _DiscretePass:
         K = {}
         for j in stages:
             Y = y0
-            for l in range(j):
-                if self.A[j, l] != 0.0:
-                    Y = Y + (h * float(self.A[j, l])) * K[l]
+            for l, w in self._terms[j]:
+                Y = Y + (h * w) * K[l]
             K[j] = f(self._stage_time(j, t0, t1, h), Y)
         y1 = y0
-        for j in stages:
-            if self.B[j] != 0.0:
-                y1 = y1 + (h * float(self.B[j])) * K[j]
+        for j, w in self._b:
+            y1 = y1 + (h * w) * K[j]
         outs = [y1]
         for th in thetas:
             if self.P is not None:
                 y = y0
-                for j in stages:
-                    if j < self.P.shape[0] and np.any(self.P[j]):
-                        w = h * float(sum(self.P[j, p] * th ** (p + 1)
-                                          for p in range(self.P.shape[1])))
-                        y = y + w * K[j]
+                for j, w in self._dense_weights(th):
+                    y = y + (h * w) * K[j]
             else:
                 if self.tab.fsal:
                     f1 = K[self.tab.stages - 1]
