@@ -82,3 +82,21 @@ def test_issue_example_dissipative_is_never_silent():
     for adjoint in ("gq", "backsolve"):
         with pytest.warns(GradientAccuracyWarning):
             gradient(field, sol, loss_grad(sol), adjoint=adjoint, checkpoints=False)
+
+
+@pytest.mark.parametrize("nodes", ["paper", 12, 40])
+def test_fixed_rules_warn_on_a_panel_no_rule_resolves(nodes):
+    """Review finding: an unresolved panel (no degree-20 fit) counted as needing 11 nodes, so
+    nodes >= 11 passed silently with errors up to 0.7 on Van der Pol mu = 5 over [0, 10]."""
+    field, y0 = PROBLEMS["vdp_mu5"]()[:2]
+    sol = gqlib.solve(field, y0, [0.0, 10.0], rtol=1e-6, atol=1e-8, checkpoints=True)
+    with pytest.warns(GradientAccuracyWarning, match="not resolved"):
+        gradient(field, sol, loss_grad(sol), adjoint=GQAdjoint(nodes=nodes))
+
+
+def test_backward_failure_names_the_reintegration():
+    field, y0 = PROBLEMS["vdp_mu5"]()[:2]
+    sol = gqlib.solve(field, y0, [0.0, 10.0], rtol=1e-6, atol=1e-8)
+    with pytest.raises(gqlib.errors.GQLibError, match="checkpoints=True") as info:
+        gradient(field, sol, loss_grad(sol), adjoint=GQAdjoint(checkpoints=False))
+    assert np.isfinite(info.value.t) and np.isfinite(info.value.h)

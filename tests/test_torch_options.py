@@ -336,3 +336,19 @@ def test_interp_is_accepted_and_outputs_land_exactly():
     assert torch.equal(a, b)
     exact = odeint(Field(), torch.ones(2, dtype=F64), t, **TIGHT)
     assert np.abs((a - exact).detach().numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("kw", [dict(adjoint_method="bogus"), dict(adjoint_rtol=-1.0),
+                                dict(adjoint_options=dict(first_step=-1.0)),
+                                dict(adjoint_options=dict(norm="rms"))])
+def test_checkpoint_default_validates_the_settings_it_does_not_need(kw):
+    """The discrete adjoint has no backward solve, but bad torchdiffeq settings still raise."""
+    import torch as _torch
+
+    from gqlib.torch import odeint_adjoint as _oa
+
+    lin = _torch.nn.Linear(2, 2).double()
+    with pytest.raises(ValueError):
+        _oa(lambda t, y: lin(y), _torch.ones(2, dtype=_torch.float64),
+            _torch.linspace(0, 1, 3, dtype=_torch.float64), adjoint_params=tuple(lin.parameters()),
+            **kw)

@@ -122,9 +122,13 @@ class ParameterQuadrature:
         """A rule without error control (paper, fixed): compare it with the resolved degree
         (interpolant samples only, no field calls) and remember the worst shortfall."""
         d = self._needed(reader, a, b, resolution=1.0)
-        d = SAMPLES - 4 if d is None else d
+        if d is None:  # not resolved at degree SAMPLES - 4: no single rule can be trusted here
+            if self.short is None or self.short[1] is not None:
+                self.short = (n, None, 0.5 * (a + b))
+            return
         need = max(1, (d + 2) // 2)  # the fewest nodes exact to degree d (2 n - 1 >= d), no margin
-        if n < need and (self.short is None or need / n > self.short[1] / self.short[0]):
+        if n < need and (self.short is None or (self.short[1] is not None
+                                                 and need / n > self.short[1] / self.short[0])):
             self.short = (n, need, 0.5 * (a + b))
 
     def _needed(self, reader, a: float, b: float, resolution: float = RESOLUTION):
@@ -142,11 +146,13 @@ class ParameterQuadrature:
         if self.short is None:
             return
         n, need, t = self.short
+        needs = (f"needs {need}" if need is not None else
+                 f"is not resolved by a polynomial of degree {SAMPLES - 4}, so no single rule")
         warnings.warn(
             f"{who}: nodes={self.rule.nodes!r} put {n} Gauss-Legendre node(s) on a panel (near "
-            f"t = {t!r}) whose backward state needs {need} to reach the backward tolerance: the "
-            "parameter gradient may be inaccurate. Remedy: nodes='adaptive' (the default), or "
-            "more nodes", GradientAccuracyWarning, stacklevel=5)
+            f"t = {t!r}) whose backward state {needs} to reach the backward tolerance: the "
+            "parameter gradient may be inaccurate. Remedy: nodes='adaptive' (the default, which "
+            "splits such panels), or more nodes", GradientAccuracyWarning, stacklevel=5)
 
     def _panel(self, reader, a: float, b: float, depth: int):
         """``integral_a^b a^T df/dtheta dt`` (a < b) on one smooth panel."""

@@ -30,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from .._backend import namespace, to_host_float
-from ..errors import GradientAccuracyWarning
+from ..errors import GQLibError, GradientAccuracyWarning
 from ..integrate._norms import resolve_norm
 from ..integrate._stepper import Stepper
 from ._quadrature import NodeRule, ParameterQuadrature
@@ -320,7 +320,7 @@ class _SolvedPass:
             for k in [*self.inner_checkpoints(float(t[i]), t_lo), None]:
                 target = t_lo if k is None else float(ck.t[k])
                 while stepper.t != target:
-                    seg = stepper.step(target)
+                    seg = self.step(stepper, target)
                     if self.quadrature is not None:
                         _ = seg.Q  # now: a Hermite f(t1, y1) is then the next first stage
                         segments.append(seg)
@@ -348,12 +348,28 @@ class _SolvedPass:
         return AdjointGradient(dy0, params, xp.stack(dldt) if self.grad_t else None,
                                self.stats(stepper))
 
+    def step(self, stepper, target):
+        """One backward step; a failure while re-integrating y names that as the likely cause."""
+        try:
+            return stepper.step(target)
+        except GQLibError as exc:
+            if not self.s.carries_y:
+                raise
+            raise type(exc)(
+                f"the backward solve of {type(self.s).__name__} failed: {exc.args[0]}. The "
+                "backward re-integration of y is unstable on dissipative or chaotic dynamics "
+                + ("" if self.s.checkpoints else "and restarts only at output times here "
+                   "(checkpoints=False); pass checkpoints=True, ")
+                + "use InterpolatedAdjoint or CheckpointAdjoint, or tighten rtol/atol",
+                t=exc.t, h=exc.h) from exc
+
     def dot(self, u, v):
         return self.xp.sum(u * v)
 
     def f_at_output(self, stepper, i):
         """f(t_i, y_i): free from the backward stepper's first stage when it carries y."""
-        if not self.s.carries_y:
+        if not self.s.carries_y or float(self.t[i]) in self.sol.tstops:
+            # (at a tstop the stepper's first stage is one-sided: dL/dt_i wants f at t_i)
             return self.cf.f(float(self.t[i]), self.sol.y[i])
         return self.unflat(stepper.current_f()[: self.D])
 

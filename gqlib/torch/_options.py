@@ -288,9 +288,14 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
         options = dict(options or {})
         if getattr(cls, "exact_discrete", False):
             # the discrete adjoint differentiates what the forward computed, as direct
-            # backpropagation does: torchdiffeq's backward-solve settings have nothing to set
-            options = {k: v for k, v in options.items() if k not in _TORCHDIFFEQ_ADJOINT_KEYS}
-            return AdjointConfig(_construct(kind, options))
+            # backpropagation does: torchdiffeq's backward-solve settings have nothing to set.
+            # They are validated as for a backward solve (a bad value still raises), then unused.
+            solver = {k: v for k, v in options.items() if k in _TORCHDIFFEQ_ADJOINT_KEYS}
+            resolve_adjoint("gq", fwd, method=method, options=solver if solver else None,
+                            adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
+                            atol=atol, forward_method=forward_method)
+            own = {k: v for k, v in options.items() if k not in _TORCHDIFFEQ_ADJOINT_KEYS}
+            return AdjointConfig(_construct(kind, own))
         for name, value in (("adjoint_method", method), ("adjoint_rtol", adjoint_rtol),
                             ("adjoint_atol", adjoint_atol)):
             if value is not None:
