@@ -100,3 +100,19 @@ def test_backward_failure_names_the_reintegration():
     with pytest.raises(gqlib.errors.GQLibError, match="checkpoints=True") as info:
         gradient(field, sol, loss_grad(sol), adjoint=GQAdjoint(checkpoints=False))
     assert np.isfinite(info.value.t) and np.isfinite(info.value.h)
+
+
+def test_fixed_step_backward_longer_than_the_forward_steps_warns():
+    """Review finding: InterpolatedAdjoint with a fixed rk4 backward of one step per interval
+    on lambda = 40 was 7e-2 off without a word."""
+    from gqlib.adjoint import InterpolatedAdjoint
+
+    field, y0, t = dissipative(40.0, n_out=11)
+    sol = gqlib.solve(field, y0, t, rtol=1e-6, atol=1e-8, dense_output=True)
+    with pytest.warns(GradientAccuracyWarning, match="fixed-step backward"):
+        gradient(field, sol, loss_grad(sol), adjoint=InterpolatedAdjoint(method="rk4",
+                                                                          step_size=1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientAccuracyWarning)
+        gradient(field, sol, loss_grad(sol), adjoint=InterpolatedAdjoint(method="rk4",
+                                                                          step_size=1e-3))

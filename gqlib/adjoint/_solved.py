@@ -32,6 +32,7 @@ import numpy as np
 from .._backend import namespace, to_host_float
 from ..errors import GQLibError, GradientAccuracyWarning
 from ..integrate._norms import resolve_norm
+from ..integrate._policy import substep_count
 from ..integrate._stepper import Stepper
 from ._quadrature import NodeRule, ParameterQuadrature
 from ._strategy import AdjointGradient, SolverSettings, _check_bool
@@ -291,9 +292,37 @@ class _SolvedPass:
         idx = np.flatnonzero((d * ck.t > d * t_lo) & (d * ck.t < d * t_hi))
         return idx[::-1].tolist()
 
+    def check_fixed_backward(self):
+        """A fixed-step backward solve has no error estimate: warn when its steps are longer
+        than the adaptive forward's steps over the same interval, which error control or
+        stability kept short (the adjoint equation has the same Jacobian)."""
+        ck = self.sol.checkpoints
+        h = self.settings["step_size"]
+        if h is None or ck is None or self.sol.options.get("step_size") is not None:
+            return
+        fwd_steps = np.abs(np.diff(ck.t))
+        worst = None
+        for lo, hi in zip(self.t[:-1], self.t[1:], strict=True):
+            span = abs(float(hi - lo))
+            h_back = span / substep_count.py_func(span, h)
+            inside = (np.minimum(ck.t[:-1], ck.t[1:]) < max(lo, hi)) & \
+                (np.maximum(ck.t[:-1], ck.t[1:]) > min(lo, hi))
+            h_fwd = float(fwd_steps[inside].max()) if inside.any() else span
+            if h_back > h_fwd * (1 + 1e-9) and (worst is None or h_back / h_fwd > worst[0]):
+                worst = (h_back / h_fwd, float(lo), h_back, h_fwd)
+        if worst is not None:
+            ratio, at, h_back, h_fwd = worst
+            warnings.warn(
+                f"{type(self.s).__name__}: the fixed-step backward solve takes steps of {h_back:.3g}"
+                f" near t = {at!r}, {ratio:.3g}x the adaptive forward's longest step there "
+                f"({h_fwd:.3g}); with no error estimate the adjoint may be inaccurate or unstable."
+                " Remedy: an adaptive backward method, a smaller step_size, or CheckpointAdjoint",
+                GradientAccuracyWarning, stacklevel=4)
+
     def run(self) -> AdjointGradient:
         xp, cf, t, g, ys = self.xp, self.cf, self.t, self.g, self.sol.y
         N = len(t) - 1  # >= 1: gradient() answers a single output time itself
+        self.check_fixed_backward()
         dldt = [None] * (N + 1)
         parts = [] if not self.s.carries_y else [self.flat(ys[N])]
         parts.append(self.flat(g[N]))
