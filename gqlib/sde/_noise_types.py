@@ -89,9 +89,13 @@ class NoiseType:
         """
         if mus != ys:
             raise ValueError(f"`drift` returned shape {mus}; expected the state's shape {ys}.")
+        if self.elementwise and gs != ys:  # g * dW: g has the state's shape, dW broadcasts
+            raise ValueError(f"`diffusion` returned shape {gs}; {self.name} noise needs the "
+                             f"state's shape {ys}.")
         self._check(ys, gs, ws, wname)
 
     def _check(self, ys: tuple, gs: tuple, ws: tuple, wname: str) -> None:  # pragma: no cover
+        """The structure's own diffusion and noise shape rules (after the shared ones)."""
         raise NotImplementedError
 
     def correction_from_jacobian(self, xp: Any, g: Any, jac: Any):
@@ -117,9 +121,6 @@ class DiagonalNoiseType(NoiseType):
     elementwise = True
 
     def _check(self, ys, gs, ws, wname):
-        if gs != ys:
-            raise ValueError(f"`diffusion` returned shape {gs}; diagonal noise needs the state's "
-                             f"shape {ys}.")
         if ws != ys:
             raise ValueError(f"{wname} shape {ws} does not match the state's shape {ys} "
                              "(diagonal noise: one channel per state element).")
@@ -142,9 +143,6 @@ class ScalarNoiseType(NoiseType):
     elementwise = True
 
     def _check(self, ys, gs, ws, wname):
-        if gs != ys:
-            raise ValueError(f"`diffusion` returned shape {gs}; scalar noise needs the state's "
-                             f"shape {ys}.")
         if ws not in ((), (1,)) and ws != ys[:-1] + (1,):
             raise ValueError(f"{wname} shape {ws} is not a single channel: expected (), (1,) or "
                              f"{ys[:-1] + (1,)}.")

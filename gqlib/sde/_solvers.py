@@ -140,7 +140,7 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
 
     Notes
     -----
-    With NumPy arrays and numba-jitted ``drift`` and ``diffusion`` (diagonal or scalar noise, no
+    With NumPy arrays and numba-jitted ``drift`` and ``diffusion`` (an ``elementwise`` noise, no
     ``diffusion_jacobian``), the time loop runs in a compiled kernel (one compilation per function
     pair per process). Brownian increments are read in chunks of about 4M numbers.
 
