@@ -133,6 +133,14 @@ def test_milstein_jacobian_variant():
 
 @jit(cache=False)
 def _jit_f(t, y):
+    # One function pair serves the parity and the failure tests, so each kernel compiles once; the
+    # state's row count picks the case. 2 rows: an explosive drift (explicit steps from y = 2
+    # overflow at dt = 0.01, 150 y^2 dt > 2). 3 rows: a 1-row drift from t = 0.5, which a
+    # broadcast would hide.
+    if y.shape[0] == 2:
+        return -50.0 * y * y * y
+    if y.shape[0] == 3 and t > 0.5:
+        return y[:1] * 0.0
     return np.sin(t) - 0.5 * y
 
 
@@ -167,15 +175,6 @@ def test_numba_path_parity(name):
     _parity(name, "scalar")
 
 
-@jit(cache=False)
-def _jit_cubic(t, y):
-    # Explicit steps blow up from |y| = 2 at dt = 0.01 (150 y^2 dt > 2) and stay stable from 0.1;
-    # from t = 0.5 a 3-row state gets a 1-row drift, which a broadcast would hide.
-    if y.shape[0] == 3 and t > 0.5:
-        return y[:1] * 0.0
-    return -50.0 * y * y * y
-
-
 def _failure(drift, diffusion, name, y0, dt=0.01):
     path = BrownianPath(0.0, 1.0, shape=y0.shape, seed=6)
     return sdeint(drift, diffusion, y0, [0.0, 0.5, 1.0], path, method=name, dt=dt,
@@ -187,11 +186,11 @@ def test_non_finite_state_raises_with_t_and_h(name):
     """Issue 14.5: no NaN is returned; the step that overflowed is named, the same by every path."""
     y0 = np.full((2, 2), 2.0)
     with pytest.raises(NonFiniteState, match=r"NaN or infinite in the step .*reduce `dt`") as py:
-        _failure(_jit_cubic.py_func, _jit_g.py_func, name, y0)
+        _failure(_jit_f.py_func, _jit_g.py_func, name, y0)
     assert 0.0 < py.value.t < 0.5 and py.value.h == pytest.approx(0.01)
     if not DISABLED:
         with pytest.raises(NonFiniteState) as jitted:
-            _failure(_jit_cubic, _jit_g, name, y0)
+            _failure(_jit_f, _jit_g, name, y0)
         assert (jitted.value.t, jitted.value.h) == (py.value.t, py.value.h)
 
 
@@ -199,7 +198,7 @@ def test_non_finite_state_raises_with_t_and_h(name):
 def test_output_shape_checked_at_every_call(name):
     """Issue 14.6: a drift that changes shape mid-solve raises instead of being broadcast."""
     y0 = np.full((3, 2), 0.1)
-    fns = [(_jit_cubic.py_func, _jit_g.py_func)] + ([] if DISABLED else [(_jit_cubic, _jit_g)])
+    fns = [(_jit_f.py_func, _jit_g.py_func)] + ([] if DISABLED else [(_jit_f, _jit_g)])
     for f, g in fns:
         with pytest.raises(ValueError, match=r"`drift` returned shape \(1, 2\) and dtype float64 at "
                                              r"t = 0.5\d*; at the first call it returned shape "
@@ -230,9 +229,10 @@ def test_non_finite_torch_names_the_step():
     torch = pytest.importorskip("torch")
     y0 = np.full((2, 2), 2.0)
     with pytest.raises(NonFiniteState) as ref:
-        _failure(_jit_cubic.py_func, _jit_g.py_func, "midpoint", y0, dt=0.013)
+        _failure(_jit_f.py_func, _jit_g.py_func, "midpoint", y0, dt=0.013)
     with pytest.raises(NonFiniteState) as tt:
-        _failure(lambda t, y: -50.0 * y**3, lambda t, y: 0.3 * torch.cos(y) + 0.1,
+        _failure(lambda t, y: -50.0 * y**3,
+                 lambda t, y: 0.3 * torch.cos(y) + 0.1,
                  "midpoint", torch.tensor(y0), dt=0.013)
     assert (tt.value.t, tt.value.h) == (ref.value.t, ref.value.h)
 
