@@ -2,10 +2,10 @@ r"""Fixed-step SDE methods as data: capabilities, provenance and a generic step.
 
 Each :class:`SDEMethod` states the SDE interpretation it solves (``sde_type``), its strong order for
 commutative noise and in general, and the noise capabilities it requires (``requires``, attributes of
-a :class:`NoiseType`); :func:`sdeint` checks them up front (torchsde's convention). The step acts on a state tuple whose first entry is y (reversible Heun
-carries more), and is written once against the array API so it runs on NumPy and torch arrays; the
-numba kernels in ``_kernels.py`` repeat the same formulas for jitted NumPy problems (a parity test
-holds them together).
+a :class:`NoiseType`); :func:`sdeint` checks them up front (torchsde's convention). The step acts on
+a state tuple whose first entry is y (reversible Heun carries more), and is written once against the
+array API so it runs on NumPy and torch arrays; the numba kernels in ``_kernels.py`` repeat the same
+formulas for jitted NumPy problems (a parity test holds them together).
 
 Notation: ``f = drift``, ``g = diffusion``, ``g.dW`` the noise product (elementwise, or ``g @ dW`` for
 general noise), ``h`` the step, ``dW = W(t + h) - W(t)``.

@@ -10,7 +10,7 @@ import numpy as np
 
 from gqlib._backend import to_host_array
 from gqlib._jit import is_jitted
-from gqlib.errors import NonFiniteState, TooManySteps
+from gqlib.errors import GQLibError, NonFiniteState, TooManySteps
 
 from ._brownian import BrownianPath
 from ._kernels import KERNEL_REQUIRES, KERNELS
@@ -238,8 +238,9 @@ def _replay_failed_step(meth, ctx, state, grid, n, dw):
     y = meth.step(ctx, state, tn, h, dw)[0]  # raises if an output shape is wrong
     if not np.all(np.isfinite(y)):
         _non_finite(tn, h)
-    raise AssertionError(f"the compiled {meth.name} step at t = {tn!r} failed but its replay "
-                         "did not")  # pragma: no cover - parity is tested
+    raise GQLibError(f"sdeint: the compiled {meth.name} step flagged a non-finite state or an "
+                     "output of another shape, but its Python replay did not; drift and diffusion "
+                     "must be deterministic", t=tn, h=h)  # pragma: no cover - parity is tested
 
 
 def _run_python(meth, ctx, state, y0, grid, rec, path, chunk):
