@@ -36,8 +36,8 @@ class AdditiveNoiseType(NoiseType):
     def product(self, g, dw, xp=None):
         return GeneralNoiseType().product(g, dw, xp)
 
-    def _check(self, ys, gs, ws, wname):
-        GeneralNoiseType()._check(ys, gs, ws, wname)
+    def check_structure(self, ys, gs, ws, wname):
+        GeneralNoiseType().check_structure(ys, gs, ws, wname)
 
     def correction_from_jacobian(self, xp, g, jac):
         return xp.zeros(g.shape[:-1], dtype=g.dtype)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gqlib._jit import DISABLED, jit
+from gqlib.errors import NonFiniteState, TooManySteps
 from gqlib.sde import SDE_METHODS, BrownianPath, sdeint
 
 MU, SIGMA = 1.0, 1.0
@@ -132,6 +133,14 @@ def test_milstein_jacobian_variant():
 
 @jit(cache=False)
 def _jit_f(t, y):
+    # One function pair serves the parity and the failure tests, so each kernel compiles once; the
+    # state's row count picks the case. 2 rows: an explosive drift (explicit steps from y = 2
+    # overflow at dt = 0.01, 150 y^2 dt > 2). 3 rows: a 1-row drift from t = 0.5, which a
+    # broadcast would hide.
+    if y.shape[0] == 2:
+        return -50.0 * y * y * y
+    if y.shape[0] == 3 and t > 0.5:
+        return y[:1] * 0.0
     return np.sin(t) - 0.5 * y
 
 
@@ -164,6 +173,84 @@ def test_numba_path_parity(name):
     """
     _parity(name, "diagonal")
     _parity(name, "scalar")
+
+
+def _failure(drift, diffusion, name, y0, dt=0.01):
+    path = BrownianPath(0.0, 1.0, shape=y0.shape, seed=6)
+    return sdeint(drift, diffusion, y0, [0.0, 0.5, 1.0], path, method=name, dt=dt,
+                  sde_type=SDE_METHODS[name].sde_type)
+
+
+@pytest.mark.parametrize("name", sorted(SDE_METHODS))
+def test_non_finite_state_raises_with_t_and_h(name):
+    """Issue 14.5: no NaN is returned; the step that overflowed is named, the same by every path."""
+    y0 = np.full((2, 2), 2.0)
+    with pytest.raises(NonFiniteState, match=r"NaN or infinite in the step .*reduce `dt`") as py:
+        _failure(_jit_f.py_func, _jit_g.py_func, name, y0)
+    assert 0.0 < py.value.t < 0.5 and py.value.h == pytest.approx(0.01)
+    if not DISABLED:
+        with pytest.raises(NonFiniteState) as jitted:
+            _failure(_jit_f, _jit_g, name, y0)
+        assert (jitted.value.t, jitted.value.h) == (py.value.t, py.value.h)
+
+
+@pytest.mark.parametrize("name", sorted(SDE_METHODS))
+def test_output_shape_checked_at_every_call(name):
+    """Issue 14.6: a drift that changes shape mid-solve raises instead of being broadcast."""
+    y0 = np.full((3, 2), 0.1)
+    fns = [(_jit_f.py_func, _jit_g.py_func)] + ([] if DISABLED else [(_jit_f, _jit_g)])
+    for f, g in fns:
+        with pytest.raises(ValueError, match=r"`drift` returned shape \(1, 2\) and dtype float64 at "
+                                             r"t = 0.5\d*; at the first call it returned shape "
+                                             r"\(3, 2\)"):
+            _failure(f, g, name, y0)
+
+
+def test_output_dtype_and_diffusion_checked_at_every_call():
+    path = BrownianPath(0.0, 1.0, shape=(4,), seed=6)
+
+    def g_late(t, y):
+        return 0.1 * y if t < 0.3 else (0.1 * y).astype(np.float32)
+
+    with pytest.raises(ValueError, match=r"`diffusion` returned shape \(4,\) and dtype float32"):
+        sdeint(_f, g_late, np.ones(4), [0.0, 1.0], path, method="midpoint", dt=0.1)
+    torch = pytest.importorskip("torch")
+
+    def g_torch(t, y):
+        return 0.1 * y if t < 0.3 else 0.1 * y[:1]
+
+    with pytest.raises(ValueError, match=r"`diffusion` returned shape \(1,\)"):
+        sdeint(_f, g_torch, torch.ones(4, dtype=torch.float64), [0.0, 1.0], path,
+               method="reversible_heun", dt=0.1)
+
+
+def test_non_finite_torch_names_the_step():
+    """Outside NumPy the flags are read once per block of steps; the step named is the same."""
+    torch = pytest.importorskip("torch")
+    y0 = np.full((2, 2), 2.0)
+    with pytest.raises(NonFiniteState) as ref:
+        _failure(_jit_f.py_func, _jit_g.py_func, "midpoint", y0, dt=0.013)
+    with pytest.raises(NonFiniteState) as tt:
+        _failure(lambda t, y: -50.0 * y**3,
+                 lambda t, y: 0.3 * torch.cos(y) + 0.1,
+                 "midpoint", torch.tensor(y0), dt=0.013)
+    assert (tt.value.t, tt.value.h) == (ref.value.t, ref.value.h)
+
+
+def test_max_steps():
+    """Issue 14.5: a step cap, checked before the grid is built (dt = 1e-8 ran over a minute)."""
+    path = BrownianPath(0.0, 1.0, shape=(3,), seed=0)
+    with pytest.raises(TooManySteps, match="more than `max_steps` = 100000 steps") as err:
+        sdeint(_f, _g, np.ones(3), [0.0, 0.5, 1.0], path, method="midpoint", dt=1e-8)
+    assert err.value.t == pytest.approx(1e-3) and err.value.h == pytest.approx(1e-8)
+    with pytest.raises(TooManySteps) as err:
+        sdeint(_f, _g, np.ones(3), [0.0, 0.5, 1.0], path, method="midpoint", dt=0.1, max_steps=7)
+    assert err.value.t == pytest.approx(0.7) and err.value.h == pytest.approx(0.1)
+    ys = sdeint(_f, _g, np.ones(3), [0.0, 0.5, 1.0], path, method="midpoint", dt=0.1, max_steps=10)
+    assert ys.shape == (3, 3)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="`max_steps` must be a positive int"):
+            sdeint(_f, _g, np.ones(3), [0.0, 1.0], path, method="midpoint", dt=0.1, max_steps=bad)
 
 
 def test_torch_namespace_and_autograd():
@@ -217,6 +304,7 @@ def _g(t, y):
         (dict(method="midpoint", t=[[0.0, 1.0]]), ValueError, "`t` must be a 1-D array"),
         (dict(method="midpoint", y0=np.ones(4)), ValueError, r"`path` shape \(3,\) does not match"),
         (dict(method="midpoint", y0=np.ones(3, dtype=int)), TypeError, "`y0` must be a real floating"),
+        (dict(method="midpoint", y0=np.array([1.0, np.nan, 0.0])), ValueError, "`y0` must be finite"),
         (dict(method="midpoint", path=np.zeros(3)), TypeError, "`path` must be a BrownianPath"),
         (dict(method="midpoint", drift=3.0), TypeError, "`drift` must be callable"),
         (dict(method="midpoint", diffusion=lambda t, y: np.ones(2)), ValueError,

@@ -177,3 +177,8 @@ def test_validation():
     h = wong_zakai(lambda t, y: y, lambda t, y: np.ones((3, 2)), noise, "general")
     with pytest.raises(ValueError, match="does not match the diffusion's 2 channels"):
         h(0.1, np.ones(3))
+    # a drift that changes shape after the first calls is caught, not broadcast (issue 14.6)
+    late = wong_zakai(lambda t, y: y if t < 0.5 else y[:1], lambda t, y: y, noise)
+    late(0.1, np.ones(3))
+    with pytest.raises(ValueError, match=r"`drift` returned shape \(1,\); expected the state's"):
+        late(0.6, np.ones(3))

@@ -2,10 +2,10 @@ r"""Fixed-step SDE methods as data: capabilities, provenance and a generic step.
 
 Each :class:`SDEMethod` states the SDE interpretation it solves (``sde_type``), its strong order for
 commutative noise and in general, and the noise capabilities it requires (``requires``, attributes of
-a :class:`NoiseType`); :func:`sdeint` checks them up front (torchsde's convention). The step acts on a state tuple whose first entry is y (reversible Heun
-carries more), and is written once against the array API so it runs on NumPy and torch arrays; the
-numba kernels in ``_kernels.py`` repeat the same formulas for jitted NumPy problems (a parity test
-holds them together).
+a :class:`NoiseType`); :func:`sdeint` checks them up front (torchsde's convention). The step acts on
+a state tuple whose first entry is y (reversible Heun carries more), and is written once against the
+array API so it runs on NumPy and torch arrays; the numba kernels in ``_kernels.py`` repeat the same
+formulas for jitted NumPy problems (a parity test holds them together).
 
 Notation: ``f = drift``, ``g = diffusion``, ``g.dW`` the noise product (elementwise, or ``g @ dW`` for
 general noise), ``h`` the step, ``dW = W(t + h) - W(t)``.
@@ -24,28 +24,43 @@ from ._noise_types import CAPABILITIES, NOISE_TYPES, NoiseType
 __all__ = ["SDEMethod", "SDE_METHODS", "get_sde_method", "check_supports"]
 
 
-@dataclass
 class StepContext:
-    """What a step needs besides the state: the SDE and how to multiply noise."""
+    """What a step needs besides the state: the SDE, how to multiply noise, output checks.
 
-    drift: Callable
-    diffusion: Callable
-    noise: NoiseType
-    diffusion_jacobian: Callable | None = None
-    xp: Any = None
-    nfe_drift: int = 0
-    nfe_diffusion: int = 0
+    Every drift and diffusion output is compared with the first one's shape and dtype (a tuple and
+    a dtype comparison per call): a later change would otherwise be broadcast into the state.
+    """
+
+    def __init__(self, drift: Callable, diffusion: Callable, noise: NoiseType, f0: Any, g0: Any,
+                 diffusion_jacobian: Callable | None = None, xp: Any = None):
+        self.drift = drift
+        self.diffusion = diffusion
+        self.noise = noise
+        self.diffusion_jacobian = diffusion_jacobian
+        self.xp = xp
+        self._f_spec = (f0.shape, f0.dtype)
+        self._g_spec = (g0.shape, g0.dtype)
 
     def f(self, t, y):
-        self.nfe_drift += 1
-        return self.drift(t, y)
+        out = self.drift(t, y)
+        if (out.shape, out.dtype) != self._f_spec:
+            _changed("drift", out, self._f_spec, t)
+        return out
 
     def g(self, t, y):
-        self.nfe_diffusion += 1
-        return self.diffusion(t, y)
+        out = self.diffusion(t, y)
+        if (out.shape, out.dtype) != self._g_spec:
+            _changed("diffusion", out, self._g_spec, t)
+        return out
 
     def prod(self, g, dw):
         return self.noise.product(g, dw, self.xp)
+
+
+def _changed(name: str, out: Any, spec: tuple, t: float):
+    raise ValueError(f"`{name}` returned shape {tuple(out.shape)} and dtype {out.dtype} at t = {t!r}; "
+                     f"at the first call it returned shape {tuple(spec[0])} and dtype {spec[1]}. "
+                     "Outputs must keep the shape and dtype the first call checked.")
 
 
 @dataclass(frozen=True)

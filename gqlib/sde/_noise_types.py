@@ -89,10 +89,14 @@ class NoiseType:
         """
         if mus != ys:
             raise ValueError(f"`drift` returned shape {mus}; expected the state's shape {ys}.")
-        self._check(ys, gs, ws, wname)
+        if self.elementwise and gs != ys:  # g * dW: g has the state's shape, dW broadcasts
+            raise ValueError(f"`diffusion` returned shape {gs}; {self.name} noise needs the "
+                             f"state's shape {ys}.")
+        self.check_structure(ys, gs, ws, wname)
 
-    def _check(self, ys: tuple, gs: tuple, ws: tuple, wname: str) -> None:  # pragma: no cover
-        raise NotImplementedError
+    def check_structure(self, ys: tuple, gs: tuple, ws: tuple, wname: str) -> None:
+        """The structure's own diffusion and noise shape rules (after the shared ones)."""
+        raise NotImplementedError  # pragma: no cover
 
     def correction_from_jacobian(self, xp: Any, g: Any, jac: Any):
         """``c`` from ``g = sigma(t, y)`` and the user's ``diffusion_jacobian(t, y)``."""
@@ -116,10 +120,7 @@ class DiagonalNoiseType(NoiseType):
     name = "diagonal"
     elementwise = True
 
-    def _check(self, ys, gs, ws, wname):
-        if gs != ys:
-            raise ValueError(f"`diffusion` returned shape {gs}; diagonal noise needs the state's "
-                             f"shape {ys}.")
+    def check_structure(self, ys, gs, ws, wname):
         if ws != ys:
             raise ValueError(f"{wname} shape {ws} does not match the state's shape {ys} "
                              "(diagonal noise: one channel per state element).")
@@ -141,10 +142,7 @@ class ScalarNoiseType(NoiseType):
     name = "scalar"
     elementwise = True
 
-    def _check(self, ys, gs, ws, wname):
-        if gs != ys:
-            raise ValueError(f"`diffusion` returned shape {gs}; scalar noise needs the state's "
-                             f"shape {ys}.")
+    def check_structure(self, ys, gs, ws, wname):
         if ws not in ((), (1,)) and ws != ys[:-1] + (1,):
             raise ValueError(f"{wname} shape {ws} is not a single channel: expected (), (1,) or "
                              f"{ys[:-1] + (1,)}.")
@@ -172,7 +170,7 @@ class GeneralNoiseType(NoiseType):
             xp = namespace(g, dw)
         return xp.matmul(g, dw[..., None])[..., 0]
 
-    def _check(self, ys, gs, ws, wname):
+    def check_structure(self, ys, gs, ws, wname):
         if len(gs) < 1 or gs[:-1] != ys:
             raise ValueError(f"`diffusion` returned shape {gs}; general noise needs the state's "
                              f"shape + (m,) = {ys} + (m,).")

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from gqlib._backend import to_host_array
 from gqlib._jit import is_jitted
+from gqlib.errors import GQLibError, NonFiniteState, TooManySteps
 from gqlib.integrate._policy import check_times, substep_count
 
 from ._brownian import BrownianPath
@@ -22,6 +24,9 @@ __all__ = ["sdeint"]
 SDE_TYPES = ("ito", "stratonovich")
 #: Brownian increments are fetched in chunks of about this many numbers (steps x elements).
 _CHUNK_VALUES = 2**22
+#: Outside NumPy, the per-step finiteness flags are read on the host once per this many steps (and
+#: at output times): one device sync per block instead of per step, at most a block of wasted steps.
+_CHECK_EVERY = 32
 
 
 def _validate_times(t: Any, path: BrownianPath) -> np.ndarray:
@@ -32,13 +37,23 @@ def _validate_times(t: Any, path: BrownianPath) -> np.ndarray:
     return tt
 
 
-def _step_grid(tt: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Step times (landing on every output time) and, per grid point, its output row or -1."""
+def _step_grid(tt: np.ndarray, dt: float, max_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Step times (landing on every output time) and, per grid point, its output row or -1.
+
+    Raises TooManySteps, before allocating, where the grid would exceed ``max_steps`` steps.
+    """
     pieces = [tt[:1]]
     rec = [np.zeros(1, dtype=np.int64)]
+    total = 0
     for i in range(tt.size - 1):
         span = tt[i + 1] - tt[i]
         n = substep_count.py_func(span, dt)
+        if total + n > max_steps:
+            h = span / n
+            raise TooManySteps(f"sdeint needs more than `max_steps` = {max_steps} steps of at most "
+                               f"`dt` = {dt!r} (step {max_steps + 1} would start here); raise "
+                               "`max_steps` or `dt`", t=tt[i] + (max_steps - total) * h, h=h)
+        total += n
         pts = tt[i] + span * (np.arange(1, n + 1, dtype=np.float64) / n)
         pts[-1] = tt[i + 1]
         pieces.append(pts)
@@ -51,7 +66,7 @@ def _step_grid(tt: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
 def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: BrownianPath, *,
            method: str, dt: float, sde_type: str = "stratonovich",
            noise_type: NoiseType | str = "diagonal",
-           diffusion_jacobian: Callable | None = None):
+           diffusion_jacobian: Callable | None = None, max_steps: int = 100_000):
     r"""Solve ``dX = drift(t, X) dt + diffusion(t, X) dW`` with a fixed-step method.
 
     ``dW`` is Ito or Stratonovich (``o dW``) according to ``sde_type``; the method must match
@@ -96,6 +111,8 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
     diffusion_jacobian : callable, optional
         Milstein only: the diffusion's derivative (see ``diffusion_correction``); default the
         derivative-free Runge-Kutta form.
+    max_steps : int
+        Cap on the number of steps (checked before any work).
 
     Returns
     -------
@@ -105,11 +122,17 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
     ------
     ValueError
         Unknown method, method/sde_type or method/noise_type mismatch, ``dt <= 0``, ``t`` not
-        strictly increasing or outside the path, shape mismatches.
+        strictly increasing or outside the path, non-finite ``y0``, shape mismatches, and a drift
+        or diffusion output whose shape or dtype differs from the first call's (checked at every
+        call).
+    gqlib.errors.NonFiniteState
+        A step produced a NaN or infinite state; ``.t`` and ``.h`` name the step.
+    gqlib.errors.TooManySteps
+        The step grid exceeds ``max_steps``.
 
     Notes
     -----
-    With NumPy arrays and numba-jitted ``drift`` and ``diffusion`` (diagonal or scalar noise, no
+    With NumPy arrays and numba-jitted ``drift`` and ``diffusion`` (an ``elementwise`` noise, no
     ``diffusion_jacobian``), the time loop runs in a compiled kernel (one compilation per function
     pair per process). Brownian increments are read in chunks of about 4M numbers.
 
@@ -151,6 +174,8 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
         raise ValueError(f"`dt` must be positive and finite; got {dt!r}.")
     if not isinstance(path, BrownianPath):
         raise TypeError(f"`path` must be a BrownianPath; got {type(path).__name__}.")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"`max_steps` must be a positive int; got {max_steps!r}.")
     tt = _validate_times(t, path)
 
     if isinstance(y0, (list, tuple, float, int)):
@@ -158,6 +183,8 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
     xp = namespace(y0)
     if not xp.isdtype(y0.dtype, "real floating"):
         raise TypeError(f"`y0` must be a real floating array; got dtype {y0.dtype}.")
+    if not bool(xp.all(xp.isfinite(y0))):
+        raise ValueError("`y0` must be finite; it holds NaN or infinite values.")
     t0 = float(tt[0])
     f0 = drift(t0, y0)
     g0 = diffusion(t0, y0)
@@ -166,32 +193,86 @@ def sdeint(drift: Callable, diffusion: Callable, y0: Any, t: Any, path: Brownian
     if tt.size == 1:
         return xp.stack([y0])
 
-    grid, rec = _step_grid(tt, dt)
-    n_steps = grid.size - 1
-    chunk = max(1, _CHUNK_VALUES // max(1, int(np.prod(path.shape, dtype=np.int64))))
+    grid, rec = _step_grid(tt, dt, int(max_steps))
     fast = (isinstance(y0, np.ndarray) and y0.ndim >= 1 and is_jitted(drift)
             and is_jitted(diffusion) and not noise.missing(KERNEL_REQUIRES)
             and diffusion_jacobian is None)
-    ctx = StepContext(drift, diffusion, noise, diffusion_jacobian, xp)
+    ctx = StepContext(drift, diffusion, noise, f0, g0, diffusion_jacobian, xp)
     state = meth.init(ctx, t0, y0, f0, g0)
-    if fast:
-        kernel = KERNELS[meth.name]
-        out = np.empty((tt.size,) + y0.shape, dtype=y0.dtype)
-        out[0] = y0
-        state = tuple(np.ascontiguousarray(s) for s in state)
-        for a in range(0, n_steps, chunk):
-            b = min(a + chunk, n_steps)
-            dW = np.ascontiguousarray(np.diff(path(grid[a:b + 1]), axis=0).astype(y0.dtype))
-            state = kernel(drift, diffusion, grid[a:b + 1], dW, *state, rec[a + 1:b + 1], out)
-        return out
+    chunk = max(1, _CHUNK_VALUES // max(1, int(np.prod(path.shape, dtype=np.int64))))
+    # Overflow and NaN are reported as NonFiniteState with the step, not as NumPy warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if fast:
+            return _run_kernel(meth, ctx, state, y0, tt.size, grid, rec, path, chunk)
+        return _run_python(meth, ctx, state, y0, grid, rec, path, chunk)
 
+
+def _run_kernel(meth, ctx, state, y0, n_out, grid, rec, path, chunk):
+    """The compiled loop; a step it flags is replayed in Python, which raises the error."""
+    kernel = KERNELS[meth.name]
+    out = np.empty((n_out,) + y0.shape, dtype=y0.dtype)
+    out[0] = y0
+    state = tuple(np.ascontiguousarray(s) for s in state)
+    n_steps = grid.size - 1
+    for a in range(0, n_steps, chunk):
+        b = min(a + chunk, n_steps)
+        dW = np.ascontiguousarray(np.diff(path(grid[a:b + 1]), axis=0).astype(y0.dtype))
+        k, state = kernel(ctx.drift, ctx.diffusion, grid[a:b + 1], dW, *state, rec[a + 1:b + 1],
+                          out)
+        if k >= 0:
+            _replay_failed_step(meth, ctx, state, grid, a + k, dW[k])
+    return out
+
+
+def _replay_failed_step(meth, ctx, state, grid, n, dw):
+    tn = float(grid[n])
+    h = float(grid[n + 1]) - tn
+    y = meth.step(ctx, state, tn, h, dw)[0]  # raises if an output shape is wrong
+    if not np.all(np.isfinite(y)):
+        _non_finite(tn, h)
+    raise GQLibError(f"sdeint: the compiled {meth.name} step flagged a non-finite state or an "
+                     "output of another shape, but its Python replay did not; drift and diffusion "
+                     "must be deterministic", t=tn, h=h)  # pragma: no cover - parity is tested
+
+
+def _run_python(meth, ctx, state, y0, grid, rec, path, chunk):
+    """The array-API loop, checking the state's finiteness after every step."""
+    xp = ctx.xp
+    numpy = isinstance(y0, np.ndarray)
     ys = [y0]
+    flags: list = []  # (step, 0-d finiteness flag) not yet read on the host
+    n_steps = grid.size - 1
     for a in range(0, n_steps, chunk):
         b = min(a + chunk, n_steps)
         dW = convert_like(np.diff(path(grid[a:b + 1]), axis=0), y0)
         for n in range(a, b):
             tn = float(grid[n])
             state = meth.step(ctx, state, tn, float(grid[n + 1]) - tn, dW[n - a])
+            if numpy:
+                # A finite sum proves every element finite (a NaN or inf would propagate into it);
+                # only a non-finite sum, possibly an overflow of huge finite values, needs the test.
+                y = state[0]
+                if not (math.isfinite(y.sum()) or np.isfinite(y).all()):
+                    _non_finite(tn, float(grid[n + 1]) - tn)
+            else:
+                flags.append((n, xp.all(xp.isfinite(state[0]))))
+                if len(flags) >= _CHECK_EVERY or rec[n + 1] >= 0:
+                    _read_flags(xp, flags, grid)
             if rec[n + 1] >= 0:
                 ys.append(state[0])
     return xp.stack(ys)
+
+
+def _read_flags(xp, flags, grid):
+    """One host sync for a block of steps' finiteness flags; raise at the first bad step."""
+    ok = to_host_array(xp.stack([f for _, f in flags]))
+    if not ok.all():
+        n = flags[int(np.argmin(ok))][0]
+        _non_finite(float(grid[n]), float(grid[n + 1]) - float(grid[n]))
+    flags.clear()
+
+
+def _non_finite(t: float, h: float):
+    raise NonFiniteState("sdeint: the state became NaN or infinite in the step from t to t + h; "
+                         "reduce `dt` (an explicit step can overflow on a fast drift) or check the "
+                         "drift and diffusion there", t=t, h=h)

@@ -63,12 +63,15 @@ class WongZakaiField:
         mu = self.drift(t, y)
         g = self.diffusion(t, y)
         dw = self.noise.dW(t, like=y)
-        key = (tuple(y.shape), tuple(g.shape), tuple(dw.shape))
+        # Every call: a shape combination not yet checked (a drift that changed shape included)
+        # is checked before it can be broadcast.
+        key = (tuple(y.shape), tuple(mu.shape), tuple(g.shape), tuple(dw.shape))
         if key not in self._checked:
             self.noise_type.check_shapes(tuple(y.shape), tuple(mu.shape), tuple(g.shape),
                                          tuple(dw.shape), "noise")
             self._checked.add(key)
         return mu + self.noise_type.product(g, dw)
+
 
 def wong_zakai(drift: Callable, diffusion: Callable, noise: Any,
                noise_type: NoiseType | str = "diagonal") -> WongZakaiField:
