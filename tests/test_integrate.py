@@ -314,3 +314,22 @@ def test_core_imports_without_torch_or_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_observer_sees_every_attempt_and_its_outcome():
+    numba = pytest.importorskip("numba")
+    f = numba.njit(lambda t, y: -y)
+    events = []
+    sol = gqlib.solve(f, np.ones(2), [0.0, 3.0], first_step=2.0,
+                      observer=lambda ev, t0, y0, h: events.append((ev, t0, h)))
+    assert sol.driver == "array-api" and "observer" in sol.driver_reason  # not the compiled loop
+    kinds = [e[0] for e in events]
+    assert kinds.count("step") == sol.stats["n_steps"]
+    assert kinds.count("accept") == sol.stats["n_accepted"]
+    assert kinds.count("reject") == sol.stats["n_rejected"] > 0
+    assert kinds[0::2] == ["step"] * sol.stats["n_steps"]  # each attempt, then its outcome
+    assert [e[1:] for e in events[0::2]] == [e[1:] for e in events[1::2]]
+    plain = gqlib.solve(f, np.ones(2), [0.0, 3.0], first_step=2.0)
+    assert plain.driver == "numba" and np.allclose(plain.y, sol.y, rtol=1e-14)  # it only watches
+    with pytest.raises(TypeError, match="`observer` must be callable"):
+        gqlib.solve(lambda t, y: -y, np.ones(2), [0.0, 1.0], observer=3)

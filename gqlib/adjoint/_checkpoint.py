@@ -243,8 +243,10 @@ class _DiscretePass:
             t0, t1 = float(ck.t[k]), float(ck.t[k + 1])
             outs = [((float(t[i]) - t0) / (t1 - t0), g[i]) for i in where.get(("in", k), [])]
             a_in = a if a is not None else g[N] * 0.0
+            cf.observe("step", t1, a_in, t0 - t1)
             back = self.step_back_fused if self.cf.has_pullback else self.step_back
             a, p = back(k, a_in, outs)
+            cf.observe("accept", t1, a_in, t0 - t1)
             params = _acc(xp, params, p)
             self.n_steps += 1
             for i in where.get(("at", k), []):

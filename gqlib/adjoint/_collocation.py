@@ -183,7 +183,10 @@ class CollocationBackward:
         acc = None
         for i in range(N, 0, -1):
             for s, e in self.panels(float(t[i]), float(t[i - 1])):
+                cf.observe("step", s, a, e - s)
+                a_s = a
                 a, part = self.panel(s, e, a)
+                cf.observe("accept", s, a_s, e - s)
                 if part is not None:
                     if acc is None:
                         acc = part

@@ -85,6 +85,12 @@ class CountedField:
         self.has_params = callable(getattr(field, "vjp_params", None))
         self.stats = {"nfe_f": 0, "nfe_vjp_y": 0, "nfe_vjp_params": 0}
         self.seconds = {"f": 0.0, "vjp_y": 0.0, "vjp_params": 0.0}
+        self.observer = None  # observer(event, t0, a0, h) of the backward steps (gradient())
+
+    def observe(self, event: str, t0: float, a0, h: float) -> None:
+        """Tell the observer of a backward step (a0: the adjoint dL/dy at its start)."""
+        if self.observer is not None:
+            self.observer(event, t0, a0, h)
 
     def _timed(self, kind, fn, *args):
         start = perf_counter()

@@ -28,7 +28,7 @@ __all__ = ["gradient"]
 
 
 def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy | str | None = None,
-             grad_t: bool = True, **settings: Any) -> AdjointGradient:
+             grad_t: bool = True, observer: Any = None, **settings: Any) -> AdjointGradient:
     r"""Gradients of ``L = sum_i l_i(y(t_i))`` from ``grad_y[i] = dl_i/dy(t_i)``.
 
     Parameters
@@ -49,6 +49,11 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
     grad_t : bool
         Compute dL/dt (an extra evaluation per output time for some strategies); when False,
         ``AdjointGradient.t`` is None.
+    observer : callable, optional
+        ``observer(event, t0, a0, h)`` for each backward step: ``"step"`` before it, then
+        ``"accept"`` or ``"reject"``, with ``a0`` the adjoint dL/dy (y's shape) at its start and
+        ``h`` its signed size. A backward solver's steps (GQ, backsolve, interpolated); each
+        recomputed forward step (checkpoint); each panel (collocation, always accepted).
     **settings
         With a string ``adjoint``: the strategy's constructor arguments
         (``gradient(..., adjoint="gq", nodes=3)`` is ``adjoint=GQAdjoint(nodes=3)``).
@@ -79,6 +84,10 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
     if not isinstance(sol, Solution):
         raise TypeError(f"`sol` must be the Solution of gqlib.solve, got {type(sol).__name__}")
     cf = CountedField(field)
+    if observer is not None and not callable(observer):
+        raise TypeError(f"`observer` must be callable as observer(event, t0, a0, h), got "
+                        f"{type(observer).__name__}")
+    cf.observer = observer
     xp = namespace(sol.y)
     if tuple(getattr(grad_y, "shape", ())) != tuple(sol.y.shape):
         raise ValueError(f"`grad_y` must have shape {tuple(sol.y.shape)} (len(t), *y0.shape), got "

@@ -333,12 +333,16 @@ class _SolvedPass:
             parts.append(self.flat(p0))
         z0 = parts[0] if len(parts) == 1 else xp.concat(parts)
         st = self.settings
+        a_slice = self.blocks(P)["a"]
+        observer = None
+        if cf.observer is not None:
+            def observer(event, t0, z, h):
+                cf.observe(event, t0, self.unflat(z[a_slice]), h)
         stepper = Stepper(self.rhs, float(t[N]), z0, float(t[0]), st["tab"], norm=self.norm(P),
                           tstops=self.sol.tstops, rtol=st["rtol"], atol=st["atol"],
                           step_size=st["step_size"], first_step=st["first_step"],
                           max_steps=st["max_steps"], controller=st["controller"],
-                          min_step=st["min_step"], max_step=st["max_step"])
-        a_slice = self.blocks(P)["a"]
+                          min_step=st["min_step"], max_step=st["max_step"], observer=observer)
         if self.grad_t:
             dldt[N] = self.dot(g[N], self.f_at_output(stepper, N))
         params = None

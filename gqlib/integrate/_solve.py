@@ -31,7 +31,8 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
           atol: float = 1e-9, step_size: float | None = None, first_step: float | None = None,
           max_steps: int = 100_000, norm: str | Callable = "rms", tstops: Any = None,
           dense_output: bool = False, checkpoints: bool = False, controller: PIController | None = None,
-          min_step: float = 0.0, max_step: float = math.inf) -> Solution:
+          min_step: float = 0.0, max_step: float = math.inf,
+          observer: Callable | None = None) -> Solution:
     r"""Solve ``dy/dt = f(t, y)``, ``y(t[0]) = y0``, and return y at the times ``t``.
 
     Adaptive mode (embedded error estimate, PI controller, Hairer's initial step) unless
@@ -75,6 +76,9 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     min_step, max_step : float
         Bounds on the adaptive step size (|h|); a step that must fall below ``min_step`` raises.
         A step landing on an output time or tstop may exceed ``max_step`` by 1e-12 relative.
+    observer : callable, optional
+        ``observer(event, t0, y0, h)`` at every step attempt (``"step"``) and its outcome
+        (``"accept"``/``"reject"``); see :class:`gqlib.Stepper`. Runs the array-API driver.
 
     Returns
     -------
@@ -126,6 +130,11 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
                "norm": norm}
 
     reason = fallback_reason(f, y0, norm)
+    if observer is not None:
+        if not callable(observer):
+            raise TypeError(f"`observer` must be callable as observer(event, t0, y0, h), got "
+                            f"{type(observer).__name__}")
+        reason = reason or "an observer is called from Python at every step"
     if t_np.size == 1:
         stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
         return Solution(t, xp.stack([y0]), stats, **options, driver_reason="a single output time: nothing to solve")
@@ -143,7 +152,7 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     stepper = Stepper(f, float(t_np[0]), y0, float(t_np[-1]), tab, rtol=rtol, atol=atol,
                       step_size=step_size, first_step=first_step, norm=norm_fn, tstops=stops,
                       max_steps=max_steps, f0=f0, controller=controller, min_step=min_step,
-                      max_step=max_step)
+                      max_step=max_step, observer=observer)
     stepper.stats["nfe"] += 1
     ys, segments = _drive(stepper, t_np, land_on_outputs=lands_on_outputs(tab, step_size),
                           keep=dense_output, record=checkpoints and not dense_output)

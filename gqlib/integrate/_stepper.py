@@ -77,6 +77,11 @@ class Stepper:
         ``f(t0, y0)`` if already known (saves one evaluation).
     min_step, max_step : float
         Bounds on |h| (adaptive).
+    observer : callable, optional
+        ``observer(event, t0, y0, h)``, told of every step attempt (``event == "step"``, before
+        its stages) and of its outcome (``"accept"`` or ``"reject"``), with the step's start and
+        signed size. It only watches: its return value is ignored, and the controller alone
+        decides (torch's ``callback_step`` and friends are built on it).
     """
 
     def __init__(self, f: Callable, t0: float, y0: Any, t_end: float, tableau: ButcherTableau, *,
@@ -84,8 +89,10 @@ class Stepper:
                  first_step: float | None = None, norm: Callable = rms_norm,
                  tstops: Sequence[float] = (), max_steps: int = 100_000,
                  controller: PIController | None = None, f0: Any = None,
-                 min_step: float = 0.0, max_step: float = math.inf):
+                 min_step: float = 0.0, max_step: float = math.inf,
+                 observer: Callable | None = None):
         self.tab = tableau
+        self.observer = observer
         self.xp = namespace(y0)
         self._is_numpy = isinstance(y0, (np.ndarray, np.generic))
         self.t = float(t0)
@@ -188,6 +195,8 @@ class Stepper:
                 raise status_error(STATUS_TOO_MANY_STEPS, t=t0, h=self.h, max_steps=self.max_steps)
             h, landing = ctrl.propose(self.h, target - t0, d)
             t1 = target if landing else t0 + h
+            if self.observer is not None:
+                self.observer("step", t0, y0, h)
             K = self._stages(t0, y0, f0, h, t1, landing and is_stop)
             y1 = y0 + h * combine(K, self._coef.B)
             if ctrl.estimates_error:
@@ -195,6 +204,8 @@ class Stepper:
             else:  # the one sync of a fixed step
                 err = 0.0 if bool(xp.all(xp.isfinite(y1))) else math.inf
             accept, status, hnew = ctrl.decide(err, h, self.h, landing, t0)
+            if self.observer is not None:
+                self.observer("accept" if accept else "reject", t0, y0, h)
             if not accept:
                 self.stats["n_rejected"] += 1
             if ctrl.estimates_error:

@@ -21,7 +21,7 @@ from gqlib.adjoint._strategy import SolverSettings
 
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
 
-__all__ = ["AdjointJob", "OdeintAdjointFn"]
+__all__ = ["AdjointJob", "OdeintAdjointFn", "backward_adaptive"]
 
 
 @dataclass
@@ -36,6 +36,7 @@ class AdjointJob:
     stats: Any  # OdeintStats
     params: tuple
     shape: torch.Size
+    observer: Any = None  # the _adjoint callbacks (._callbacks)
     sol: Any = None
 
     def strategy(self, with_params: bool) -> AdjointStrategy:
@@ -48,10 +49,7 @@ class AdjointJob:
         changes: dict = {}
         if cfg.fixed_step_default:
             changes["step_size"] = 2.0 * max(self.span, 1e-300)
-        tab = gqlib.METHODS[strategy.method or self.fwd.method]
-        adaptive = tab.adaptive and strategy.step_size is None and (
-            strategy.method is not None or self.fwd.adaptive)
-        if adaptive and (cfg.norm is not None or strategy.norm is None) \
+        if backward_adaptive(strategy, self.fwd) and (cfg.norm is not None or strategy.norm is None) \
                 and not getattr(strategy, "seminorm", False):
             numels = [p.numel() for p in self.params] if with_params else []
             fwd_norm = state_norm(self.fwd.norm, self.fn, self.shape)
@@ -59,6 +57,16 @@ class AdjointJob:
             changes["norm"] = adjoint_norm(blocks, cfg.norm, fwd_norm, self.fn, self.shape,
                                            numels)
         return dataclasses.replace(strategy, **changes) if changes else strategy
+
+
+def backward_adaptive(strategy: AdjointStrategy, fwd) -> bool:
+    """Whether the backward pass accepts and rejects steps: a backward solver with error
+    control, or (checkpoint, collocation: no solver) the adaptive forward steps it follows."""
+    if not isinstance(strategy, SolverSettings):
+        return fwd.adaptive
+    tab = gqlib.METHODS[strategy.method or fwd.method]
+    return tab.adaptive and strategy.step_size is None and (
+        strategy.method is not None or fwd.adaptive)
 
 
 class OdeintAdjointFn(torch.autograd.Function):
@@ -90,7 +98,7 @@ class OdeintAdjointFn(torch.autograd.Function):
         fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False)
         fld = TorchParamField(fn, job.params) if with_params else TorchField(fn)
         g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
-                     adjoint=job.strategy(with_params))
+                     adjoint=job.strategy(with_params), observer=job.observer)
         job.stats.backward = dict(g.stats)
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None

@@ -48,7 +48,7 @@ class UserFunc:
         """Flat state -> the user's tuple (views)."""
         parts = torch.split(y, self.sizes, dim=-1)
         lead = y.shape[:-1]
-        return tuple(p.reshape(*lead, *s) for p, s in zip(parts, self.shapes, strict=True))
+        return tuple(p.reshape((*lead, *s)) for p, s in zip(parts, self.shapes, strict=True))
 
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         return self.call(self.t_tensor(t), y)

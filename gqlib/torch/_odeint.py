@@ -21,7 +21,8 @@ import gqlib
 from gqlib.adjoint import DEFAULT_ADJOINT, AdjointStrategy
 from gqlib.integrate._policy import check_times
 
-from ._adjoint import AdjointJob, OdeintAdjointFn
+from ._adjoint import AdjointJob, OdeintAdjointFn, backward_adaptive
+from ._callbacks import step_observers
 from ._field import UserFunc, state_norm
 from ._options import fixed_grid, resolve_adjoint, resolve_forward
 
@@ -165,6 +166,11 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         params = _adjoint_params(func, adjoint_params)
     fn = UserFunc(func, shapes, state.dtype, state.device)
     kw = dict(fwd.solve_kwargs)
+    fwd_obs, bwd_obs = step_observers(
+        func, fn, adaptive=fwd.adaptive, method=method or "dopri5",
+        adjoint_adaptive=None if adjoint is None else backward_adaptive(acfg.strategy, fwd))
+    if fwd_obs is not None:
+        kw["observer"] = fwd_obs
     span = abs(float(t_np[-1] - t_np[0]))
     stops = _tstops(fwd, fn, state, t, t_np)
     if stops is not None:
@@ -181,7 +187,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         ys = _direct(fn, state, t, t_np, kw, stats)
     else:
         ctx = AdjointJob(fn=fn, t=t, t_np=t_np, solve_kwargs=kw, cfg=acfg, fwd=fwd, span=span,
-                          stats=stats, params=params, shape=state.shape)
+                          stats=stats, params=params, shape=state.shape, observer=bwd_obs)
         ys = OdeintAdjointFn.apply(ctx, state, t, *params)
     out = ys if shapes is None else fn.split(ys)
     return (out, stats) if return_stats else out
