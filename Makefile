@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-all demo bench lint docs clean
+.PHONY: setup test test-all demo bench validate lint docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	for f in validation/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+validate: $(STAMP)
+	$(PY) -m validation.experiments --quick
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gqlib tests validation

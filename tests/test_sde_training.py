@@ -3,7 +3,7 @@
 Drift and diffusion ``nn.Module``s -> ``wong_zakai(drift, diffusion, KarhunenLoeveNoise)`` ->
 ``gqlib.torch.odeint(..., adjoint="gq")`` (the adapter finds the modules' parameters) -> training
 on per-time Gaussian statistics -> the same modules in ``gqlib.sde.sdeint`` on torch tensors.
-The full benchmark is ``validation/ornstein_uhlenbeck.py`` (docs/ornstein_uhlenbeck.md).
+The full benchmark is ``validation/experiments/ornstein_uhlenbeck.py`` (docs/ornstein_uhlenbeck.md).
 """
 
 import numpy as np

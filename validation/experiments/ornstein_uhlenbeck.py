@@ -41,10 +41,15 @@ cosines (the paper's noise) and with 40.
 
 Run (about 19 minutes on 2 shared cores; results in ``docs/ornstein_uhlenbeck.md``)::
 
-    .venv/bin/python validation/ornstein_uhlenbeck.py                   # full run, writes plots
-    .venv/bin/python validation/ornstein_uhlenbeck.py --param-terms ""  # without the parametric fit
-    .venv/bin/python validation/ornstein_uhlenbeck.py --spread 3        # run-to-run spread
-    .venv/bin/python validation/ornstein_uhlenbeck.py --iterations 2 --quick   # smoke test
+    .venv/bin/python validation/experiments/ornstein_uhlenbeck.py                   # full run
+    .venv/bin/python validation/experiments/ornstein_uhlenbeck.py --param-terms ""  # no param. fit
+    .venv/bin/python validation/experiments/ornstein_uhlenbeck.py --spread 3        # run-to-run spread
+    .venv/bin/python validation/experiments/ornstein_uhlenbeck.py --iterations 2 --quick   # smoke
+
+The shared runner (``python -m validation.experiments --only ornstein_uhlenbeck``) uses
+:func:`run_one` below instead: the width sweep of the issue-15 protocol (the same data, model,
+metric and Wong-Zakai noise; every method of :mod:`validation.experiments.common` on the WZ ODE,
+plus torchsde's reversible Heun direct and adjoint), fewer starting points in quick mode.
 """
 
 from __future__ import annotations
@@ -758,6 +763,83 @@ def plots(results, fits, x0, data, eval_seeds, folder):
     fig.savefig(os.path.join(folder, "ou_parametric.png"), dpi=110)
     plt.close(fig)
     print(f"plots: {folder}/ou_training.png, ou_paths.png, ou_parametric.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# the shared runner's protocol (validation.experiments.run): width sweep, seeds
+
+NAME = "ornstein_uhlenbeck"
+TITLE = "Ornstein-Uhlenbeck neural SDE (Wong-Zakai ODE training)"
+METRIC = "KL after transfer"
+HIGHER_IS_BETTER = False
+TORCHSDE = ("torchsde rev. Heun, direct", "torchsde rev. Heun, adjoint")
+CONFIGS = {
+    "tiny": dict(widths=[5], epochs=1, seeds=1, n_x0=2, lr=1e-3),
+    "quick": dict(widths=[5, 50], epochs=2, seeds=2, n_x0=4, lr=1e-3),
+    "full": dict(widths=[5, 20, 50, 100], epochs=100, seeds=5, n_x0=N_X0, lr=1e-3),
+}
+_DATA = {}
+NOISE_PAD = 2.0  # torchdiffeq's dopri5 steps past the last output time and interpolates back:
+# (and below t0 backwards): the runner's Wong-Zakai noise covers [-2, 12] for every method (the standalone script's [0, 10])
+
+
+def tasks(cfg):
+    return [NAME]
+
+
+def method_names(include=None):
+    from .common import method_names as common
+
+    names = [n for n in common() if n != "gqlib interpolated"] + list(TORCHSDE)
+    if include:
+        return [n for n in include if n in names]
+    return names
+
+
+def _data(n_x0):
+    if n_x0 not in _DATA:
+        x0 = starting_points(0, n_x0)
+        _DATA[n_x0] = x0, gaussian_stats(simulate_truth(x0, seed=1))
+    return _DATA[n_x0]
+
+
+def run_one(task, method, width, seed, cfg, progress=None):
+    """Train drift and diffusion MLPs of ``width`` for ``cfg["epochs"]`` full-batch iterations."""
+    import torch
+
+    from gqlib.sde import KarhunenLoeveNoise, wong_zakai
+
+    from .common import DIRECT_NAMES, Counted, make_solver
+
+    x0, stats_np = _data(cfg["n_x0"])
+    data_stats = tuple(torch.tensor(v, dtype=torch.float32) for v in stats_np)
+    x0_t = torch.tensor(np.repeat(x0, N_PER)[:, None], dtype=torch.float32)
+    ts = torch.linspace(T0, T1, N_TIMES, dtype=torch.float32)
+    MLP, _, _ = build_models()
+    torch.manual_seed(seed)
+    drift, diffusion = MLP(width), MLP(width, bias=1.0)
+    params = list(drift.parameters()) + list(diffusion.parameters())
+    if method in TORCHSDE:
+        run = make_methods(x0_t, ts, seed_offset=1000 * seed)[method]
+    else:
+        solve = make_solver(method, rtol=RTOL, atol=ATOL, gtol=0.1)
+
+        def run(drift, diffusion, it):
+            noise = KarhunenLoeveNoise.sample(T0 - NOISE_PAD, T1 + NOISE_PAD, N_KL, tuple(x0_t.shape),
+                                              seed=10_000 + 1000 * seed + it)
+            func = Counted(wong_zakai(drift, diffusion, noise))
+            ys = solve(func, x0_t, ts, params)
+            n = func.n
+            return ys, lambda: (n, n if method in DIRECT_NAMES else func.n - n)
+
+    def log(it, loss, sec):
+        if progress is not None:
+            progress()
+
+    res = train(run, drift, diffusion, data_stats, cfg["epochs"], lr=cfg["lr"], log=log)
+    kl = float(kl_metric(stats_np, simulate_model(drift, diffusion, x0, 100 + seed)))
+    return dict(epoch_time=res["times"], epoch_loss=res["losses"],
+                fwd_nfe=[n[0] for n in res["nfe"]], bwd_nfe=[n[1] for n in res["nfe"]], metric=kl)
 
 
 if __name__ == "__main__":
