@@ -167,3 +167,103 @@ def test_accept_reject_callbacks_warn_with_a_fixed_step_method():
         warnings.simplefilter("error")
         odeint(f, torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64))
     assert f.count("callback_accept_step") > 0
+
+
+# -- perturb -----------------------------------------------------------------------------------
+
+def _timed_field(dtype, log):
+    class F(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.k = torch.nn.Parameter(torch.tensor(0.7, dtype=dtype))
+
+        def forward(self, t, y):
+            log.append(float(t))
+            return -self.k * y
+    return F()
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_perturb_forward_times_are_torchdiffeqs(dtype, method):
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=dtype)
+    for perturb in (False, True):
+        ours, ref = [], []
+        odeint(_timed_field(dtype, ours), torch.ones(2, dtype=dtype), t, method=method,
+               options=dict(step_size=0.25, perturb=perturb))
+        torchdiffeq.odeint(_timed_field(dtype, ref), torch.ones(2, dtype=dtype), t,
+                           method=method, options=dict(step_size=0.25, perturb=perturb))
+        assert len(ours) == len(ref)
+        for a, b in zip(ours, ref, strict=True):
+            if min(abs(b - g) for g in (0.0, 0.25, 0.5, 0.75, 1.0)) < 1e-6:
+                assert a == b  # at and one ulp beside a grid point: exactly torchdiffeq's
+            else:  # inner stage times: torchdiffeq adds c * dt in float32, gqlib in float64
+                assert abs(a - b) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("adjoint", ADJOINTS)
+def test_perturb_never_evaluates_at_grid_points(dtype, adjoint):
+    """euler, step_size=0.5 on [0, 1]: without perturb func sees 0 and 0.5 forward (and 1 and 0.5
+    in a backward solve); with perturb it sees none of 0, 0.5, 1, forward or backward."""
+    # float32 at the default rtol=1e-7 asks the GQ quadrature for ~1e5 VJPs: float32's tolerances
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == torch.float32 else {}
+    grid = {0.0, 0.5, 1.0}
+    t = torch.tensor([0.0, 1.0], dtype=dtype)
+    grads = []
+    for perturb in (False, True):
+        calls = []
+        f = _timed_field(dtype, calls)
+        ys = odeint(f, torch.ones(2, dtype=dtype), t, method="euler", adjoint=adjoint,
+                    options=dict(step_size=0.5, perturb=perturb), **tol)
+        fwd_seen = set(calls)
+        calls.clear()
+        ys[-1].sum().backward()
+        bwd_seen = set(calls)
+        grads.append(f.k.grad.item())
+        if perturb:
+            assert not fwd_seen & grid and not bwd_seen & grid
+        else:
+            assert {0.0, 0.5} <= fwd_seen  # (dense output adds f at 1: interpolated, collocation)
+            if adjoint == "backsolve":
+                assert bwd_seen & grid == {0.5, 1.0}
+    tol = 1e-12 if dtype == F64 else 1e-5
+    assert abs(grads[0] - grads[1]) <= tol * abs(grads[0])
+
+
+# -- jump_t ----------------------------------------------------------------------------------------
+
+ADAPTIVE = ["dopri5", "dopri8", "tsit5", "bosh3", "adaptive_heun", "fehlberg2", "dop853"]
+
+
+def _jump_cost(method, dtype, jump, adjoint):
+    class F(torch.nn.Module):  # f jumps at t = 0.3 (0.3 is not a float32 number)
+        def __init__(self):
+            super().__init__()
+            self.k = torch.nn.Parameter(torch.tensor(0.7, dtype=dtype))
+
+        def forward(self, t, y):
+            return torch.where(t < 0.3, -self.k * y, self.k * torch.cos(y))
+
+    f = F()
+    opts = dict(jump_t=torch.tensor([0.3], dtype=dtype)) if jump else {}
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-6, atol=1e-8)
+    ys, st = odeint(f, torch.ones(3, dtype=dtype), torch.tensor([0.0, 1.0], dtype=dtype),
+                    method=method, options=opts, adjoint=adjoint, return_stats=True, **tol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # float32 drift warnings of a re-integrated y
+        ys[-1].sum().backward()
+    b = st.backward
+    return st.nfe, b["nfe_f"] + b["nfe_vjp_y"] + b["nfe_vjp_params"], f.k.grad.item()
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_jump_t_saves_evaluations_forward_and_backward(method, dtype):
+    ref = 0.480935444  # dL/dk by direct backpropagation, dopri5 at rtol=1e-12 with jump_t
+    for adjoint in ("gq", "backsolve"):
+        nfe, nfe_b, _ = _jump_cost(method, dtype, False, adjoint)
+        nfe_j, nfe_bj, grad_j = _jump_cost(method, dtype, True, adjoint)
+        assert nfe_j < nfe and nfe_bj < nfe_b, (adjoint, (nfe, nfe_b), (nfe_j, nfe_bj))
+        assert abs(grad_j - ref) < (1e-3 if dtype == torch.float32 else 1e-4) * ref

@@ -175,6 +175,10 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     stops = _tstops(fwd, fn, state, t, t_np)
     if stops is not None:
         kw["tstops"] = stops
+    perturb = fwd.options.get("perturb", False) and t_np.size > 1
+    if stops is not None or perturb:
+        fn.with_time_map(() if stops is None else stops,
+                         ends=(t_np[0], t_np[-1]) if perturb else None)
     if fwd.adaptive:
         kw["norm"] = state_norm(fwd.norm, fn, state.shape)
     else:
@@ -348,9 +352,11 @@ def _tstops(fwd, fn: UserFunc, state: torch.Tensor, t: torch.Tensor, t_np: np.nd
         parts.append(g[1:-1])
     elif fwd.step_size is not None and fwd.options.get("perturb", False) and t_np.size > 1:
         parts.append(fixed_grid(t_np, fwd.step_size))
+    if fwd.options.get("perturb", False):
+        parts.append(t_np[1:-1])  # the output times are grid points too: one-sided there
     if not parts:
         return None
-    return np.concatenate(parts)
+    return np.unique(np.concatenate(parts))
 
 
 # -- direct backpropagation -----------------------------------------------------------------------
