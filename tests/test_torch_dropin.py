@@ -267,3 +267,72 @@ def test_jump_t_saves_evaluations_forward_and_backward(method, dtype):
         nfe_j, nfe_bj, grad_j = _jump_cost(method, dtype, True, adjoint)
         assert nfe_j < nfe and nfe_bj < nfe_b, (adjoint, (nfe, nfe_b), (nfe_j, nfe_bj))
         assert abs(grad_j - ref) < (1e-3 if dtype == torch.float32 else 1e-4) * ref
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+def _ball(h0=2.0, g0=9.81, v0=0.5, dtype=F64):
+    h = torch.tensor(h0, dtype=dtype, requires_grad=True)
+    g = torch.tensor(g0, dtype=dtype, requires_grad=True)
+    v = torch.tensor(v0, dtype=dtype)
+    s = math.sqrt(v0 ** 2 + 2 * g0 * h0)
+    t_e = (v0 + s) / g0  # h + v t - g t^2 / 2 = 0
+    exact = dict(t=t_e, dh=1 / s, dg=(h0 / s - t_e) / g0)  # dt_e/dh, dt_e/dg
+    return h, g, v, exact
+
+
+@pytest.mark.parametrize("adjoint", ADJOINTS)
+def test_odeint_event_falling_ball_time_and_gradients(adjoint):
+    from gqlib.torch import odeint_event
+
+    h, g, v, exact = _ball()
+
+    def fall(t, y):
+        return y[1], -g * torch.ones_like(y[1])
+
+    kw = {} if adjoint is None else dict(adjoint=adjoint, adjoint_params=(g,))
+    t_e, sol = odeint_event(fall, (h, v), torch.tensor(0.0, dtype=F64), event_fn=lambda t, y: y[0],
+                            rtol=1e-10, atol=1e-12, **kw)
+    assert abs(t_e.item() - exact["t"]) < 1e-9
+    assert sol[0].shape == (2,) and abs(sol[0][-1].item()) < 1e-9 and sol[0][0].item() == 2.0
+    t_e.backward()
+    tol = 1e-5 if adjoint == "collocation" else 1e-8
+    assert abs(h.grad.item() - exact["dh"]) < tol and abs(g.grad.item() - exact["dg"]) < tol
+
+
+def test_odeint_event_velocity_gradient_and_vector_events_and_reverse_time():
+    from gqlib.torch import odeint_event
+
+    h, g, v, exact = _ball()
+
+    def fall(t, y):
+        return torch.stack([y[1], -g]) if not isinstance(y, tuple) else (y[1], -g)
+
+    # a tensor state, a vector event_fn: the first root of any component (y = 0 before t = 10)
+    y0 = torch.stack([h, v])
+    t_e, sol = odeint_event(fall, y0, torch.tensor(0.0, dtype=F64), rtol=1e-10, atol=1e-12,
+                            event_fn=lambda t, y: torch.stack([y[0], 10.0 - t]))
+    assert abs(t_e.item() - exact["t"]) < 1e-9 and sol.shape == (2, 2)
+    # the impact speed |v(t_e)| = sqrt(v0^2 + 2 g h): its gradient flows through y(t_e) and t_e
+    sol[-1, 1].backward()
+    s = math.sqrt(0.25 + 2 * 9.81 * 2.0)
+    assert abs(h.grad.item() + 9.81 / s) < 1e-7
+    assert abs(g.grad.item() + 2.0 / s) < 1e-7
+    # reverse time: from the impact back to the top of the flight, where v = 0 at t = v0 / g
+    h2, g2, _, _ = _ball()
+    t_top, _ = odeint_event(lambda t, y: (y[1], -g2 * torch.ones_like(y[1])),
+                            (torch.zeros((), dtype=F64), torch.tensor(-s, dtype=F64)),
+                            torch.tensor(exact["t"], dtype=F64), event_fn=lambda t, y: y[1] - 0.0,
+                            reverse_time=True, rtol=1e-10, atol=1e-12)
+    assert abs(t_top.item() - 0.5 / 9.81) < 1e-8
+
+
+def test_odeint_with_event_fn_returns_the_event_time_and_two_rows():
+    y0 = torch.tensor([1.0], dtype=torch.float32)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float32)
+    t_e, sol = odeint(lambda t, y: -y, y0, t, event_fn=lambda t, y: y - 0.5, rtol=1e-6,
+                      atol=1e-8)
+    assert sol.shape == (2, 1) and t_e.dtype == torch.float32
+    assert abs(t_e.item() - math.log(2.0)) < 1e-5 and abs(sol[-1].item() - 0.5) < 1e-5
+    with pytest.raises(TypeError, match="`event_fn` must be callable"):
+        odeint(lambda t, y: -y, y0, t, event_fn=3)
