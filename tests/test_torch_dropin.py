@@ -123,8 +123,8 @@ def test_callbacks_match_torchdiffeq_on_a_fixed_grid():
     torchdiffeq = pytest.importorskip("torchdiffeq")
     t = torch.tensor([0.0, 0.5, 1.0], dtype=F64)  # outputs on the grid: the same steps
     logs = []
-    for mod, fn in ((torchdiffeq, torchdiffeq.odeint_adjoint),
-                    (None, lambda *a, **k: odeint(*a, adjoint="checkpoint", **k))):
+    for fn in (torchdiffeq.odeint_adjoint,
+               lambda *a, **k: odeint(*a, adjoint="checkpoint", **k)):
         f = Logged(names=("callback_step", "callback_step_adjoint"))
         ys = fn(f, torch.ones(2, dtype=F64), t, method="euler", options=dict(step_size=0.25,
                                                                            perturb=True))
