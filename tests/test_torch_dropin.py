@@ -340,3 +340,10 @@ def test_odeint_with_event_fn_returns_the_event_time_and_two_rows():
     assert abs(t_e.item() - math.log(2.0)) < 1e-5 and abs(sol[-1].item() - 0.5) < 1e-5
     with pytest.raises(TypeError, match="`event_fn` must be callable"):
         odeint(lambda t, y: -y, y0, t, event_fn=3)
+    # callbacks fire in the solve to the event time, not in the search before it
+    f = Logged(names=("callback_step",))
+    t_e, sol, stats = odeint(f, torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
+                             event_fn=lambda t, y: y[0] - 0.5, return_stats=True)
+    assert abs(t_e.item() - math.log(2.0) / 1.5) < 1e-8
+    assert f.count("callback_step") == stats.forward["n_steps"] > 0
+    assert max(e[1] for e in f.log) < t_e.item()

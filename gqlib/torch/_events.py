@@ -41,10 +41,9 @@ def locate_event(fn: UserFunc, state: torch.Tensor, t0: float, direction: float,
                  solve_kwargs: dict) -> tuple[float, int]:
     """The first root of ``event_fn`` after ``t0`` in ``direction``; also the evaluations spent.
 
-    Steps with the forward settings (no observer: the callbacks fire in the solve that follows)
-    and bisects on the step whose end changed the sign.
+    Steps with the forward settings and bisects on the step whose end changed the sign.
     """
-    kw = {k: v for k, v in solve_kwargs.items() if k not in ("method", "observer")}
+    kw = {k: v for k, v in solve_kwargs.items() if k != "method"}
     tab = gqlib.METHODS[solve_kwargs["method"]]
     with torch.no_grad():
         raw = _event_value(event_fn, fn, None)(t0, state)

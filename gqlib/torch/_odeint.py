@@ -171,11 +171,6 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         params = _adjoint_params(func, adjoint_params)
     fn = UserFunc(func, shapes, state.dtype, state.device)
     kw = dict(fwd.solve_kwargs)
-    fwd_obs, bwd_obs = step_observers(
-        func, fn, adaptive=fwd.adaptive, method=method or "dopri5",
-        adjoint_adaptive=None if adjoint is None else backward_adaptive(acfg.strategy, fwd))
-    if fwd_obs is not None:
-        kw["observer"] = fwd_obs
     span = abs(float(t_np[-1] - t_np[0]))
     stops = _tstops(fwd, fn, state, t, t_np)
     if stops is not None:
@@ -206,6 +201,12 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
                      adjoint_options=adjoint_options, adjoint_params=adjoint_params,
                      return_stats=return_stats)
         return (event_t, *res) if return_stats else (event_t, res)
+    # after the event search: the callbacks fire in the solve that follows it
+    fwd_obs, bwd_obs = step_observers(
+        func, fn, adaptive=fwd.adaptive, method=method or "dopri5",
+        adjoint_adaptive=None if adjoint is None else backward_adaptive(acfg.strategy, fwd))
+    if fwd_obs is not None:
+        kw["observer"] = fwd_obs
     stats = OdeintStats(method=fwd.method,
                         adjoint=None if adjoint is None else acfg.strategy.name)
 
