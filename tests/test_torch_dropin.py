@@ -123,8 +123,8 @@ def test_callbacks_match_torchdiffeq_on_a_fixed_grid():
     torchdiffeq = pytest.importorskip("torchdiffeq")
     t = torch.tensor([0.0, 0.5, 1.0], dtype=F64)  # outputs on the grid: the same steps
     logs = []
-    for mod, fn in ((torchdiffeq, torchdiffeq.odeint_adjoint),
-                    (None, lambda *a, **k: odeint(*a, adjoint="checkpoint", **k))):
+    for fn in (torchdiffeq.odeint_adjoint,
+               lambda *a, **k: odeint(*a, adjoint="checkpoint", **k)):
         f = Logged(names=("callback_step", "callback_step_adjoint"))
         ys = fn(f, torch.ones(2, dtype=F64), t, method="euler", options=dict(step_size=0.25,
                                                                            perturb=True))
@@ -167,3 +167,183 @@ def test_accept_reject_callbacks_warn_with_a_fixed_step_method():
         warnings.simplefilter("error")
         odeint(f, torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64))
     assert f.count("callback_accept_step") > 0
+
+
+# -- perturb -----------------------------------------------------------------------------------
+
+def _timed_field(dtype, log):
+    class F(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.k = torch.nn.Parameter(torch.tensor(0.7, dtype=dtype))
+
+        def forward(self, t, y):
+            log.append(float(t))
+            return -self.k * y
+    return F()
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_perturb_forward_times_are_torchdiffeqs(dtype, method):
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=dtype)
+    for perturb in (False, True):
+        ours, ref = [], []
+        odeint(_timed_field(dtype, ours), torch.ones(2, dtype=dtype), t, method=method,
+               options=dict(step_size=0.25, perturb=perturb))
+        torchdiffeq.odeint(_timed_field(dtype, ref), torch.ones(2, dtype=dtype), t,
+                           method=method, options=dict(step_size=0.25, perturb=perturb))
+        assert len(ours) == len(ref)
+        for a, b in zip(ours, ref, strict=True):
+            if min(abs(b - g) for g in (0.0, 0.25, 0.5, 0.75, 1.0)) < 1e-6:
+                assert a == b  # at and one ulp beside a grid point: exactly torchdiffeq's
+            else:  # inner stage times: torchdiffeq adds c * dt in float32, gqlib in float64
+                assert abs(a - b) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("adjoint", ADJOINTS)
+def test_perturb_never_evaluates_at_grid_points(dtype, adjoint):
+    """euler, step_size=0.5 on [0, 1]: without perturb func sees 0 and 0.5 forward (and 1 and 0.5
+    in a backward solve); with perturb it sees none of 0, 0.5, 1, forward or backward."""
+    # float32 at the default rtol=1e-7 asks the GQ quadrature for ~1e5 VJPs: float32's tolerances
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == torch.float32 else {}
+    grid = {0.0, 0.5, 1.0}
+    t = torch.tensor([0.0, 1.0], dtype=dtype)
+    grads = []
+    for perturb in (False, True):
+        calls = []
+        f = _timed_field(dtype, calls)
+        ys = odeint(f, torch.ones(2, dtype=dtype), t, method="euler", adjoint=adjoint,
+                    options=dict(step_size=0.5, perturb=perturb), **tol)
+        fwd_seen = set(calls)
+        calls.clear()
+        ys[-1].sum().backward()
+        bwd_seen = set(calls)
+        grads.append(f.k.grad.item())
+        if perturb:
+            assert not fwd_seen & grid and not bwd_seen & grid
+        else:
+            assert {0.0, 0.5} <= fwd_seen  # (dense output adds f at 1: interpolated, collocation)
+            if adjoint == "backsolve":
+                assert bwd_seen & grid == {0.5, 1.0}
+    tol = 1e-12 if dtype == F64 else 1e-5
+    assert abs(grads[0] - grads[1]) <= tol * abs(grads[0])
+
+
+# -- jump_t ----------------------------------------------------------------------------------------
+
+ADAPTIVE = ["dopri5", "dopri8", "tsit5", "bosh3", "adaptive_heun", "fehlberg2", "dop853"]
+LOW_ORDER = ("adaptive_heun",)
+
+
+def _jump_cost(method, dtype, jump, adjoint):
+    class F(torch.nn.Module):  # f jumps at t = 0.3 (0.3 is not a float32 number)
+        def __init__(self):
+            super().__init__()
+            self.k = torch.nn.Parameter(torch.tensor(0.7, dtype=dtype))
+
+        def forward(self, t, y):
+            return torch.where(t < 0.3, -self.k * y, self.k * torch.cos(y))
+
+    f = F()
+    opts = dict(jump_t=torch.tensor([0.3], dtype=dtype)) if jump else {}
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-6, atol=1e-8)
+    if method in LOW_ORDER:  # 2nd order, ~4x the evaluations of fehlberg2: a looser tolerance
+        tol = dict(rtol=1e-4, atol=1e-6)
+    ys, st = odeint(f, torch.ones(3, dtype=dtype), torch.tensor([0.0, 1.0], dtype=dtype),
+                    method=method, options=opts, adjoint=adjoint, return_stats=True, **tol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # float32 drift warnings of a re-integrated y
+        ys[-1].sum().backward()
+    b = st.backward
+    return st.nfe, b["nfe_f"] + b["nfe_vjp_y"] + b["nfe_vjp_params"], f.k.grad.item()
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_jump_t_saves_evaluations_forward_and_backward(method, dtype):
+    ref = 0.480935444  # dL/dk by direct backpropagation, dopri5 at rtol=1e-12 with jump_t
+    for adjoint in ("gq", "backsolve"):
+        nfe, nfe_b, _ = _jump_cost(method, dtype, False, adjoint)
+        nfe_j, nfe_bj, grad_j = _jump_cost(method, dtype, True, adjoint)
+        assert nfe_j < nfe and nfe_bj < nfe_b, (adjoint, (nfe, nfe_b), (nfe_j, nfe_bj))
+        loose = dtype == torch.float32 or method in LOW_ORDER
+        assert abs(grad_j - ref) < (1e-3 if loose else 1e-4) * ref
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+def _ball(h0=2.0, g0=9.81, v0=0.5, dtype=F64):
+    h = torch.tensor(h0, dtype=dtype, requires_grad=True)
+    g = torch.tensor(g0, dtype=dtype, requires_grad=True)
+    v = torch.tensor(v0, dtype=dtype)
+    s = math.sqrt(v0 ** 2 + 2 * g0 * h0)
+    t_e = (v0 + s) / g0  # h + v t - g t^2 / 2 = 0
+    exact = dict(t=t_e, dh=1 / s, dg=(h0 / s - t_e) / g0)  # dt_e/dh, dt_e/dg
+    return h, g, v, exact
+
+
+@pytest.mark.parametrize("adjoint", ADJOINTS)
+def test_odeint_event_falling_ball_time_and_gradients(adjoint):
+    from gqlib.torch import odeint_event
+
+    h, g, v, exact = _ball()
+
+    def fall(t, y):
+        return y[1], -g * torch.ones_like(y[1])
+
+    kw = {} if adjoint is None else dict(adjoint=adjoint, adjoint_params=(g,))
+    t_e, sol = odeint_event(fall, (h, v), torch.tensor(0.0, dtype=F64), event_fn=lambda t, y: y[0],
+                            rtol=1e-10, atol=1e-12, **kw)
+    assert abs(t_e.item() - exact["t"]) < 1e-9
+    assert sol[0].shape == (2,) and abs(sol[0][-1].item()) < 1e-9 and sol[0][0].item() == 2.0
+    t_e.backward()
+    tol = 1e-5 if adjoint == "collocation" else 1e-8
+    assert abs(h.grad.item() - exact["dh"]) < tol and abs(g.grad.item() - exact["dg"]) < tol
+
+
+def test_odeint_event_velocity_gradient_and_vector_events_and_reverse_time():
+    from gqlib.torch import odeint_event
+
+    h, g, v, exact = _ball()
+
+    def fall(t, y):
+        return torch.stack([y[1], -g]) if not isinstance(y, tuple) else (y[1], -g)
+
+    # a tensor state, a vector event_fn: the first root of any component (y = 0 before t = 10)
+    y0 = torch.stack([h, v])
+    t_e, sol = odeint_event(fall, y0, torch.tensor(0.0, dtype=F64), rtol=1e-10, atol=1e-12,
+                            event_fn=lambda t, y: torch.stack([y[0], 10.0 - t]))
+    assert abs(t_e.item() - exact["t"]) < 1e-9 and sol.shape == (2, 2)
+    # the impact speed |v(t_e)| = sqrt(v0^2 + 2 g h): its gradient flows through y(t_e) and t_e
+    sol[-1, 1].backward()
+    s = math.sqrt(0.25 + 2 * 9.81 * 2.0)
+    assert abs(h.grad.item() + 9.81 / s) < 1e-7
+    assert abs(g.grad.item() + 2.0 / s) < 1e-7
+    # reverse time: from the impact back to the top of the flight, where v = 0 at t = v0 / g
+    h2, g2, _, _ = _ball()
+    t_top, _ = odeint_event(lambda t, y: (y[1], -g2 * torch.ones_like(y[1])),
+                            (torch.zeros((), dtype=F64), torch.tensor(-s, dtype=F64)),
+                            torch.tensor(exact["t"], dtype=F64), event_fn=lambda t, y: y[1] - 0.0,
+                            reverse_time=True, rtol=1e-10, atol=1e-12)
+    assert abs(t_top.item() - 0.5 / 9.81) < 1e-8
+
+
+def test_odeint_with_event_fn_returns_the_event_time_and_two_rows():
+    y0 = torch.tensor([1.0], dtype=torch.float32)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float32)
+    t_e, sol = odeint(lambda t, y: -y, y0, t, event_fn=lambda t, y: y - 0.5, rtol=1e-6,
+                      atol=1e-8)
+    assert sol.shape == (2, 1) and t_e.dtype == torch.float32
+    assert abs(t_e.item() - math.log(2.0)) < 1e-5 and abs(sol[-1].item() - 0.5) < 1e-5
+    with pytest.raises(TypeError, match="`event_fn` must be callable"):
+        odeint(lambda t, y: -y, y0, t, event_fn=3)
+    # callbacks fire in the solve to the event time, not in the search before it
+    f = Logged(names=("callback_step",))
+    t_e, sol, stats = odeint(f, torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
+                             event_fn=lambda t, y: y[0] - 0.5, return_stats=True)
+    assert abs(t_e.item() - math.log(2.0) / 1.5) < 1e-8
+    assert f.count("callback_step") == stats.forward["n_steps"] > 0
+    assert max(e[1] for e in f.log) < t_e.item()

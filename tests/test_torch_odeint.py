@@ -289,7 +289,7 @@ def test_method_errors():
     for name in ("explicit_adams", "implicit_adams", "fixed_adams", "scipy_solver"):
         _err(ValueError, "not supported by gqlib.torch, which has explicit Runge-Kutta methods only",
              method=name)
-    _err(NotImplementedError, "`event_fn`", event_fn=lambda t, y: y[0])
+    _err(TypeError, "`event_fn` must be callable", event_fn=3)
     _err(ValueError, r"`adjoint` must be None .* got 'adams'", adjoint="adams")
 
 

@@ -7,6 +7,7 @@ torchdiffeq's signature with the core's default strategy. See ``docs/torch.md``.
 """
 
 from ._odeint import OdeintStats, odeint, odeint_adjoint
+from ._odeint_event import odeint_event
 from ._options import METHOD_NAMES
 
-__all__ = ["odeint", "odeint_adjoint", "OdeintStats", "METHOD_NAMES"]
+__all__ = ["odeint", "odeint_adjoint", "odeint_event", "OdeintStats", "METHOD_NAMES"]

@@ -95,7 +95,8 @@ class OdeintAdjointFn(torch.autograd.Function):
         _ = ctx.saved_tensors  # the version check
         need = ctx.needs_input_grad
         with_params = any(need[3:])
-        fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False)
+        fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False,
+                      time_map=job.fn.time_map)
         fld = TorchParamField(fn, job.params) if with_params else TorchField(fn)
         g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
                      adjoint=job.strategy(with_params), observer=job.observer)

@@ -8,6 +8,7 @@ a tuple of tensors. :class:`UserFunc` bridges the two; :class:`TorchField` and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,8 +34,9 @@ class UserFunc:
     """
 
     def __init__(self, func: Callable, shapes: Sequence[torch.Size] | None, dtype: torch.dtype,
-                 device: torch.device, *, check: bool = True):
+                 device: torch.device, *, check: bool = True, time_map: dict | None = None):
         self.func = func
+        self.time_map = time_map or {}
         self.shapes = None if shapes is None else [torch.Size(s) for s in shapes]
         self.dtype, self.device = dtype, device
         self._check = check
@@ -42,7 +44,35 @@ class UserFunc:
             self.sizes = [s.numel() for s in self.shapes]
 
     def t_tensor(self, t: float) -> torch.Tensor:
-        return torch.full((), t, dtype=self.dtype, device=self.device)
+        return torch.full((), self.time_map.get(t, t), dtype=self.dtype, device=self.device)
+
+    def with_time_map(self, stops, ends: tuple[float, float] | None = None) -> None:
+        """Keep one-sided times one-sided in the state's dtype (torchdiffeq's ``Perturb``).
+
+        The core nudges a time one float64 ulp off a tstop ``s``; cast to float32 that is ``s``
+        again, on the wrong side of a jump. Each such time is mapped to ``s`` cast to the
+        state's dtype and moved one ulp of that dtype the same way (torchdiffeq's order: cast,
+        then ``nextafter``). ``ends = (t0, t1)`` also maps the span's ends one ulp inwards (with
+        ``perturb=True``: ``func`` never sees a grid point itself).
+        """
+        tm: dict = {}
+        inf = torch.tensor(math.inf, dtype=self.dtype)
+
+        def step(x: float, toward: float) -> float:
+            xc = torch.tensor(x, dtype=self.dtype)
+            return float(torch.nextafter(xc, inf if toward > x else -inf))
+
+        if self.dtype != torch.float64:
+            for s in stops:
+                s = float(s)
+                sc = float(torch.tensor(s, dtype=self.dtype))
+                tm[math.nextafter(s, math.inf)] = step(sc, math.inf)
+                tm[math.nextafter(s, -math.inf)] = step(sc, -math.inf)
+        if ends is not None and ends[0] != ends[1]:
+            t0, t1 = (float(e) for e in ends)
+            tm[t0] = step(float(torch.tensor(t0, dtype=self.dtype)), t1)
+            tm[t1] = step(float(torch.tensor(t1, dtype=self.dtype)), t0)
+        self.time_map = tm
 
     def split(self, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Flat state -> the user's tuple (views)."""

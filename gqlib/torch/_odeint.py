@@ -23,6 +23,7 @@ from gqlib.integrate._policy import check_times
 
 from ._adjoint import AdjointJob, OdeintAdjointFn, backward_adaptive
 from ._callbacks import step_observers
+from ._events import locate_event
 from ._field import UserFunc, state_norm
 from ._options import fixed_grid, resolve_adjoint, resolve_forward
 
@@ -100,8 +101,12 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         ``ralston``, ``rk38``, ``dop853``.
     options : dict
         torchdiffeq's solver options (see ``docs/torch.md``); unknown ones raise.
-    event_fn : None
-        Not supported (raises).
+    event_fn : callable, optional
+        ``event_fn(t, y) -> Tensor``: solve from ``t[0]`` (towards ``t[1]``; later times are
+        ignored) until its first sign change (of any element), located by bisection on the
+        dense output; returns ``(event_t, solution)`` with ``solution`` at ``[t[0], event_t]``,
+        differentiable at fixed ``event_t`` in every mode. :func:`odeint_event` adds the event
+        time's gradient.
     adjoint : None, str or a strategy object
         None: direct backpropagation. A core strategy (:mod:`gqlib.adjoint`: ``GQAdjoint``,
         ``BacksolveAdjoint``, ``InterpolatedAdjoint``, ``CollocationAdjoint``,
@@ -131,7 +136,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     TypeError, ValueError
         Invalid arguments, named in the message.
     NotImplementedError
-        ``event_fn``; double backward through an adjoint.
+        Double backward through an adjoint.
     gqlib.errors.GQLibError
         A failed solve (step size underflow, non-finite state, too many steps), with the time.
 
@@ -147,9 +152,9 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     >>> bool(abs(k.grad + torch.exp(-k.detach())) < 1e-7)   # d/dk exp(-k) = -exp(-k)
     True
     """
-    if event_fn is not None:
-        raise NotImplementedError("`event_fn` (event handling) is not supported by gqlib.torch; "
-                                  "use torchdiffeq for terminal events")
+    if event_fn is not None and not callable(event_fn):
+        raise TypeError(f"`event_fn` must be callable as event_fn(t, y), got "
+                        f"{type(event_fn).__name__}")
     if not callable(func):
         raise TypeError(f"`func` must be callable as func(t, y), got {type(func).__name__}")
     if not isinstance(return_stats, bool):
@@ -166,20 +171,42 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         params = _adjoint_params(func, adjoint_params)
     fn = UserFunc(func, shapes, state.dtype, state.device)
     kw = dict(fwd.solve_kwargs)
-    fwd_obs, bwd_obs = step_observers(
-        func, fn, adaptive=fwd.adaptive, method=method or "dopri5",
-        adjoint_adaptive=None if adjoint is None else backward_adaptive(acfg.strategy, fwd))
-    if fwd_obs is not None:
-        kw["observer"] = fwd_obs
     span = abs(float(t_np[-1] - t_np[0]))
     stops = _tstops(fwd, fn, state, t, t_np)
     if stops is not None:
         kw["tstops"] = stops
+    perturb = fwd.options.get("perturb", False) and t_np.size > 1
+    if stops is not None or perturb:
+        fn.with_time_map(() if stops is None else stops,
+                         ends=(t_np[0], t_np[-1]) if perturb else None)
     if fwd.adaptive:
         kw["norm"] = state_norm(fwd.norm, fn, state.shape)
     else:
         # without step_size: one step per interval between landing points (t, tstops, grid)
         kw["step_size"] = fwd.step_size if fwd.step_size is not None else 2.0 * span or 1.0
+    if event_fn is not None:
+        direction = 1.0 if t_np.size < 2 or t_np[-1] >= t_np[0] else -1.0
+        t_e, _ = locate_event(fn, state.detach(), float(t_np[0]), direction, event_fn,
+                              {k: v for k, v in kw.items() if k != "tstops"}
+                              | ({"tstops": fwd.jump_t} if fwd.jump_t is not None else {}))
+        event_t = torch.tensor(t_e, dtype=t.dtype, device=t.device)
+        if t_e == float(t_np[0]):
+            out = tuple(torch.stack([c, c]) for c in y0) if shapes is not None else \
+                torch.stack([y0, y0])
+            return (event_t, out, OdeintStats(method=fwd.method, adjoint=None)) if return_stats \
+                else (event_t, out)
+        res = odeint(func, y0, torch.stack([t[0], event_t.to(t.dtype)]), rtol=rtol, atol=atol,
+                     method=method, options=options, adjoint=adjoint, adjoint_rtol=adjoint_rtol,
+                     adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
+                     adjoint_options=adjoint_options, adjoint_params=adjoint_params,
+                     return_stats=return_stats)
+        return (event_t, *res) if return_stats else (event_t, res)
+    # after the event search: the callbacks fire in the solve that follows it
+    fwd_obs, bwd_obs = step_observers(
+        func, fn, adaptive=fwd.adaptive, method=method or "dopri5",
+        adjoint_adaptive=None if adjoint is None else backward_adaptive(acfg.strategy, fwd))
+    if fwd_obs is not None:
+        kw["observer"] = fwd_obs
     stats = OdeintStats(method=fwd.method,
                         adjoint=None if adjoint is None else acfg.strategy.name)
 
@@ -348,9 +375,11 @@ def _tstops(fwd, fn: UserFunc, state: torch.Tensor, t: torch.Tensor, t_np: np.nd
         parts.append(g[1:-1])
     elif fwd.step_size is not None and fwd.options.get("perturb", False) and t_np.size > 1:
         parts.append(fixed_grid(t_np, fwd.step_size))
+    if fwd.options.get("perturb", False):
+        parts.append(t_np[1:-1])  # the output times are grid points too: one-sided there
     if not parts:
         return None
-    return np.concatenate(parts)
+    return np.unique(np.concatenate(parts))
 
 
 # -- direct backpropagation -----------------------------------------------------------------------
