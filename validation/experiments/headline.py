@@ -15,7 +15,8 @@ import sys
 
 from .run import EXPERIMENTS, _mean_std
 
-FOLDERS = ("docs/results", "docs/results/g1d_widths", "docs/results/quick")
+FOLDERS = ("docs/results", "docs/results/g1d_3000_repeat", "docs/results/g1d_widths",
+           "docs/results/quick")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 GQ, DEFAULT = "gqlib gq adaptive", "gqlib default"
 
@@ -53,7 +54,7 @@ def row(folder, name, entry):
          ("torchdiffeq direct", "torchdiffeq adjoint", GQ, DEFAULT)}
     met = {m: _at(rows, m, w, "metric") for m in ("torchdiffeq direct", "torchdiffeq adjoint",
                                                    GQ, DEFAULT)}
-    return (f"| {task} | W = {w}, {cfg['epochs']} epochs, {cfg['seeds']} seeds | "
+    return (f"| {task} | W = {w}, {cfg['epochs']} epochs, {cfg['seeds']} seed(s) | "
             f"{t['torchdiffeq adjoint'] / t[GQ]:.2f}x | {t['torchdiffeq direct'] / t[GQ]:.2f}x | "
             f"{t['torchdiffeq direct'] / t[DEFAULT]:.2f}x | {mod_metric}: tdq direct "
             f"{met['torchdiffeq direct']:.3g}, tdq adjoint {met['torchdiffeq adjoint']:.3g}, gq "
@@ -61,7 +62,7 @@ def row(folder, name, entry):
 
 
 def table() -> str:
-    lines = ["| experiment | run | gq adaptive speed-up over tdq adjoint | over tdq direct | "
+    lines = ["| experiment | run | gq adaptive speed-up over tdq adjoint | over tdq direct (< 1: slower) | "
              "gqlib default over tdq direct | final metric (mean over seeds) | source |",
              "|---|---|---|---|---|---|---|"]
     for name in EXPERIMENTS:

@@ -216,8 +216,10 @@ def write_summary(out, meta):
     exps = meta["experiments"]
     train = [r for n in EXPERIMENTS if n in exps and n != "toy_gradient"
              for r in exps[n]["summary"]]
-    lines = ["| task | width | s / epoch: " + " / ".join(HEADLINE) + " | metric: same order |",
-             "|---|---|---|---|", *train, ""]
+    lines = []
+    if train:
+        lines += ["| task | width | s / epoch: " + " / ".join(HEADLINE) + " | metric: same order |",
+                  "|---|---|---|---|", *train, ""]
     if "toy_gradient" in exps:
         lines += ["| toy | horizons | median rel. error of dL/da: " + " / ".join(HEADLINE)
                   + " | max: same order |", "|---|---|---|---|",

@@ -17,7 +17,7 @@ TITLE = "Toy gradient (dz/dt = a z, exact gradients)"
 RTOL, ATOL, GTOL = 1e-6, 1e-7, 0.4
 Z0, A = 10.0, 0.2
 CONFIGS = {
-    "tiny": dict(t_start=19.0, t_stop=29.0, t_step=5.0),
+    "tiny": dict(t_start=19.0, t_stop=29.0, t_step=10.0),
     "quick": dict(t_start=19.0, t_stop=29.0, t_step=0.5),
     "full": dict(t_start=19.0, t_stop=29.0, t_step=0.02),
 }
