@@ -119,6 +119,115 @@ def test_substep_count_caps():
         assert kernel(1.0, 5e-324) == 2 ** 62
 
 
+# -- 2. NaN in gqlib.torch and the adjoints: raise, never hang ------------------------------
+torch = pytest.importorskip("torch")
+from gqlib.adjoint import FunctionField, gradient  # noqa: E402
+from gqlib.torch import odeint  # noqa: E402
+
+STRATEGIES = ["gq", "backsolve", "interpolated", "collocation", "checkpoint"]
+T3 = torch.linspace(0.0, 1.0, 3, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("adjoint", [None, *STRATEGIES])
+def test_torch_nan_weight_raises(adjoint):
+    # max_num_steps defaults to 2**31 - 1 in gqlib.torch: a NaN used to spin for ever
+    lin = torch.nn.Linear(2, 2).double()
+    with torch.no_grad():
+        lin.weight[0, 0] = float("nan")
+    kw = {} if adjoint is None else {"adjoint_params": tuple(lin.parameters())}
+    with pytest.raises(NonFiniteState, match="not finite") as info:
+        odeint(lambda t, y: lin(y), torch.ones(2, dtype=torch.float64), T3, adjoint=adjoint, **kw)
+    assert info.value.t == 0.0
+
+
+@pytest.mark.parametrize("adjoint", STRATEGIES)
+def test_torch_nan_upstream_gradient_raises(adjoint):
+    lin = torch.nn.Linear(2, 2).double()
+    y = odeint(lambda t, y: torch.tanh(lin(y)), torch.ones(2, dtype=torch.float64), T3,
+               adjoint=adjoint, adjoint_params=tuple(lin.parameters()))
+    with pytest.raises(ValueError, match=r"`grad_y` must be finite; grad_y\[2\]"):
+        (y[-1] * torch.tensor(float("nan"))).sum().backward()
+
+
+@pytest.mark.parametrize("y0, exc, text", [
+    (torch.ones(2, dtype=torch.float16), TypeError, "float32 or float64"),
+    (torch.ones(0, dtype=torch.float64), ValueError, "at least one element"),
+    (np.ones(2, dtype=np.float16), TypeError, "float32 or float64"),
+    (np.ones((2, 0)), ValueError, "at least one element"),
+])
+def test_bad_y0_at_the_door(y0, exc, text):
+    with pytest.raises(exc, match=text):
+        if torch.is_tensor(y0):
+            odeint(lambda t, y: -y, y0, T3)
+        else:
+            gqlib.solve(decay, y0, [0.0, 1.0])
+
+
+# -- 4. aliasing ----------------------------------------------------------------------------
+def test_solution_times_are_a_copy():
+    t = np.array([0.0, 1.0])
+    sol = gqlib.solve(decay, np.ones(1), t)
+    t[1] = 5.0
+    assert sol.t[1] == 1.0 and sol.t is not t
+
+
+def test_single_time_gradient_is_not_a_view():
+    field = FunctionField(decay, lambda t, y, a: -a)
+    sol = gqlib.solve(field, np.ones(2), [0.0])
+    grad_y = np.ones((1, 2))
+    g = gradient(field, sol, grad_y)
+    grad_y[0, 0] = 7.0
+    assert g.y0[0] == 1.0
+
+
+# -- 6. output shapes on every call ---------------------------------------------------------
+def test_solve_checks_every_output_shape():
+    def f(t, y):  # right shape at first, then one element that broadcasts silently
+        return -y if t < 0.3 else -y[:1]
+
+    with pytest.raises(ValueError, match=r"returned shape \(1,\) at t = .*expected the state's"):
+        gqlib.solve(f, np.ones(2), [0.0, 1.0])
+
+
+def test_torch_direct_checks_every_output_shape():
+    def func(t, y):
+        return -y if t < 0.3 else -y[:1]
+
+    with pytest.raises(ValueError, match=r"returned shape \(1,\)"):
+        odeint(func, torch.ones(2, dtype=torch.float64), T3)
+
+
+def _field(vjp_y=None, vjp_params=None):
+    return FunctionField(lambda t, y: -0.5 * y, vjp_y or (lambda t, y, a: -0.5 * a),
+                         vjp_params or (lambda t, y, a: np.array([-np.sum(a * y)])))
+
+
+@pytest.mark.parametrize("adjoint", ["interpolated", "collocation", "gq"])
+def test_vjp_y_shape_checked_on_every_call(adjoint):
+    calls = []
+
+    def vjp_y(t, y, a):
+        calls.append(t)
+        return -0.5 * a if len(calls) < 3 else -0.5 * a[:1]
+
+    field = _field(vjp_y=vjp_y)
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
+    with pytest.raises(ValueError, match=r"`vjp_y\(t, y, a\)` returned shape \(1,\)"):
+        gradient(field, sol, np.ones((2, 2)), adjoint=adjoint)
+
+
+# -- 8. a NaN parameter gradient -------------------------------------------------------------
+@pytest.mark.parametrize("adjoint", ["gq", "interpolated", "collocation"])
+def test_nan_parameter_gradient_raises(adjoint):
+    def vjp_params(t, y, a):
+        return np.array([np.nan if t > 0.5 else -np.sum(a * y)])
+
+    field = _field(vjp_params=vjp_params)
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
+    with pytest.raises(NonFiniteState, match="parameter gradient"):
+        gradient(field, sol, np.ones((2, 2)), adjoint=adjoint)
+
+
 # -- 9. errors from deep inside ---------------------------------------------------------------
 @numba.njit
 def raises_late_nb(t, y):
@@ -154,3 +263,9 @@ def test_numba_per_element_rtol():
 def test_gauss_legendre_too_large_before_allocating():
     with pytest.raises(ValueError, match=r"`n` = 1000000000000 needs about .* GiB"):
         gqlib.gauss_legendre(10 ** 12)
+
+
+def test_dense_output_at_nan_time_says_nan():
+    sol = gqlib.solve(decay, np.ones(1), [0.0, 1.0], dense_output=True)
+    with pytest.raises(ValueError, match="NaN"):
+        sol.dense._at(float("nan"))
