@@ -7,6 +7,7 @@ Python float (float64) on the host, whatever the state's dtype and device.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,10 @@ def as_state(y0: Any, name: str = "y0"):
             arr = arr.astype(np.float64)
         y0 = arr
     xp = array_namespace(y0)
-    if not xp.isdtype(y0.dtype, "real floating"):
+    if not (xp.isdtype(y0.dtype, "real floating") and y0.dtype in (xp.float32, xp.float64)):
         raise TypeError(f"`{name}` must have a real floating dtype (float32 or float64), got {y0.dtype}")
+    if math.prod(y0.shape) == 0:
+        raise ValueError(f"`{name}` must have at least one element, got shape {tuple(y0.shape)}")
     return xp, y0
 
 

@@ -138,6 +138,8 @@ class DenseOutput:
     def _at(self, t: float):
         lo, hi = (self.t_first, self.t_last) if self.direction > 0 else (self.t_last, self.t_first)
         if not (lo <= t <= hi):
+            if t != t:  # a NaN step of a solver reading this output, not a caller's time
+                raise ValueError("`t` is NaN: a dense output was queried at a non-finite time")
             raise ValueError(f"`t` must lie in the solved span [{lo}, {hi}]")
         i = self._last
         key = self.direction * t
@@ -175,6 +177,18 @@ class StepCheckpoints:
         return self.t.size
 
 
+def _copy_times(t):
+    """A copy of the output times in their own type (NumPy array, tensor, list)."""
+    if isinstance(t, np.ndarray):
+        return t.copy()
+    clone = getattr(t, "clone", None)  # torch
+    if callable(clone):
+        return clone()
+    if isinstance(t, (list, tuple)):
+        return type(t)(t)
+    return t
+
+
 class Solution:
     """Result of :func:`gqlib.solve`.
 
@@ -204,7 +218,7 @@ class Solution:
     def __init__(self, t, y, stats, *, method: str, rtol, atol, step_size=None, norm="rms",
                  tstops=(), dense: DenseOutput | None = None, driver: str = "array-api",
                  driver_reason: str | None = None, checkpoints: StepCheckpoints | None = None):
-        self.t = t
+        self.t = _copy_times(t)  # the caller's array may change after the solve
         self.y = y
         self.stats = stats
         self.tstops = tuple(tstops)

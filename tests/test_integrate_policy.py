@@ -91,18 +91,23 @@ def test_kernels_compiled_and_plain_agree():
         h0 = P[initial_step_guess](d0, d1, span, gap)
         for q in (1, 4, 7):
             assert initial_step(h0, d1, d2, span, q) == P[initial_step](h0, d1, d2, span, q)
+        assert initial_step(0.0, d1, d2, span, 4) == 0.0
         err = float(rng.choice([0.0, math.inf, math.nan, 10.0 ** rng.uniform(-6, 3)]))
         h, h_ctrl, t0 = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-5, 5)
         args = (err, h, h_ctrl, bool(rng.integers(2)), t0, 10.0 ** rng.uniform(-4, 0),
-                bool(rng.integers(2)), 0.9, 0.2, 10.0, 0.2, 0.04, float(rng.choice([0.0, 0.01])),
-                float(rng.choice([math.inf, 0.5])))
+                bool(rng.integers(2)), int(rng.integers(6)), 0.9, 0.2, 10.0, 0.2, 0.04,
+                float(rng.choice([0.0, 0.01])), float(rng.choice([math.inf, 0.5])))
         got, want = pi_decide(*args), P[pi_decide](*args)
-        assert got[:3] == want[:3] and got[4] == want[4]
+        assert got[:3] == want[:3] and got[4:] == want[4:]
         assert got[3] == want[3] or (math.isnan(got[3]) and math.isnan(want[3]))
         remaining = rng.uniform(-2, 2)
-        assert pi_propose(h_ctrl, remaining, 1.0) == P[pi_propose](h_ctrl, remaining, 1.0)
-        assert constant_propose(0.07, remaining) == P[constant_propose](0.07, remaining)
+        t0 = float(rng.choice([t0, 1e12 * t0, 3e15]))
+        target = t0 + remaining
+        d = 1.0 if target >= t0 else -1.0
+        assert pi_propose(h_ctrl, t0, target, d) == P[pi_propose](h_ctrl, t0, target, d)
+        assert constant_propose(0.07, t0, target) == P[constant_propose](0.07, t0, target)
         assert substep_count(abs(remaining), 0.07) == P[substep_count](abs(remaining), 0.07)
+        assert substep_count(abs(remaining), 1e-300) == P[substep_count](abs(remaining), 1e-300)
         assert clamp_step(h, 0.1, 0.5) == P[clamp_step](h, 0.1, 0.5)
     stops = np.array([0.5, 1.0, 1.5])
     for t, target, nxt in ((0.0, 2.0, 0), (0.5, 0.7, 0), (1.2, 1.5, 1), (1.6, 3.0, 2)):
@@ -153,8 +158,8 @@ def test_pi_controller_api():
 
 def test_constant_step():
     c = ConstantStep(0.3)
-    assert c.propose(c.step_size, 1.0, 1.0) == (0.25, False)
-    assert c.propose(c.step_size, -0.2, -1.0) == (-0.2, True)
+    assert c.propose(c.step_size, 0.0, 1.0, 1.0) == (0.25, False)
+    assert c.propose(c.step_size, 0.0, -0.2, -1.0) == (-0.2, True)
     assert c.decide(0.0, 0.25, 0.3, False, 0.0) == (True, 0, 0.3)
     assert c.decide(math.inf, 0.25, 0.3, False, 0.0)[:2] == (False, STATUS_NON_FINITE_FIXED)
 

@@ -71,6 +71,15 @@ class FunctionField:
         return self._f(t, y)
 
 
+def _checked_vjp_y(vy, a, t):
+    """``vjp_y``'s result, whose shape must be the adjoint's (y's): checked on every call (host
+    metadata, no sync), so that a wrong shape never broadcasts silently."""
+    if getattr(vy, "shape", None) != a.shape:
+        raise ValueError(f"`vjp_y(t, y, a)` returned shape {tuple(getattr(vy, 'shape', ()))} at "
+                         f"t = {t!r}; expected y's shape {tuple(a.shape)}")
+    return vy
+
+
 class CountedField:
     """Wraps a field, routes calls to its fused forms when it has them, counts them, and times
     them by kind (host wall time: on an asynchronous device it is launch time, not run time)."""
@@ -104,7 +113,7 @@ class CountedField:
 
     def vjp_y(self, t, y, a):
         self.stats["nfe_vjp_y"] += 1
-        return self._timed("vjp_y", self.field.vjp_y, t, y, a)
+        return _checked_vjp_y(self._timed("vjp_y", self.field.vjp_y, t, y, a), a, t)
 
     def vjp_params(self, t, y, a):
         self.stats["nfe_vjp_params"] += 1
@@ -115,7 +124,8 @@ class CountedField:
         if fused is not None:
             self.stats["nfe_f"] += 1
             self.stats["nfe_vjp_y"] += 1
-            return self._timed("vjp_y", fused, t, y, a)
+            fy, vy = self._timed("vjp_y", fused, t, y, a)
+            return fy, _checked_vjp_y(vy, a, t)
         return self.f(t, y), self.vjp_y(t, y, a)
 
     def f_vjp(self, t, y, a):
@@ -186,7 +196,7 @@ class _Counted:
 
     def vjp_y(self, a):
         self.cf.stats["nfe_vjp_y"] += 1
-        return self.cf._timed("vjp_y", self.lin.vjp_y, a)
+        return _checked_vjp_y(self.cf._timed("vjp_y", self.lin.vjp_y, a), a, self.t)
 
     def vjp(self, a):
         self.cf.stats["nfe_vjp_y"] += 1

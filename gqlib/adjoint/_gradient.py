@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._backend import namespace
+import numpy as np
+
+from .._backend import namespace, to_host
+from ..errors import NonFiniteState
 from ..integrate._validation import check_times
 from ..interpolate import Solution
 from ._aliases import as_strategy
@@ -98,6 +101,11 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
     t_np = check_times(sol.t)
     if not isinstance(grad_t, bool):
         raise TypeError(f"`grad_t` must be a bool, got {type(grad_t).__name__}")
+    if not bool(xp.all(xp.isfinite(grad_y))):  # one sync; a NaN would only show deep inside
+        bad = ~np.isfinite(to_host(grad_y).reshape(t_np.size, -1))
+        i = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ValueError(f"`grad_y` must be finite; grad_y[{i}] (at t = {float(t_np[i])!r}) holds NaN "
+                         "or inf (check the loss)")
     if t_np.size == 1:  # no interval: dL/dy0 = g_0, nothing else depends on anything
         zero = xp.sum(grad_y[0]) * 0.0
         params = None
@@ -109,4 +117,21 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
                                 "n_rejected": 0, "n_steps": 0, "state_size": 0, "max_drift": 0.0,
                                 "seconds": dict(cf.seconds)})
     strategy.check_solution(sol)
-    return strategy.backward(cf, sol, grad_y, xp, t_np, grad_t=grad_t)
+    out = strategy.backward(cf, sol, grad_y, xp, t_np, grad_t=grad_t)
+    _check_finite(out, xp, t_np)
+    return out
+
+
+def _check_finite(out: AdjointGradient, xp, t_np) -> None:
+    """No NaN gradient is ever returned: one sync over dL/dy0 and dL/dtheta (a non-finite
+    ``vjp_params`` passes through the quadrature sums unseen by any solver)."""
+    ok = xp.all(xp.isfinite(out.y0))
+    if out.params is not None:
+        ok = ok & xp.all(xp.isfinite(out.params))
+    if bool(ok):
+        return
+    span = (float(t_np[0]), float(t_np[-1]))
+    if out.params is not None and not bool(xp.all(xp.isfinite(out.params))):
+        raise NonFiniteState(f"the parameter gradient (from `vjp_params`) is not finite over "
+                             f"the span {span}", t=span[0])
+    raise NonFiniteState(f"the gradient dL/dy0 is not finite over the span {span}", t=span[0])

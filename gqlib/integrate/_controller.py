@@ -106,7 +106,7 @@ class PIController:
         self.error_order: int | None = None
         self.beta1: float | None = self._beta1
         self.min_step, self.max_step = 0.0, math.inf
-        self.err_prev, self.after_reject = ERR_PREV_INIT, False
+        self.err_prev, self.after_reject, self.n_bad = ERR_PREV_INIT, False, 0
 
     def __repr__(self) -> str:
         return (f"PIController(safety={self.safety}, min_factor={self.min_factor}, "
@@ -123,23 +123,24 @@ class PIController:
         k = run.error_order + 1
         run.beta1 = 1.0 / k - 0.75 * self.beta2 if self._beta1 is None else self._beta1
         run.min_step, run.max_step = float(min_step), float(max_step)
-        run.err_prev, run.after_reject = ERR_PREV_INIT, False
+        run.err_prev, run.after_reject, run.n_bad = ERR_PREV_INIT, False, 0
         return run
 
     def clamp(self, h: float) -> float:
         """``|h|`` clamped to ``[min_step, max_step]`` (the first step)."""
         return _clamp_step(abs(h), self.min_step, self.max_step)
 
-    def propose(self, h_ctrl: float, remaining: float, d: float) -> tuple[float, bool]:
-        """The step to attempt towards a target ``remaining`` away: ``(h, landing)``."""
-        return _pi_propose(h_ctrl, remaining, d)
+    def propose(self, h_ctrl: float, t0: float, target: float, d: float) -> tuple[float, bool]:
+        """The step to attempt from ``t0`` towards ``target``: ``(h, landing)``, with ``h`` the
+        step ``t0 + h`` really takes."""
+        return _pi_propose(h_ctrl, t0, target, d)
 
     def decide(self, err: float, h: float, h_ctrl: float, landing: bool,
                t0: float) -> tuple[bool, int, float]:
         """``(accept, status, |h_next|)`` for an attempted step ``h`` with scaled error norm
         ``err``; updates the memory."""
-        accept, status, hnew, self.err_prev, self.after_reject = _pi_decide(
-            err, h, h_ctrl, landing, t0, self.err_prev, self.after_reject, self.safety,
+        accept, status, hnew, self.err_prev, self.after_reject, self.n_bad = _pi_decide(
+            err, h, h_ctrl, landing, t0, self.err_prev, self.after_reject, self.n_bad, self.safety,
             self.min_factor, self.max_factor, self.beta1, self.beta2, self.min_step,
             self.max_step)
         return accept, status, hnew
@@ -166,11 +167,11 @@ class ConstantStep:
     def clamp(self, h: float) -> float:
         return self.step_size
 
-    def propose(self, h_ctrl: float, remaining: float, d: float) -> tuple[float, bool]:
-        return _constant_propose(self.step_size, remaining)
+    def propose(self, h_ctrl: float, t0: float, target: float, d: float) -> tuple[float, bool]:
+        return _constant_propose(self.step_size, t0, target)
 
     def decide(self, err: float, h: float, h_ctrl: float, landing: bool,
                t0: float) -> tuple[bool, int, float]:
         """``err`` is 0 when the new state is finite."""
-        accept, status = _constant_decide(err == 0.0)
+        accept, status = _constant_decide(err == 0.0, h)
         return accept, status, self.step_size

@@ -31,6 +31,7 @@ from .._jit import DISABLED, is_jitted, jit, numba_types, wap_api
 from ..interpolate import DenseOutput, Solution
 from ._controller import PIController
 from ._numba_loop import solve_kernel
+from ._numba_vector import F_FAILED
 from ._policy import STATUS_OK, lands_on_outputs, status_error
 from ._validation import check_derivative
 
@@ -66,7 +67,8 @@ def _types():
                    f8, f8, f8, f8, f8,          # safety, min/max factor, beta1, beta2
                    f8, f8, f8,                  # min_step, max_step, half
                    bl, f8, f8, i8,              # adaptive, step_size, first_step, max_steps
-                   a1, i8, bl, bl)              # tstops, norm_kind, land_on_outputs, dense
+                   a1, i8, bl, bl,              # tstops, norm_kind, land_on_outputs, dense
+                   a1)                          # fail
     _TYPES = (f8, a1, kernel_args, fn)
     return _TYPES
 
@@ -220,6 +222,16 @@ class _StepRecord:
         self.t0, self.h, self.y0, self.Q = t0, h, y0, Q
 
 
+def _raise_from_f(f, fail, y0, exc):
+    """``f`` failed inside the kernel at ``fail = [t, *y]``: numba swallowed its exception (or
+    it returned another size). Call it again from Python there, so that its own exception
+    reaches the caller; else report the shape it returned."""
+    t, y = float(fail[0]), fail[1:].reshape(y0.shape).copy()
+    r = f(t, y)  # raises the user's own exception
+    check_derivative(np, r, y0, "f")
+    raise ValueError(f"{F_FAILED} at t = {t!r}") from exc
+
+
 def numba_solve(f, y0, t, t_np, tab, *, rtol, atol, step_size, first_step, max_steps, norm,
                 tstops, dense_output, controller=None, min_step=0.0,
                 max_step=math.inf) -> Solution:
@@ -239,13 +251,19 @@ def numba_solve(f, y0, t, t_np, tab, *, rtol, atol, step_size, first_step, max_s
     stops = np.array(tstops, dtype=np.float64).reshape(-1)
     t_out = np.ascontiguousarray(t_np, dtype=np.float64)
 
-    (ys, stats, status, t_fail, h_fail, records, n_seg) = _kernel()(
-        fk, t_out, y_init, f_init, *_tableau_args(tab),
-        _tolerance_vector(rtol, shape, "rtol"), _tolerance_vector(atol, shape, "atol"),
-        *_controller_args(tab, step_size, controller, min_step, max_step), 0.5, adaptive,
-        0.0 if adaptive else float(step_size), 0.0 if first_step is None else float(first_step),
-        int(max_steps), stops, _NORM_KIND[norm], lands_on_outputs(tab, step_size),
-        bool(dense_output))
+    fail = np.full(y_init.size + 1, np.nan)
+    try:
+        (ys, stats, status, t_fail, h_fail, records, n_seg) = _kernel()(
+            fk, t_out, y_init, f_init, *_tableau_args(tab),
+            _tolerance_vector(rtol, shape, "rtol"), _tolerance_vector(atol, shape, "atol"),
+            *_controller_args(tab, step_size, controller, min_step, max_step), 0.5, adaptive,
+            0.0 if adaptive else float(step_size),
+            0.0 if first_step is None else float(first_step), int(max_steps), stops,
+            _NORM_KIND[norm], lands_on_outputs(tab, step_size), bool(dense_output), fail)
+    except ValueError as exc:
+        if str(exc) != F_FAILED:
+            raise
+        _raise_from_f(f, fail, y0, exc)
     if status != STATUS_OK:
         raise status_error(status, t=t_fail, h=h_fail, max_steps=max_steps,
                            min_step=min_step if adaptive else 0.0)

@@ -25,6 +25,7 @@ from .._jit import jit, typed_list
 from ._numba_vector import (
     call,
     dense_coefficients,
+    fail_at,
     interpolate,
     norm,
     npmaximum,
@@ -38,6 +39,7 @@ from ._policy import (
     clamp_step,
     constant_decide,
     constant_propose,
+    first_step_status,
     initial_step,
     initial_step_guess,
     next_target,
@@ -54,7 +56,7 @@ __all__ = ["solve_kernel"]
 def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages, fsal, has_E_low,
                  has_P, error_order, rtol, atol, safety, min_factor, max_factor, beta1, beta2,
                  min_step, max_step, half, adaptive, step_size, first_step, max_steps, tstops,
-                 norm_kind, land_on_outputs, dense):
+                 norm_kind, land_on_outputs, dense, fail):
     """Solve from ``t_out[0]`` to ``t_out[-1]`` as ``solve`` drives ``Stepper``.
 
     Arguments: ``f`` (first-class ``float64[::1](float64, float64[::1])``); output times
@@ -66,7 +68,9 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
     ``min_step``, ``max_step``; ``half = 0.5`` (see the module docstring); ``adaptive`` (else
     :class:`ConstantStep`), ``step_size`` (fixed mode), ``first_step`` (0: Hairer's rule),
     ``max_steps``; sorted ``tstops`` strictly inside the span; ``norm_kind`` (0 RMS,
-    1 max); ``land_on_outputs`` (step onto every output time rather than interpolate); ``dense``.
+    1 max); ``land_on_outputs`` (step onto every output time rather than interpolate); ``dense``;
+    ``fail`` (length n + 1): where ``f`` failed, ``[t, *y]``, before the ValueError
+    :data:`~gqlib.integrate._numba_vector.F_FAILED` is raised.
 
     Returns ``(ys, stats, status, t_fail, h_fail, dense_records, n_seg)``: ``ys`` (n_out, n);
     ``stats = [nfe, n_steps, n_accepted, n_rejected]``; ``status`` one of the ``STATUS_*``
@@ -118,6 +122,7 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
     next_stop = 0
     err_prev = ERR_PREV_INIT
     after_reject = False
+    n_bad = 0
     status = STATUS_OK
     t_fail = np.nan
     h_fail = np.nan
@@ -140,13 +145,16 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
             dh = d * h0
             for k in range(n):
                 ytmp[k] = y[k] + dh * fcur[k]
-            call(f, t + dh, ytmp, f1)
+            call(f, t + dh, ytmp, f1, fail)
             stats[0] += 1
             for k in range(n):
                 acc[k] = (f1[k] - fcur[k]) / scale[k]
-            d2 = norm(acc, norm_kind, work) / h0
-            h_ctrl = initial_step(h0, d1, d2, span, error_order)
+            df = norm(acc, norm_kind, work)
+            h_ctrl = initial_step(h0, d1, df, span, error_order)
         h_ctrl = clamp_step(h_ctrl, min_step, max_step)
+        status = first_step_status(h_ctrl)
+        if status != STATUS_OK:
+            return (ys, stats, status, t, h_ctrl, store[0], n_seg)
     else:
         h_ctrl = step_size
 
@@ -162,7 +170,7 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
             te = t
             if next_stop > 0 and tstops[next_stop - 1] == t:
                 te = np.nextafter(t, d * np.inf)  # one-sided, after a tstop
-            call(f, te, y, fcur)
+            call(f, te, y, fcur, fail)
             stats[0] += 1
             have_f = True
         for k in range(n):
@@ -176,9 +184,9 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
             if stats[1] > max_steps:
                 return (ys, stats, STATUS_TOO_MANY_STEPS, t0, h_ctrl, store[0], n_seg)
             if adaptive:
-                h, landing = pi_propose(h_ctrl, target - t0, d)
+                h, landing = pi_propose(h_ctrl, t0, target, d)
             else:
-                h, landing = constant_propose(step_size, target - t0)
+                h, landing = constant_propose(step_size, t0, target)
             t1 = target if landing else t0 + h
             end_is_stop = landing and is_stop
             # The stages, then y1 (row `stages` stands for B). Written out in the kernel rather
@@ -216,7 +224,7 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
                     ti = np.nextafter(t1, -d * np.inf)  # one-sided, from inside
                 r = f(ti, ytmp)
                 if r.shape[0] != n:
-                    raise ValueError("`f(t, y)` returned an array of another size than y0")
+                    fail_at(ti, ytmp, fail)
                 for k in range(n):
                     K[i, k] = r[k]
                 stats[0] += 1
@@ -225,7 +233,7 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
                 for k in range(n):
                     if not math.isfinite(y1[k]):
                         finite = False
-                accept, status = constant_decide(finite)
+                accept, status = constant_decide(finite, h)
                 if status != STATUS_OK:
                     return (ys, stats, status, t0, h, store[0], n_seg)
                 break
@@ -281,8 +289,8 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
             else:
                 sy = pairwise_sum(y1, 0, n)
             err = e5 + 0.0 * sy
-            accept, status, hnew, err_prev, after_reject = pi_decide(
-                err, h, h_ctrl, landing, t0, err_prev, after_reject, safety, min_factor,
+            accept, status, hnew, err_prev, after_reject, n_bad = pi_decide(
+                err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety, min_factor,
                 max_factor, beta1, beta2, min_step, max_step)
             if not accept:
                 stats[3] += 1
@@ -310,7 +318,7 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
         need_Q = dense or (i_out < n_out and d * (t_out[i_out] - t1) < 0)
         if need_Q:
             stats[0] += dense_coefficients(f, t0, t1, y_prev, y, K, stages, fsal, has_P, P, P_rows,
-                                           W, C, d, tstops, acc, ytmp, f1, Q)
+                                           W, C, d, tstops, acc, ytmp, f1, Q, fail)
             if not has_P and not fsal:
                 # Hermite's f(t1, y1) is the next step's first stage unless t1 is a tstop
                 inside_stop = False

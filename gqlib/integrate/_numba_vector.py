@@ -16,8 +16,8 @@ import numpy as np
 
 from .._jit import jit
 
-__all__ = ["npmaximum", "pairwise_sum", "norm", "call", "dense_coefficients", "record_step",
-           "interpolate"]
+__all__ = ["npmaximum", "pairwise_sum", "norm", "call", "fail_at", "F_FAILED",
+           "dense_coefficients", "record_step", "interpolate"]
 
 _PW_BLOCKSIZE = 128  # NumPy's pairwise-summation block (numpy/_core/src/umath/loops_utils.h.src)
 
@@ -167,29 +167,46 @@ def _stage_state(y0, h, K, W, row, nw, acc, out):
             out[k] = y0[k]
 
 
+F_FAILED = "`f(t, y)` failed or returned an array of another size than y0"
+
+
 @jit(inline="always")
-def call(f, t, y, out):
+def fail_at(t, y, fail):
+    """Record where ``f`` failed (``fail = [t, *y]``) and raise.
+
+    An exception raised inside a first-class function is printed and swallowed by numba, which
+    returns an empty array instead; the driver calls ``f`` again from Python at the recorded
+    point, where its own exception reaches the user.
+    """
+    fail[0] = t
+    for k in range(y.shape[0]):
+        fail[k + 1] = y[k]
+    raise ValueError(F_FAILED)
+
+
+@jit(inline="always")
+def call(f, t, y, out, fail):
     """``out[:] = f(t, y)`` (copied: ``f`` may return ``y`` itself or a view of it)."""
     r = f(t, y)
     if r.shape[0] != out.shape[0]:
-        raise ValueError("`f(t, y)` returned an array of another size than y0")
+        fail_at(t, y, fail)
     for k in range(out.shape[0]):
         out[k] = r[k]
 
 
 @jit(inline="always")
-def _call_row(f, t, y, K, row):
+def _call_row(f, t, y, K, row, fail):
     """``K[row] = f(t, y)``."""
     r = f(t, y)
     if r.shape[0] != K.shape[1]:
-        raise ValueError("`f(t, y)` returned an array of another size than y0")
+        fail_at(t, y, fail)
     for k in range(K.shape[1]):
         K[row, k] = r[k]
 
 
 @jit
 def dense_coefficients(f, t0, t1, y0, y1, K, stages, fsal, has_P, P, P_rows, W, C, d, tstops,
-                       acc, ytmp, f1, Q):
+                       acc, ytmp, f1, Q, fail):
     """Fill ``Q`` (n x degree) for the accepted step; returns the evaluations spent.
 
     As ``Segment._dense_coefficients``: the method's ``P`` (extra stages evaluated here, at
@@ -202,7 +219,7 @@ def dense_coefficients(f, t0, t1, y0, y1, K, stages, fsal, has_P, P, P_rows, W, 
         s_total = W.shape[1]
         for i in range(stages, s_total):
             _stage_state(y0, h, K, W, i, i, acc, ytmp)
-            _call_row(f, t0 + C[i] * h, ytmp, K, i)
+            _call_row(f, t0 + C[i] * h, ytmp, K, i, fail)
             nfe += 1
         degree = P.shape[1]
         first = True
@@ -226,7 +243,7 @@ def dense_coefficients(f, t0, t1, y0, y1, K, stages, fsal, has_P, P, P_rows, W, 
             if s == t1:
                 inside_stop = True
         te = np.nextafter(t1, -d * np.inf) if inside_stop else t1
-        call(f, te, y1, f1)
+        call(f, te, y1, f1, fail)
         nfe += 1
     for k in range(n):
         f0k = K[0, k]

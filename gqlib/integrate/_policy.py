@@ -26,7 +26,8 @@ __all__ = ["substep_count", "check_times", "next_target", "initial_step_guess",
            "initial_step", "pi_factor", "pi_propose", "pi_decide", "constant_propose",
            "constant_decide", "clamp_step", "lands_on_outputs", "status_error", "STATUS_OK",
            "STATUS_STEP_TOO_SMALL", "STATUS_NON_FINITE", "STATUS_TOO_MANY_STEPS",
-           "STATUS_NON_FINITE_FIXED", "STATUS_BELOW_MIN_STEP", "ERR_PREV_INIT"]
+           "STATUS_NON_FINITE_FIXED", "STATUS_BELOW_MIN_STEP", "STATUS_NON_FINITE_START",
+           "ERR_PREV_INIT", "NON_FINITE_RETRIES", "first_step_status"]
 
 STATUS_OK = 0
 STATUS_STEP_TOO_SMALL = 1     # |h| fell below 10 ulp(t)
@@ -34,20 +35,28 @@ STATUS_NON_FINITE = 2         # NaN/inf stages and shrinking the step did not he
 STATUS_TOO_MANY_STEPS = 3     # more than max_steps attempts
 STATUS_NON_FINITE_FIXED = 4   # NaN/inf state in fixed-step mode (nothing to shrink)
 STATUS_BELOW_MIN_STEP = 5     # the error test needs a step below min_step
+STATUS_NON_FINITE_START = 6   # the initial step is NaN: y0 or f(t0, y0) is not finite
 
 _STATUS_ERRORS: dict[int, tuple[type[GQLibError], str]] = {
-    STATUS_STEP_TOO_SMALL: (StepSizeTooSmall, "step size underflow"),
+    STATUS_STEP_TOO_SMALL: (StepSizeTooSmall, "step size underflow: the error test needs a step "
+                                              "below 10 float spacings at t"),
     STATUS_NON_FINITE: (NonFiniteState, "the stages became NaN or infinite and shrinking the "
                                         "step did not help"),
     STATUS_TOO_MANY_STEPS: (TooManySteps, "more than max_steps = {max_steps} step attempts"),
     STATUS_NON_FINITE_FIXED: (NonFiniteState, "non-finite state in a fixed step"),
     STATUS_BELOW_MIN_STEP: (StepSizeTooSmall, "the error test needs a step below min_step = "
                                               "{min_step}"),
+    STATUS_NON_FINITE_START: (NonFiniteState, "the initial step is not finite: y0 or f(t0, y0) "
+                                              "holds NaN or inf"),
 }
 
 ERR_PREV_INIT = 1e-4  # Hairer's initial `facold`: the PI controller's memory before the first step
 _LANDING_SLACK = 1e-12  # land on the target rather than stop this (relative) short of it
 _SUBSTEP_SLACK = 1e-9   # a rounding error in span/h must not add a sliver of a step
+_TIME_ROUNDING_SLACK = 2.0 ** -30  # t0 + h off by less than this (relative) keeps h itself
+_MAX_SUBSTEPS = 2 ** 62  # more fixed steps than any solve can take (and int64 cannot overflow)
+NON_FINITE_RETRIES = 5  # consecutive NaN/inf rejections (each shrinking by min_factor) before
+                        # the solve gives up: 0.2**5 = 1/3125 of a step proposed from finite errors
 
 
 def status_error(status: int, *, t: float, h: float, max_steps: int = 0,
@@ -90,8 +99,12 @@ def check_times(t: Any, name: str = "t", *, increasing: bool = False) -> np.ndar
 
 @jit
 def substep_count(span, h):
-    """Equal steps no longer than ``h`` that cover ``span``: ``max(1, ceil(span / h - 1e-9))``."""
-    return max(1, math.ceil(span / h - _SUBSTEP_SLACK))
+    """Equal steps no longer than ``h`` that cover ``span``: ``max(1, ceil(span / h - 1e-9))``,
+    at most ``2**62`` (more than any solve can take; a larger count would overflow int64)."""
+    q = span / h - _SUBSTEP_SLACK
+    if not q < _MAX_SUBSTEPS:  # also inf and NaN
+        return _MAX_SUBSTEPS
+    return max(1, math.ceil(q))
 
 
 def lands_on_outputs(tab, step_size) -> bool:
@@ -143,14 +156,26 @@ def initial_step_guess(d0, d1, span, stop_gap):
 
 
 @jit
-def initial_step(h0, d1, d2, span, error_order):
-    """``h1 = (0.01 / max(d1, d2))^(1/(q+1))`` from ``d2 = ||f(t0 + h0, y0 + h0 f0) - f0|| / h0``
-    (q the error order); returns ``min(100 h0, h1, span)``."""
+def initial_step(h0, d1, df, span, error_order):
+    """``h1 = (0.01 / max(d1, d2))^(1/(q+1))`` from ``d2 = df / h0``,
+    ``df = ||f(t0 + h0, y0 + h0 f0) - f0||`` (q the error order); returns
+    ``min(100 h0, h1, span)``, or 0 when ``h0`` is 0 (``||f0||`` overflowed: the first attempt
+    then fails as a step size underflow)."""
+    if h0 == 0.0:
+        return 0.0
+    d2 = df / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = _pymax(1e-6, h0 * 1e-3)
     else:
         h1 = (0.01 / _pymax(d1, d2)) ** (1.0 / (error_order + 1))
     return _pymin(_pymin(100 * h0, h1), span)
+
+
+@jit
+def first_step_status(h):
+    """A first step that is NaN or inf (from y0, f(t0, y0) or their scale) cannot be repaired
+    by shrinking it: fail before any stage is evaluated at a NaN time."""
+    return STATUS_OK if math.isfinite(h) else STATUS_NON_FINITE_START
 
 
 @jit
@@ -180,13 +205,38 @@ def pi_factor(err, err_prev, safety, min_factor, max_factor, beta1, beta2, after
 
 
 @jit
-def pi_propose(h_ctrl, remaining, d):
-    """The attempted step ``(h, landing)``: ``|h_ctrl|`` towards the target ``remaining`` away,
-    or exactly ``remaining`` when the step would reach or stop just short of it."""
+def _effective_step(t0, h, target, remaining):
+    """The step ``t0 + h`` really takes, ``(t0 + h) - t0``, and whether it reaches ``target``.
+
+    Far from 0 the sum rounds to the spacing of floats at ``t0`` (0.5 at 3e15): the state must
+    advance by the step the time advanced, not by the step asked for. A nonzero step that
+    rounds to nothing becomes one ulp (the error test then decides). A rounding below
+    ``2**-30`` of the step (any t below ~1e6 h) keeps ``h`` itself: the state then matches
+    scipy's and torchdiffeq's, and earlier gqlib's, bit for bit (near the stability limit the
+    controller's accept/reject sequence, hence NFE, would change with the last bit).
+    Returns ``(h, landing)``.
+    """
+    t1 = t0 + h
+    if t1 == t0 and h != 0.0:
+        t1 = float(np.nextafter(t0, h * np.inf))
+    if (t1 - target) * remaining >= 0.0:  # rounded onto (or past) the target: land on it
+        return remaining, True
+    h_eff = t1 - t0
+    if abs(h_eff - h) <= _TIME_ROUNDING_SLACK * abs(h):
+        return h, False  # a rounding far below any tolerance: y advances by h bit for bit
+    return h_eff, False
+
+
+@jit
+def pi_propose(h_ctrl, t0, target, d):
+    """The attempted step ``(h, landing)``: ``|h_ctrl|`` from ``t0`` towards ``target`` (as
+    :func:`_effective_step` rounds it), or exactly ``target - t0`` when the step would reach or
+    stop just short of it."""
+    remaining = target - t0
     habs = abs(h_ctrl)
-    landing = habs >= abs(remaining) * (1.0 - _LANDING_SLACK)
-    h = remaining if landing else d * habs
-    return h, landing
+    if habs >= abs(remaining) * (1.0 - _LANDING_SLACK):
+        return remaining, True
+    return _effective_step(t0, d * habs, target, remaining)
 
 
 @jit
@@ -197,16 +247,18 @@ def _ulp(t):
 
 
 @jit
-def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, safety, min_factor,
+def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety, min_factor,
               max_factor, beta1, beta2, min_step, max_step):
-    """Accept when ``err <= 1``; the next ``|h|`` from :func:`pi_factor`, clamped to
-    ``[min_step, max_step]``.
+    """Accept when ``err <= 1`` (and ``h != 0``); the next ``|h|`` from :func:`pi_factor`,
+    clamped to ``[min_step, max_step]``.
 
     A clipped landing step does not shrink the controller's step unless the error asks for it.
-    Returns ``(accept, status, h_next, err_prev, after_reject)`` (the new memory); ``status``
-    is not OK only on a rejection the step cannot recover from.
+    ``n_bad`` counts consecutive rejections with a NaN/inf error; the solve gives up after
+    :data:`NON_FINITE_RETRIES` of them, or at once when the step itself is not finite.
+    Returns ``(accept, status, h_next, err_prev, after_reject, n_bad)`` (the new memory);
+    ``status`` is not OK only on a rejection the step cannot recover from.
     """
-    accept = err <= 1.0
+    accept = err <= 1.0 and h != 0.0  # h = 0: t0 + h rounded back to t0
     factor = pi_factor(err, err_prev, safety, min_factor, max_factor, beta1, beta2,
                        after_reject or not accept)
     hnew = abs(h) * factor
@@ -219,27 +271,37 @@ def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, safety, min_f
         after_reject = True
     hnew = clamp_step(hnew, min_step, max_step)
     status = STATUS_OK
+    n_bad = 0 if math.isfinite(err) else n_bad + 1
     if not accept:
         tiny = 10 * _ulp(t0)
-        if not math.isfinite(err) and hnew < tiny:
+        if not math.isfinite(hnew) or n_bad >= NON_FINITE_RETRIES:
+            status = STATUS_NON_FINITE
+        elif not math.isfinite(err) and hnew < tiny:
             status = STATUS_NON_FINITE
         elif hnew < tiny:
             status = STATUS_STEP_TOO_SMALL
-        elif min_step > 0 and hnew <= min_step and abs(h) <= min_step:
+        elif min_step > 0 and hnew <= min_step and (abs(h) <= min_step
+                                                     or abs(h_ctrl) <= min_step):
+            # h_ctrl: h itself may exceed a clamped min_step by the rounding of t0 + h
             status = STATUS_BELOW_MIN_STEP
-    return accept, status, hnew, err_prev, after_reject
+    return accept, status, hnew, err_prev, after_reject, n_bad
 
 
 @jit
-def constant_propose(step_size, remaining):
-    """``remaining`` cut into :func:`substep_count` equal steps: ``(h, landing)``."""
+def constant_propose(step_size, t0, target):
+    """``target - t0`` cut into :func:`substep_count` equal steps (the first as
+    :func:`_effective_step` rounds it): ``(h, landing)``."""
+    remaining = target - t0
     n = substep_count(abs(remaining), step_size)
-    landing = n == 1
-    h = remaining if landing else remaining / n
-    return h, landing
+    if n == 1:
+        return remaining, True
+    return _effective_step(t0, remaining / n, target, remaining)
 
 
 @jit
-def constant_decide(finite):
-    """A fixed step is accepted when the new state is finite: ``(accept, status)``."""
+def constant_decide(finite, h):
+    """A fixed step is accepted when the new state is finite and ``t0 + h`` moved:
+    ``(accept, status)``."""
+    if h == 0.0:
+        return False, STATUS_STEP_TOO_SMALL
     return finite, (STATUS_OK if finite else STATUS_NON_FINITE_FIXED)

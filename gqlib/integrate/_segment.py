@@ -28,7 +28,11 @@ class CountedRHS:
 
     def __call__(self, t: float, y):
         self.stats["nfe"] += 1
-        return self.fun(t, y)
+        out = self.fun(t, y)
+        if getattr(out, "shape", None) != y.shape:  # host metadata: no sync
+            raise ValueError(f"`f(t, y)` returned shape {tuple(getattr(out, 'shape', ()))} at "
+                             f"t = {t!r}; expected the state's shape {tuple(y.shape)}")
+        return out
 
 
 def combine(K, coeffs):

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import as_state
+from ..errors import TooManySteps
 from ..interpolate import DenseOutput, Solution, StepCheckpoints
 from ..tableaux import get_method
 from ._controller import PIController
@@ -126,6 +127,12 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     max_step = math.inf if max_step in (None, math.inf) else check_positive(max_step, "max_step")
     if min_step > max_step:
         raise ValueError(f"`min_step` ({min_step}) must not exceed `max_step` ({max_step})")
+    span = abs(float(t_np[-1]) - float(t_np[0]))
+    if step_size is not None and span / max_steps > step_size:
+        # certain to fail, and a count past 2**63 would overflow the compiled loop's int64
+        raise TooManySteps(f"fixed steps of `step_size` = {step_size!r} over a span of {span!r} "
+                           f"need more than max_steps = {max_steps} steps", t=float(t_np[0]),
+                           h=step_size)
     options = {"method": tab.name, "rtol": rtol, "atol": atol, "step_size": step_size,
                "norm": norm}
 

@@ -28,6 +28,7 @@ from ._norms import rms_norm
 from ._policy import (
     STATUS_OK,
     STATUS_TOO_MANY_STEPS,
+    first_step_status,
     initial_step,
     initial_step_guess,
     next_target,
@@ -40,6 +41,7 @@ __all__ = ["Stepper", "Segment", "evaluate_dense", "evaluate_pieces"]
 
 _next_target = plain(next_target)
 _initial_step_guess, _initial_step = plain(initial_step_guess), plain(initial_step)
+_first_step_status = plain(first_step_status)
 
 
 class Stepper:
@@ -117,8 +119,17 @@ class Stepper:
                                  "(fixed-step mode) or choose an adaptive method")
             self.controller = (controller or PIController()).start(
                 tableau.error_order, min_step=min_step, max_step=max_step)
-            h = float(first_step) if first_step is not None else self._initial_step()
+            if first_step is not None:
+                h = float(first_step)
+            elif self._is_numpy:  # an overflowing norm is reported by the first step, not warned
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    h = self._initial_step()
+            else:
+                h = self._initial_step()
             self.h = self.controller.clamp(h)
+            status = _first_step_status(self.h)
+            if status != STATUS_OK:
+                raise status_error(status, t=self.t, h=self.h)
         else:
             self.controller = ConstantStep(step_size)
             self.h = self.controller.step_size
@@ -153,8 +164,8 @@ class Stepper:
         gap = abs(self.tstops[0] - self.t) if self.tstops else math.inf
         h0 = _initial_step_guess(d0, d1, span, gap)
         f1 = self._rhs(self.t + self.direction * h0, y0 + (self.direction * h0) * f0)
-        d2 = to_host_float(self.norm((f1 - f0) / scale)) / h0
-        return _initial_step(h0, d1, d2, span, self.tab.error_order)
+        df = to_host_float(self.norm((f1 - f0) / scale))
+        return _initial_step(h0, d1, df, span, self.tab.error_order)
 
     # -- state changes by the caller ------------------------------------------------------------
     def reset(self, y=None) -> None:
@@ -193,7 +204,7 @@ class Stepper:
             self.stats["n_steps"] += 1
             if self.stats["n_steps"] > self.max_steps:
                 raise status_error(STATUS_TOO_MANY_STEPS, t=t0, h=self.h, max_steps=self.max_steps)
-            h, landing = ctrl.propose(self.h, target - t0, d)
+            h, landing = ctrl.propose(self.h, t0, target, d)
             t1 = target if landing else t0 + h
             if self.observer is not None:
                 self.observer("step", t0, y0, h)

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from gqlib.quadrature import _asymptotic, _newton
-from gqlib.quadrature._validate import check_dtype, check_interval, check_n
+from gqlib.quadrature._validate import check_dtype, check_interval, check_n, check_rule_memory
 
 __all__ = ["gauss_legendre", "CLOSED_FORM_MAX", "NEWTON_MAX", "PARALLEL_MIN", "CACHE_MAX"]
 
@@ -125,6 +125,7 @@ def gauss_legendre(n: int, a: float = -1.0, b: float = 1.0, *,
     2.0
     """
     n = check_n(n)
+    check_rule_memory(n)
     a, b = check_interval(a, b)
     dt = check_dtype(dtype)
     if a == -1.0 and b == 1.0:

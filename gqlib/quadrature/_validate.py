@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
-__all__ = ["check_n", "check_interval", "check_dtype", "check_breakpoints"]
+__all__ = ["check_n", "check_interval", "check_dtype", "check_breakpoints", "check_rule_memory"]
 
 _DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -20,6 +21,26 @@ def check_n(n, name: str = "n") -> int:
     if n < 1:
         raise ValueError(f"`{name}` must be a positive integer; got {n}.")
     return n
+
+
+_BYTES_PER_NODE = 48  # nodes and weights (16 bytes) and the asymptotic expansion's temporaries
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover (not POSIX)
+        return None
+
+
+def check_rule_memory(n: int, name: str = "n") -> None:
+    """Raise ValueError, before allocating, when an ``n``-point rule cannot fit in memory."""
+    need = _BYTES_PER_NODE * n
+    have = _physical_memory()
+    if have is not None and need > have:
+        raise ValueError(f"`{name}` = {n} needs about {need / 2**30:.3g} GiB for the rule's "
+                         f"nodes, weights and work arrays; this machine has "
+                         f"{have / 2**30:.3g} GiB")
 
 
 def _real(v, name: str) -> float:

@@ -98,6 +98,8 @@ class OdeintAdjointFn(torch.autograd.Function):
         fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False,
                       time_map=job.fn.time_map)
         fld = TorchParamField(fn, job.params) if with_params else TorchField(fn)
+        if not need[1]:  # row 0 feeds only dL/dy0 (a NaN there, from a 0/0 at t0, is unused)
+            grad_ys = torch.cat([torch.zeros_like(grad_ys[:1]), grad_ys[1:]])
         g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
                      adjoint=job.strategy(with_params), observer=job.observer)
         job.stats.backward = dict(g.stats)

@@ -84,15 +84,20 @@ class UserFunc:
         return self.call(self.t_tensor(t), y)
 
     def call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # the first call checks type, dtype and device; every call checks the shape (host
+        # metadata, no sync), so that a field that changes shape never broadcasts silently
         if self.shapes is None:
             out = self.func(tt, y)
             if self._check:
                 _check_output(out, y, "y0")
                 self._check = False
+            elif getattr(out, "shape", None) != y.shape:
+                _check_output(out, y, "y0")
             return out
         parts = self.split(y)
         out = self.func(tt, parts)
-        if self._check:
+        if self._check or not isinstance(out, (tuple, list)) or len(out) != len(parts) \
+                or any(getattr(o, "shape", None) != p.shape for o, p in zip(out, parts, strict=True)):
             if not isinstance(out, (tuple, list)) or len(out) != len(parts):
                 raise TypeError(f"`func(t, y)` must return a tuple of {len(parts)} tensors like the "
                                 f"tuple `y0`, got {_describe(out)}")

@@ -1,0 +1,271 @@
+"""Robustness under bad input and faults (issue 14): no silent wrong result, no hang, no alias.
+
+Every case runs both drivers where both exist (a numba-jitted ``f`` takes the compiled loop, a
+plain ``f`` the array-API Stepper); each case finishes in well under a second once compiled.
+"""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+import gqlib
+from gqlib.errors import NonFiniteState, StepSizeTooSmall, TooManySteps
+
+
+@numba.njit
+def decay_nb(t, y):
+    return -y
+
+
+def decay(t, y):
+    return -y
+
+
+@numba.njit
+def nan_field_nb(t, y):
+    return y * np.nan
+
+
+def _both(f_py, f_nb, *args, **kw):
+    """The solve through the array-API driver and the compiled one."""
+    a = gqlib.solve(f_py, *args, **kw)
+    b = gqlib.solve(f_nb, *args, **kw)
+    assert a.driver != "numba" and b.driver == "numba"
+    return a, b
+
+
+# -- 1. large t: y advances by the step t really took -----------------------------------------
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_large_t_to_tolerance(method):
+    # ulp(1e12) = 1.2e-4: t0 + h rounds; before, y advanced by h (8e-4 relative off for bosh3)
+    for sol in _both(decay, decay_nb, np.ones(1), [1e12, 1e12 + 1.0], method=method):
+        assert abs(sol.y[-1, 0] / math.exp(-1.0) - 1.0) < 1e-6
+        assert sol.t[-1] == 1e12 + 1.0
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_large_t_below_float_spacing(method):
+    # ulp(3e15) = 0.5: the default tolerances need steps far below it (before: 1.25e-6 silently)
+    for f in (decay, decay_nb):
+        with pytest.raises(StepSizeTooSmall, match="below 10 float spacings") as info:
+            gqlib.solve(f, np.ones(1), [3e15, 3e15 + 1.0], method=method)
+        assert info.value.t >= 3e15
+    # loose tolerances accept steps of whole ulps, and the state follows the time
+    a, b = _both(decay, decay_nb, np.ones(1), [3e15, 3e15 + 1.0], method="dopri5", rtol=1e-3,
+                 atol=1e-3)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert abs(a.y[-1, 0] / math.exp(-1.0) - 1.0) < 1e-3
+
+
+def test_large_t_fixed_step():
+    # rk4 with step 0.1 at 1e12: every step is rounded to the float grid, y follows it
+    for sol in _both(decay, decay_nb, np.ones(1), [1e12, 1e12 + 1.0], method="rk4",
+                     step_size=0.1):
+        assert abs(sol.y[-1, 0] / math.exp(-1.0) - 1.0) < 1e-5
+
+
+# -- 2. NaN: detected at once, never a spin until max_steps ---------------------------------
+@pytest.mark.parametrize("case", ["nan_y0", "nan_f", "first_step"])
+def test_nan_raises_promptly(case):
+    y0 = np.array([np.nan]) if case == "nan_y0" else np.ones(1)
+    kw = {"first_step": 0.1} if case == "first_step" else {}
+    got = []
+    for f in ((decay, decay_nb) if case == "nan_y0" else (nan_field_nb.py_func, nan_field_nb)):
+        with pytest.raises(NonFiniteState) as info:
+            gqlib.solve(f, y0, [0.0, 1.0], max_steps=10**9, **kw)
+        got.append((info.value.t, str(info.value)))
+        assert info.value.t == 0.0
+    assert got[0] == got[1]
+
+
+def test_nan_rejections_are_few():
+    calls = []
+
+    def f(t, y):
+        calls.append(t)
+        return y * np.nan
+
+    with pytest.raises(NonFiniteState):
+        gqlib.solve(f, np.ones(1), [0.0, 1.0], first_step=0.1)
+    stages = gqlib.METHODS["dopri5"].stages
+    assert len(calls) <= 1 + 5 * stages  # f0, then five rejected attempts at most
+
+
+def test_initial_step_overflow():
+    # |f0 / scale| overflows the norm: was ZeroDivisionError in the initial step
+    for f in (lambda t, y: -1e160 * y, numba.njit(lambda t, y: -1e160 * y)):
+        with pytest.raises(StepSizeTooSmall) as info:
+            gqlib.solve(f, np.ones(1), [0.0, 1.0])
+        assert info.value.t == 0.0
+
+
+# -- 7. fixed steps: more than max_steps (or 2**63) steps ------------------------------------
+@pytest.mark.parametrize("step_size", [1e-20, 5e-324])
+def test_fixed_step_count_overflow(step_size):
+    # numba took one step of 1 (2**63 steps overflowed int64) and returned 0.375; Python raised
+    # OverflowError for 5e-324
+    for f in (decay, decay_nb):
+        with pytest.raises(TooManySteps, match="step_size"):
+            gqlib.solve(f, np.ones(1), [0.0, 1.0], method="rk4", step_size=step_size)
+
+
+def test_substep_count_caps():
+    from gqlib.integrate._policy import substep_count
+
+    for kernel in (substep_count, substep_count.py_func):
+        assert kernel(1.0, 1e-300) == 2 ** 62
+        assert kernel(1.0, 5e-324) == 2 ** 62
+
+
+# -- 2. NaN in gqlib.torch and the adjoints: raise, never hang ------------------------------
+torch = pytest.importorskip("torch")
+from gqlib.adjoint import FunctionField, gradient  # noqa: E402
+from gqlib.torch import odeint  # noqa: E402
+
+STRATEGIES = ["gq", "backsolve", "interpolated", "collocation", "checkpoint"]
+T3 = torch.linspace(0.0, 1.0, 3, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("adjoint", [None, *STRATEGIES])
+def test_torch_nan_weight_raises(adjoint):
+    # max_num_steps defaults to 2**31 - 1 in gqlib.torch: a NaN used to spin for ever
+    lin = torch.nn.Linear(2, 2).double()
+    with torch.no_grad():
+        lin.weight[0, 0] = float("nan")
+    kw = {} if adjoint is None else {"adjoint_params": tuple(lin.parameters())}
+    with pytest.raises(NonFiniteState, match="not finite") as info:
+        odeint(lambda t, y: lin(y), torch.ones(2, dtype=torch.float64), T3, adjoint=adjoint, **kw)
+    assert info.value.t == 0.0
+
+
+@pytest.mark.parametrize("adjoint", STRATEGIES)
+def test_torch_nan_upstream_gradient_raises(adjoint):
+    lin = torch.nn.Linear(2, 2).double()
+    y = odeint(lambda t, y: torch.tanh(lin(y)), torch.ones(2, dtype=torch.float64), T3,
+               adjoint=adjoint, adjoint_params=tuple(lin.parameters()))
+    with pytest.raises(ValueError, match=r"`grad_y` must be finite; grad_y\[2\]"):
+        (y[-1] * torch.tensor(float("nan"))).sum().backward()
+
+
+@pytest.mark.parametrize("y0, exc, text", [
+    (torch.ones(2, dtype=torch.float16), TypeError, "float32 or float64"),
+    (torch.ones(0, dtype=torch.float64), ValueError, "at least one element"),
+    (np.ones(2, dtype=np.float16), TypeError, "float32 or float64"),
+    (np.ones((2, 0)), ValueError, "at least one element"),
+])
+def test_bad_y0_at_the_door(y0, exc, text):
+    with pytest.raises(exc, match=text):
+        if torch.is_tensor(y0):
+            odeint(lambda t, y: -y, y0, T3)
+        else:
+            gqlib.solve(decay, y0, [0.0, 1.0])
+
+
+# -- 4. aliasing ----------------------------------------------------------------------------
+def test_solution_times_are_a_copy():
+    t = np.array([0.0, 1.0])
+    sol = gqlib.solve(decay, np.ones(1), t)
+    t[1] = 5.0
+    assert sol.t[1] == 1.0 and sol.t is not t
+
+
+def test_single_time_gradient_is_not_a_view():
+    field = FunctionField(decay, lambda t, y, a: -a)
+    sol = gqlib.solve(field, np.ones(2), [0.0])
+    grad_y = np.ones((1, 2))
+    g = gradient(field, sol, grad_y)
+    grad_y[0, 0] = 7.0
+    assert g.y0[0] == 1.0
+
+
+# -- 6. output shapes on every call ---------------------------------------------------------
+def test_solve_checks_every_output_shape():
+    def f(t, y):  # right shape at first, then one element that broadcasts silently
+        return -y if t < 0.3 else -y[:1]
+
+    with pytest.raises(ValueError, match=r"returned shape \(1,\) at t = .*expected the state's"):
+        gqlib.solve(f, np.ones(2), [0.0, 1.0])
+
+
+def test_torch_direct_checks_every_output_shape():
+    def func(t, y):
+        return -y if t < 0.3 else -y[:1]
+
+    with pytest.raises(ValueError, match=r"returned shape \(1,\)"):
+        odeint(func, torch.ones(2, dtype=torch.float64), T3)
+
+
+def _field(vjp_y=None, vjp_params=None):
+    return FunctionField(lambda t, y: -0.5 * y, vjp_y or (lambda t, y, a: -0.5 * a),
+                         vjp_params or (lambda t, y, a: np.array([-np.sum(a * y)])))
+
+
+@pytest.mark.parametrize("adjoint", ["interpolated", "collocation", "gq"])
+def test_vjp_y_shape_checked_on_every_call(adjoint):
+    calls = []
+
+    def vjp_y(t, y, a):
+        calls.append(t)
+        return -0.5 * a if len(calls) < 3 else -0.5 * a[:1]
+
+    field = _field(vjp_y=vjp_y)
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
+    with pytest.raises(ValueError, match=r"`vjp_y\(t, y, a\)` returned shape \(1,\)"):
+        gradient(field, sol, np.ones((2, 2)), adjoint=adjoint)
+
+
+# -- 8. a NaN parameter gradient -------------------------------------------------------------
+@pytest.mark.parametrize("adjoint", ["gq", "interpolated", "collocation"])
+def test_nan_parameter_gradient_raises(adjoint):
+    def vjp_params(t, y, a):
+        return np.array([np.nan if t > 0.5 else -np.sum(a * y)])
+
+    field = _field(vjp_params=vjp_params)
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
+    with pytest.raises(NonFiniteState, match="parameter gradient"):
+        gradient(field, sol, np.ones((2, 2)), adjoint=adjoint)
+
+
+# -- 9. errors from deep inside ---------------------------------------------------------------
+@numba.njit
+def raises_late_nb(t, y):
+    if t > 0.5:
+        raise KeyError("the field's own error")
+    return -y
+
+
+@numba.njit
+def grows_late_nb(t, y):
+    if t > 0.5:
+        return np.zeros(y.shape[0] + 1)
+    return -y
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # numba prints it
+@pytest.mark.parametrize("shape", [(2,), (2, 2)])
+def test_jitted_f_own_exception_reaches_the_caller(shape):
+    # numba swallows an exception inside a first-class function; it used to be reported as
+    # "returned an array of another size"
+    with pytest.raises(KeyError, match="the field's own error"):
+        gqlib.solve(raises_late_nb, np.ones(shape), [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"returned shape \(3,\); expected y0's shape \(2,\)"):
+        gqlib.solve(grows_late_nb, np.ones(2), [0.0, 1.0])
+
+
+def test_numba_per_element_rtol():
+    rtol = np.array([1e-6, 1e-8])
+    a, b = _both(decay, decay_nb, np.ones(2), [0.0, 1.0], rtol=rtol)
+    np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_gauss_legendre_too_large_before_allocating():
+    with pytest.raises(ValueError, match=r"`n` = 1000000000000 needs about .* GiB"):
+        gqlib.gauss_legendre(10 ** 12)
+
+
+def test_dense_output_at_nan_time_says_nan():
+    sol = gqlib.solve(decay, np.ones(1), [0.0, 1.0], dense_output=True)
+    with pytest.raises(ValueError, match="NaN"):
+        sol.dense._at(float("nan"))
