@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 import gqlib
 from gqlib.adjoint import AdjointStrategy, gradient
@@ -110,3 +111,38 @@ class OdeintAdjointFn(torch.autograd.Function):
         else:
             grad_params = [None] * len(job.params)
         return (None, grad_y0, grad_t, *grad_params)
+
+
+def _module_params(func) -> tuple[torch.Tensor, ...] | None:
+    """``func``'s parameters when they are all reachable through modules, else None.
+
+    An ``nn.Module``, or a Wong-Zakai field (``gqlib.sde.wong_zakai``) whose drift and diffusion
+    are both ``nn.Module``s (their parameters, shared ones once).
+    """
+    if isinstance(func, nn.Module):
+        return tuple(func.parameters())
+    from gqlib.sde import WongZakaiField
+
+    if (isinstance(func, WongZakaiField) and isinstance(func.drift, nn.Module)
+            and isinstance(func.diffusion, nn.Module)):
+        return tuple({id(p): p for m in (func.drift, func.diffusion)
+                      for p in m.parameters()}.values())
+    return None
+
+
+def adjoint_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
+    if adjoint_params is None:
+        params = _module_params(func)
+        if params is None:
+            raise ValueError("an adjoint needs the tensors to differentiate: `func` is neither an "
+                             "nn.Module nor a Wong-Zakai field of nn.Module drift and diffusion, "
+                             "so pass them as `adjoint_params` (tensors it closes over would "
+                             "otherwise silently get no gradient); `adjoint_params=()` if there "
+                             "are none")
+    else:
+        params = tuple(adjoint_params)
+        for i, p in enumerate(params):
+            if not torch.is_tensor(p):
+                raise TypeError(f"`adjoint_params[{i}]` must be a torch.Tensor, got "
+                                f"{type(p).__name__}")
+    return tuple(p for p in params if p.requires_grad)

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 import gqlib
 from gqlib.adjoint import DEFAULT_ADJOINT, AdjointStrategy
 from gqlib.integrate._policy import check_times
 
-from ._adjoint import AdjointJob, OdeintAdjointFn, backward_adaptive
+from ._adjoint import AdjointJob, OdeintAdjointFn, adjoint_params_of, backward_adaptive
 from ._callbacks import step_observers
 from ._events import locate_event
 from ._field import UserFunc, state_norm
@@ -168,7 +167,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         acfg = resolve_adjoint(adjoint, fwd, method=adjoint_method, options=adjoint_options,
                                adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
                                atol=atol, forward_method=method)
-        params = _adjoint_params(func, adjoint_params)
+        params = adjoint_params_of(func, adjoint_params)
     fn = UserFunc(func, shapes, state.dtype, state.device)
     kw = dict(fwd.solve_kwargs)
     span = abs(float(t_np[-1] - t_np[0]))
@@ -323,41 +322,6 @@ def _tolerance(value, name: str, shapes, state: torch.Tensor):
         raise TypeError(f"`{name}` must be a positive number or a tensor, got "
                         f"{type(value).__name__}")
     return float(value)
-
-
-def _module_params(func) -> tuple[torch.Tensor, ...] | None:
-    """``func``'s parameters when they are all reachable through modules, else None.
-
-    An ``nn.Module``, or a Wong-Zakai field (``gqlib.sde.wong_zakai``) whose drift and diffusion
-    are both ``nn.Module``s (their parameters, shared ones once).
-    """
-    if isinstance(func, nn.Module):
-        return tuple(func.parameters())
-    from gqlib.sde import WongZakaiField
-
-    if (isinstance(func, WongZakaiField) and isinstance(func.drift, nn.Module)
-            and isinstance(func.diffusion, nn.Module)):
-        return tuple({id(p): p for m in (func.drift, func.diffusion)
-                      for p in m.parameters()}.values())
-    return None
-
-
-def _adjoint_params(func, adjoint_params) -> tuple[torch.Tensor, ...]:
-    if adjoint_params is None:
-        params = _module_params(func)
-        if params is None:
-            raise ValueError("an adjoint needs the tensors to differentiate: `func` is neither an "
-                             "nn.Module nor a Wong-Zakai field of nn.Module drift and diffusion, "
-                             "so pass them as `adjoint_params` (tensors it closes over would "
-                             "otherwise silently get no gradient); `adjoint_params=()` if there "
-                             "are none")
-    else:
-        params = tuple(adjoint_params)
-        for i, p in enumerate(params):
-            if not torch.is_tensor(p):
-                raise TypeError(f"`adjoint_params[{i}]` must be a torch.Tensor, got "
-                                f"{type(p).__name__}")
-    return tuple(p for p in params if p.requires_grad)
 
 
 def _tstops(fwd, fn: UserFunc, state: torch.Tensor, t: torch.Tensor, t_np: np.ndarray):
