@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import gqlib
 from gqlib.errors import GQLibError
 
-FUZZ = settings(derandomize=True, max_examples=60, deadline=None, database=None,
+FUZZ = settings(derandomize=True, max_examples=100, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 
 NASTY = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e308, -1e308, 1e-308, 5e-324, 1e160, 1e-160]
@@ -106,6 +106,8 @@ values = st.lists(st.one_of(plain, plain, plain, nasty), min_size=1, max_size=4)
        dense=st.booleans())
 def test_solve(field, jit, y0, shp, dt, t0, dspan, n_out, method, step_size, rtol, dense):
     f = JITTED[field] if jit else FIELDS[field]
+    if step_size is None and method in ("rk4", "euler"):
+        step_size = 0.1  # fixed-step methods need one; its corruption is drawn separately
     y0 = _array(y0, shp, dt)
     with np.errstate(all="ignore"):
         t = t0 + dspan * np.linspace(0.0, 1.0, n_out)
@@ -113,6 +115,8 @@ def test_solve(field, jit, y0, shp, dt, t0, dspan, n_out, method, step_size, rto
                                       max_steps=300, dense_output=dense))
     if sol is None:
         return
+    if len(t) == 1 and not np.all(np.isfinite(y0)):
+        return  # known bug: returned as is, see test_bug_single_time_nonfinite_y0
     assert_finite(sol.y, (len(t), *y0.shape))
     assert_finite(sol.t, (len(t),))
     if (field == "decay" and method != "euler" and abs(dspan) <= 3 and abs(t0) <= 1e12
@@ -168,7 +172,7 @@ def test_gradient(k, y0, n_out, g, gshape, adjoint, extra):
     if res is None:
         return
     assert_finite(res.y0, y0.shape)
-    if res.params is not None:
+    if res.params is not None and n_out > 1:  # n_out == 1: test_bug_single_time_nan_params
         assert np.all(np.isfinite(np.asarray(res.params)))
     if gshape == "right" and extra == {} and abs(k) <= 10 and np.all(np.abs(grad_y) < 1e100):
         # linear: dL/dy0 = sum_i exp(-k t_i) grad_y[i]
@@ -213,6 +217,8 @@ def test_torch_odeint(k, y0, shp, dt, t0, dspan, n_out, method, options, adjoint
 
     def call():
         ys = odeint(func, y0, t, method=method, options=opts, adjoint=adjoint, **kw)
+        if len(t) == 1 and not torch.all(torch.isfinite(y0)):
+            return ys  # known bug, see test_bug_single_time_nonfinite_y0
         assert_finite(ys.detach().numpy(), (len(t), *y0.shape))
         if backward and ys.requires_grad:
             ys.sum().backward()
@@ -236,8 +242,10 @@ PATH = BrownianPath(0.0, 1.0, (2,), seed=0)
        n_out=mostly(3, st.integers(0, 4)),
        method=st.sampled_from(sorted(SDE_METHODS) + ["nope"]),
        step=mostly(0.1, st.sampled_from([0.0, -0.1, math.nan, math.inf, 1e-9, 5e-324])),
-       sde_type=st.sampled_from(["stratonovich", "ito", "bad"]))
+       sde_type=mostly(None, st.sampled_from(["stratonovich", "ito", "bad"])))
 def test_sdeint(mu, sigma, y0, shp, dt, t0, dspan, n_out, method, step, sde_type):
+    if sde_type is None:  # the method's own type, else a drawn (possibly mismatched) one
+        sde_type = getattr(SDE_METHODS.get(method), "sde_type", "stratonovich")
     y0 = _array(y0, shp, dt)
     with np.errstate(all="ignore"):
         t = t0 + dspan * np.linspace(0.0, 1.0, n_out)
@@ -245,3 +253,29 @@ def test_sdeint(mu, sigma, y0, shp, dt, t0, dspan, n_out, method, step, sde_type
                                 method=method, dt=step, sde_type=sde_type, max_steps=300))
     if ys is not None:
         assert_finite(ys, (len(t), *y0.shape))
+
+
+# -- bugs the fuzzers found (gqlib is not fixed here; each is a strict xfail) ------------------
+@pytest.mark.xfail(strict=True, reason="a single output time returns a non-finite y0 as the "
+                   "result (sol.y == [[nan]]) instead of raising NonFiniteState/ValueError; with "
+                   "two or more times the same y0 raises NonFiniteState")
+@pytest.mark.parametrize("driver", ["numpy", "numba", "torch"])
+def test_bug_single_time_nonfinite_y0(driver):
+    with pytest.raises((GQLibError, ValueError)):
+        if driver == "torch":
+            odeint(lambda t, y: -y, torch.tensor([math.nan], dtype=torch.float64),
+                   torch.tensor([0.0], dtype=torch.float64))
+        else:
+            gqlib.solve(JITTED["decay"] if driver == "numba" else decay, np.array([math.nan]),
+                        [0.0])
+
+
+@pytest.mark.xfail(strict=True, reason="gradient() with a single output time returns a NaN "
+                   "parameter gradient from vjp_params unchecked (issue 14 item 8 is fixed only "
+                   "for two or more output times, where it raises NonFiniteState)")
+@pytest.mark.parametrize("adjoint", ["gq", "checkpoint"])
+def test_bug_single_time_nan_params(adjoint):
+    field = FunctionField(decay, lambda t, y, a: -a, lambda t, y, a: np.array([math.nan]))
+    sol = gqlib.solve(field, np.ones(1), [0.0], checkpoints=True)
+    with pytest.raises(GQLibError):
+        gradient(field, sol, np.ones((1, 1)), adjoint=adjoint)
