@@ -137,11 +137,13 @@ def test_gauss_legendre(n, a, b, dt):
         return
     x, w = rule
     k = int(n)
+    if dt == np.float32 and not abs(b - a) < 1e38:
+        return  # known bug: inf nodes and weights, see test_bug_gauss_legendre_float32_overflow
     assert_finite(x, (k,))
     assert_finite(w, (k,))
     if np.isfinite(b - a) and abs(b - a) < 1e300:
         assert math.isclose(float(np.sum(w, dtype=np.float64)), b - a, rel_tol=1e-3,
-                            abs_tol=1e-300)
+                            abs_tol=1e3 * float(np.finfo(w.dtype).tiny))
 
 
 # -- gradient -----------------------------------------------------------------------------------
@@ -222,6 +224,8 @@ def test_torch_odeint(k, y0, shp, dt, t0, dspan, n_out, method, options, adjoint
         assert_finite(ys.detach().numpy(), (len(t), *y0.shape))
         if backward and ys.requires_grad:
             ys.sum().backward()
+            if adjoint is None and not (abs(k) < 1e100 and torch.all(y0.abs() < 1e100)):
+                return ys  # torch's own autograd through the steps: its gradient may overflow
             for p in [y0, *lin.parameters()]:
                 if p.grad is not None:
                     assert_finite(p.grad.numpy(), p.shape)
@@ -268,6 +272,20 @@ def test_bug_single_time_nonfinite_y0(driver):
         else:
             gqlib.solve(JITTED["decay"] if driver == "numba" else decay, np.array([math.nan]),
                         [0.0])
+
+
+@pytest.mark.xfail(strict=True, reason="gauss_legendre(n, a, b, dtype=np.float32) with an "
+                   "interval wider than float32's range returns inf nodes and weights (with a "
+                   "RuntimeWarning 'overflow encountered in cast') instead of a ValueError; "
+                   "float64 is finite even for [-1e308, 1e308]")
+def test_bug_gauss_legendre_float32_overflow():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            x, w = gqlib.gauss_legendre(3, -1.0, 1e39, dtype=np.float32)
+        except ValueError:
+            return
+    assert np.all(np.isfinite(x)) and np.all(np.isfinite(w))
 
 
 @pytest.mark.xfail(strict=True, reason="gradient() with a single output time returns a NaN "
