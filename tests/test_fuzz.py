@@ -115,8 +115,6 @@ def test_solve(field, jit, y0, shp, dt, t0, dspan, n_out, method, step_size, rto
                                       max_steps=300, dense_output=dense))
     if sol is None:
         return
-    if len(t) == 1 and not np.all(np.isfinite(y0)):
-        return  # known bug: returned as is, see test_bug_single_time_nonfinite_y0
     assert_finite(sol.y, (len(t), *y0.shape))
     assert_finite(sol.t, (len(t),))
     if (field == "decay" and method != "euler" and abs(dspan) <= 3 and abs(t0) <= 1e12
@@ -138,8 +136,6 @@ def test_gauss_legendre(n, a, b, dt):
         return
     x, w = rule
     k = int(n)
-    if dt == np.float32 and not abs(b - a) < 1e38:
-        return  # known bug: inf nodes and weights, see test_bug_gauss_legendre_float32_overflow
     assert_finite(x, (k,))
     assert_finite(w, (k,))
     if np.isfinite(b - a) and abs(b - a) < 1e300:
@@ -220,8 +216,6 @@ def test_torch_odeint(k, y0, shp, dt, t0, dspan, n_out, method, options, adjoint
 
     def call():
         ys = odeint(func, y0, t, method=method, options=opts, adjoint=adjoint, **kw)
-        if len(t) == 1 and not torch.all(torch.isfinite(y0)):
-            return ys  # known bug, see test_bug_single_time_nonfinite_y0
         assert_finite(ys.detach().numpy(), (len(t), *y0.shape))
         if backward and ys.requires_grad:
             ys.sum().backward()
@@ -260,10 +254,7 @@ def test_sdeint(mu, sigma, y0, shp, dt, t0, dspan, n_out, method, step, sde_type
         assert_finite(ys, (len(t), *y0.shape))
 
 
-# -- bugs the fuzzers found (gqlib is not fixed here; each is a strict xfail) ------------------
-@pytest.mark.xfail(strict=True, reason="a single output time returns a non-finite y0 as the "
-                   "result (sol.y == [[nan]]) instead of raising NonFiniteState/ValueError; with "
-                   "two or more times the same y0 raises NonFiniteState")
+# -- bugs the fuzzers found, fixed: regression tests -----------------------------------------
 @pytest.mark.parametrize("driver", ["numpy", "numba", "torch"])
 def test_bug_single_time_nonfinite_y0(driver):
     with pytest.raises((GQLibError, ValueError)):
@@ -275,10 +266,6 @@ def test_bug_single_time_nonfinite_y0(driver):
                         [0.0])
 
 
-@pytest.mark.xfail(strict=True, reason="gauss_legendre(n, a, b, dtype=np.float32) with an "
-                   "interval wider than float32's range returns inf nodes and weights (with a "
-                   "RuntimeWarning 'overflow encountered in cast') instead of a ValueError; "
-                   "float64 is finite even for [-1e308, 1e308]")
 def test_bug_gauss_legendre_float32_overflow():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -289,9 +276,6 @@ def test_bug_gauss_legendre_float32_overflow():
     assert np.all(np.isfinite(x)) and np.all(np.isfinite(w))
 
 
-@pytest.mark.xfail(strict=True, reason="gradient() with a single output time returns a NaN "
-                   "parameter gradient from vjp_params unchecked (issue 14 item 8 is fixed only "
-                   "for two or more output times, where it raises NonFiniteState)")
 @pytest.mark.parametrize("adjoint", ["gq", "checkpoint"])
 def test_bug_single_time_nan_params(adjoint):
     field = FunctionField(decay, lambda t, y, a: -a, lambda t, y, a: np.array([math.nan]))

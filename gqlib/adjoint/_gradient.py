@@ -110,7 +110,11 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
         zero = xp.sum(grad_y[0]) * 0.0
         params = None
         if cf.has_params:
-            params = cf.vjp_params(float(t_np[0]), sol.y[0], grad_y[0] * 0.0) * 0.0
+            probe = cf.vjp_params(float(t_np[0]), sol.y[0], grad_y[0] * 0.0)
+            if not bool(xp.all(xp.isfinite(probe))):
+                raise NonFiniteState("the parameter gradient (vjp_params) is not finite",
+                                     t=float(t_np[0]), h=0.0)
+            params = xp.zeros_like(probe)  # nothing depends on theta with no interval
         return AdjointGradient(xp.asarray(grad_y[0], copy=True), params,
                                xp.stack([zero]) if grad_t else None,
                                {**cf.stats, "n_nodes": 0, "n_panels": 0, "n_accepted": 0,

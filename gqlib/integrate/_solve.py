@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import as_state
-from ..errors import TooManySteps
+from ..errors import NonFiniteState, TooManySteps
 from ..interpolate import DenseOutput, Solution, StepCheckpoints
 from ..tableaux import get_method
 from ._controller import PIController
@@ -143,6 +143,8 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
                             f"{type(observer).__name__}")
         reason = reason or "an observer is called from Python at every step"
     if t_np.size == 1:
+        if not bool(xp.all(xp.isfinite(y0))):  # as a solve over an interval would say
+            raise NonFiniteState("the initial state y0 is not finite", t=float(t_np[0]), h=0.0)
         stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
         return Solution(t, xp.stack([y0]), stats, **options, driver_reason="a single output time: nothing to solve")
     if reason is None:

@@ -133,5 +133,9 @@ def gauss_legendre(n: int, a: float = -1.0, b: float = 1.0, *,
         return (x.copy(), w.copy()) if n <= CACHE_MAX else (x, w)
     t, v = _map(*_rule(n), a, b)
     if dt != np.float64:
-        t, v = t.astype(dt), v.astype(dt)
+        with np.errstate(over="ignore"):
+            t, v = t.astype(dt), v.astype(dt)
+        if not (np.all(np.isfinite(t)) and np.all(np.isfinite(v))):
+            raise ValueError(f"the rule on [a, b] = [{a!r}, {b!r}] overflows `dtype` {np.dtype(dt)}"
+                             "; use a narrower interval or float64")
     return t, v
