@@ -112,13 +112,24 @@ class _DiscretePass:
             return math.nextafter(t1, -self.d * math.inf) if t1 in self.stops else t1
         return t0 + c * h
 
+    def _hermite(self, th: float, h: float) -> tuple[float, float, float]:
+        """Cubic Hermite on a step: ``y(th) = y0 + s (y1 - y0) + c0 f0 + c1 f1`` -> (s, c0, c1)."""
+        return 3 * th ** 2 - 2 * th ** 3, h * (th - 2 * th ** 2 + th ** 3), h * (th ** 3 - th ** 2)
+
+    def _needs_f1(self, thetas) -> bool:
+        """Hermite outputs of a method without FSAL evaluate f(t1, y1) (as the forward did)."""
+        return bool(thetas) and self.P is None and not self.tab.fsal
+
     def step_forward(self, f, k: int, y0, thetas):
-        """The forward's step ``k`` from ``y0`` with the field ``f``: ``[y1, *y(theta_i)]``."""
+        """The forward's step ``k`` from ``y0`` with the field ``f``: ``[y1, *y(theta_i)]``.
+
+        ``f`` is called for the needed stages in increasing order, then once more at
+        ``(t1, y1)`` when :meth:`_needs_f1` (the order :meth:`step_back` relies on).
+        """
         t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
         h = t1 - t0
-        stages = self._needed(bool(thetas))
         K = {}
-        for j in stages:
+        for j in self._needed(bool(thetas)):
             Y = y0
             for l, w in self._terms[j]:
                 Y = Y + (h * w) * K[l]
@@ -127,22 +138,21 @@ class _DiscretePass:
         for j, w in self._b:
             y1 = y1 + (h * w) * K[j]
         outs = [y1]
+        if self.P is None and thetas:
+            f1 = f(self._end_time(t1), y1) if self._needs_f1(thetas) else K[self.tab.stages - 1]
         for th in thetas:
+            y = y0
             if self.P is not None:
-                y = y0
                 for j, w in self._dense_weights(th):
                     y = y + (h * w) * K[j]
             else:
-                if self.tab.fsal:
-                    f1 = K[self.tab.stages - 1]
-                else:
-                    t_end = math.nextafter(t1, -self.d * math.inf) if t1 in self.stops else t1
-                    f1 = f(t_end, y1)
-                s3 = 3 * th ** 2 - 2 * th ** 3
-                y = (y0 + (h * (th - 2 * th ** 2 + th ** 3)) * K[0]
-                     + (h * (th ** 3 - th ** 2)) * f1 + s3 * (y1 - y0))
+                s3, c0, c1 = self._hermite(th, h)
+                y = y + s3 * (y1 - y0) + c0 * K[0] + c1 * f1
             outs.append(y)
         return outs
+
+    def _end_time(self, t1: float) -> float:
+        return math.nextafter(t1, -self.d * math.inf) if t1 in self.stops else t1
 
     def step_back_fused(self, k: int, a1, outputs):
         """:meth:`step_back` in one backward pass of the field's framework (``pullback``)."""
@@ -151,68 +161,55 @@ class _DiscretePass:
         return vjp([a1, *(g for _, g in outputs)])
 
     def step_back(self, k: int, a1, outputs):
-        """Back-propagate step ``k`` (from checkpoint k to k + 1): ``ybar_0`` and ``thetabar``
-        from ``ybar_1 = a1`` and the output cotangents ``[(theta, g)]`` inside the step."""
+        """Back-propagate step ``k`` (from checkpoint k to k + 1) stage by stage: ``ybar_0`` and
+        ``thetabar`` from ``ybar_1 = a1`` and the output cotangents ``[(theta, g)]`` inside the
+        step. The forward is :meth:`step_forward` with every field call linearised."""
         xp, cf = self.xp, self.cf
-        t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
-        h = t1 - t0
-        y0 = self.ck.y[k]
-        stages = self._needed(bool(outputs))
-        lins, Ys, K = {}, {}, {}
-        for j in stages:
-            terms = [(l, float(self.A[j, l])) for l in range(j) if self.A[j, l] != 0.0]
-            Y = y0
-            for l, w in terms:
-                Y = Y + (h * w) * K[l]
-            lin = cf.linearize(self._stage_time(j, t0, t1, h), Y)
-            lins[j], Ys[j], K[j] = lin, Y, lin.value
-        kbar = {j: None for j in stages}
+        h = float(self.ck.t[k + 1] - self.ck.t[k])
+        thetas = [th for th, _ in outputs]
+        lins = []
+
+        def record(t, Y):
+            lin = cf.linearize(t, Y)
+            lins.append(lin)
+            return lin.value
+
+        self.step_forward(record, k, self.ck.y[k], thetas)
+        stages = self._needed(bool(thetas))
+        kbar = dict.fromkeys(stages)
 
         def add(j, v):
             kbar[j] = v if kbar[j] is None else kbar[j] + v
 
-        ybar0 = a1
-        params = None
-        a1_total = a1
-        for theta, g in outputs:
+        ybar0, y1bar, f1bar = a1, a1, None
+        for th, g in outputs:
             ybar0 = ybar0 + g
             if self.P is not None:
-                for j in stages:
-                    if j < self.P.shape[0] and np.any(self.P[j]):
-                        w = h * float(sum(self.P[j, p] * theta ** (p + 1)
-                                          for p in range(self.P.shape[1])))
-                        add(j, w * g)
-            else:  # cubic Hermite: y0 + h f0 (th - 2th^2 + th^3) + h f1 (th^3 - th^2) + (y1 - y0)(3th^2 - 2th^3)
-                s = 3 * theta ** 2 - 2 * theta ** 3
-                ybar0 = ybar0 - s * g
-                a1_total = a1_total + s * g
-                add(0, (h * (theta - 2 * theta ** 2 + theta ** 3)) * g)
-                f1bar = (h * (theta ** 3 - theta ** 2)) * g
-                if self.tab.fsal:
-                    add(self.tab.stages - 1, f1bar)
-                else:
-                    y1 = y0
-                    for j in stages:
-                        if self.B[j] != 0.0:
-                            y1 = y1 + (h * float(self.B[j])) * K[j]
-                    t_end = math.nextafter(t1, -self.d * math.inf) if t1 in self.stops else t1
-                    vy, vp = self._vjp(cf.linearize(t_end, y1), f1bar)
-                    a1_total = a1_total + vy
-                    params = _acc(xp, params, vp)
-        if a1_total is not a1:
-            ybar0 = ybar0 + (a1_total - a1)
-        for j in stages:
-            if self.B[j] != 0.0:
-                add(j, (h * float(self.B[j])) * a1_total)
-        for j in reversed(stages):
+                for j, w in self._dense_weights(th):
+                    add(j, (h * w) * g)
+                continue
+            s3, c0, c1 = self._hermite(th, h)
+            ybar0, y1bar = ybar0 - s3 * g, y1bar + s3 * g
+            add(0, c0 * g)
+            if self._needs_f1(thetas):
+                f1bar = c1 * g if f1bar is None else f1bar + c1 * g
+            else:
+                add(self.tab.stages - 1, c1 * g)
+        params = None
+        if f1bar is not None:  # f1 = f(t1, y1): the last recorded call
+            vy, params = self._vjp(lins[-1], f1bar)
+            y1bar = y1bar + vy
+        ybar0 = ybar0 + (y1bar - a1)  # y1 = y0 + h sum_j b_j K_j
+        for j, w in self._b:
+            add(j, (h * w) * y1bar)
+        for j, lin in reversed(list(zip(stages, lins, strict=False))):
             if kbar[j] is None:
                 continue
-            vy, vp = self._vjp(lins[j], kbar[j])
+            vy, vp = self._vjp(lin, kbar[j])
             params = _acc(xp, params, vp)
             ybar0 = ybar0 + vy
-            for l in range(j):
-                if self.A[j, l] != 0.0 and l in kbar:
-                    add(l, (h * float(self.A[j, l])) * vy)
+            for l, w in self._terms[j]:
+                add(l, (h * w) * vy)
         return ybar0, params
 
     def _vjp(self, lin, v):
