@@ -29,7 +29,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._backend import namespace, to_host_float
+from .._backend import namespace, to_host, to_host_float
 from ..errors import GQLibError, GradientAccuracyWarning
 from ..integrate._norms import resolve_norm
 from ..integrate._policy import substep_count
@@ -192,6 +192,7 @@ class _SolvedPass:
                 nfe_forward=int(sol.stats.get("nfe", 0)), tstops=sol.tstops, D=self.D,
                 shape=self.shape, y_source=None if strategy.carries_y else sol.dense)
         self.max_drift, self.drift_at = 0.0, float(t_np[-1])
+        self._drifts, self._drift_times = [], []  # device scalars, moved to the host once
         # drift in units of the looser of the two tolerances: the forward checkpoints are only
         # as accurate as the forward solve
         opts = sol.options
@@ -255,16 +256,24 @@ class _SolvedPass:
             return
         y_ref = self.flat(y_ref)
         scaled = (z[:D] - y_ref) / (self.drift_atol + self.drift_rtol * xp.abs(y_ref))
-        drift = to_host_float(xp.sqrt(xp.mean(scaled * scaled)))
-        if not drift <= self.max_drift:  # also records NaN
-            self.max_drift, self.drift_at = drift, t
+        self._drifts.append(xp.sqrt(xp.mean(scaled * scaled)))
+        self._drift_times.append(t)
         parts = [y_ref, z[D:2 * D] if a_new is None else self.flat(a_new)]
         if z.shape[0] > 2 * D:
             parts.append(z[2 * D:])
         stepper.reset(xp.concat(parts))
 
+    def collect_drift(self):
+        """The largest drift and where (one device-to-host transfer for the whole pass)."""
+        if not self._drifts:
+            return
+        drifts = to_host(self.xp.stack(self._drifts), np.float64)
+        i = int(np.argmax(np.where(np.isnan(drifts), np.inf, drifts)))  # NaN counts as worst
+        self.max_drift, self.drift_at = float(drifts[i]), self._drift_times[i]
+
     def warn_drift(self):
-        if self.max_drift <= DRIFT_LIMIT:
+        self.collect_drift()
+        if not self.max_drift > DRIFT_LIMIT and not np.isnan(self.max_drift):
             return
         if self.s.checkpoints and self.settings["step_size"] is not None:
             # fixed steps restarted at every forward step: the drift is one step's truncation
