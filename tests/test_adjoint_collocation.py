@@ -5,7 +5,7 @@ import pytest
 from adjoint_fields import KinkField, LinearField, TanhField
 
 import gqlib
-from gqlib.adjoint import FunctionField, gradient
+from gqlib.adjoint import FunctionField, LinearizationUnavailable, gradient
 from gqlib.adjoint._collocation import collocation_coefficients
 from gqlib.convergence import observed_order
 from gqlib.errors import NonFiniteState
@@ -383,3 +383,34 @@ def test_max_panels_caps_the_panels_and_single_time_validates():
     np.testing.assert_array_equal(g.y0, [1.0, 2.0])
     with pytest.raises(TypeError, match="grad_t"):
         gradient(field, one, np.ones((1, 2)), adjoint="gq", grad_t=1)
+
+
+def test_a_refused_linearisation_replays_full_vjps_with_the_same_gradient():
+    """A linearisation whose products raise LinearizationUnavailable (torch.compile's donated
+    buffers) is replaced by full VJP calls, for the panel in flight and every later one."""
+    field, sol, G = _problem()
+
+    class Refusing(TanhField):
+        forward_passes = 0
+
+        def linearize(self, t, y):
+            Refusing.forward_passes += 1
+
+            class Lin:
+                def vjp_y(self, a):
+                    raise LinearizationUnavailable("no graph for a second backward pass")
+
+                def vjp(self, a):
+                    raise LinearizationUnavailable("no graph for a second backward pass")
+            return Lin()
+
+    g = gradient(Refusing(field.W, field.b), sol, G, adjoint="collocation", grad_t=False)
+    ref = gradient(field, sol, G, adjoint="collocation", grad_t=False)
+    np.testing.assert_allclose(g.params, ref.params, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(g.y0, ref.y0, rtol=1e-13, atol=0)
+    s, nodes = g.stats, g.stats["n_nodes"] // g.stats["n_panels"]
+    assert s["n_panels"] > 1
+    # the first panel's linearisations were made (and counted) before the first refusal; none after
+    assert Refusing.forward_passes == s["nfe_f"] == nodes
+    assert s["nfe_vjp_y"] == ref.stats["nfe_vjp_y"]
+    assert s["nfe_vjp_params"] == ref.stats["nfe_vjp_params"]

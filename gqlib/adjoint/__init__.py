@@ -9,7 +9,7 @@ vector-Jacobian products, the core does the numerics.
 from ._aliases import ALIASES, DEFAULT_ADJOINT, as_strategy
 from ._checkpoint import CheckpointAdjoint
 from ._collocation import CollocationAdjoint
-from ._field import CountedField, FunctionField, VectorField
+from ._field import CountedField, FunctionField, LinearizationUnavailable, VectorField
 from ._gradient import gradient
 from ._quadrature import NODE_RULES, NodeRule
 from ._solved import DRIFT_LIMIT, BacksolveAdjoint, GQAdjoint, InterpolatedAdjoint
@@ -20,4 +20,4 @@ ADJOINTS = ALIASES
 __all__ = ["gradient", "AdjointGradient", "AdjointStrategy", "GQAdjoint", "BacksolveAdjoint",
            "InterpolatedAdjoint", "CollocationAdjoint", "CheckpointAdjoint", "as_strategy",
            "NodeRule", "VectorField", "FunctionField", "CountedField", "ADJOINTS", "ALIASES",
-           "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT"]
+           "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT", "LinearizationUnavailable"]

@@ -10,7 +10,14 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["VectorField", "FunctionField", "CountedField"]
+__all__ = ["VectorField", "FunctionField", "CountedField", "LinearizationUnavailable"]
+
+
+class LinearizationUnavailable(Exception):
+    """Raised by a linearisation's ``vjp_y``/``vjp`` when its one forward pass cannot serve
+    several backward passes (torch: a ``torch.compile``d field whose backward donates its
+    buffers, which forbids ``retain_graph``). :class:`CountedField` then replays a full VJP
+    call (forward and backward) for this and every later product."""
 
 
 @runtime_checkable
@@ -25,7 +32,8 @@ class VectorField(Protocol):
     ``linearize(t, y)`` (optional, used by the collocation and checkpoint adjoints) returns an
     object with ``vjp_y(a)`` and ``vjp(a) -> (vjp_y, vjp_params)`` that reuse one forward pass
     for many cotangents (as ``jax.vjp``'s pullback; torch keeps the graph), and optionally
-    ``value = f(t, y)`` from that same pass. ``pullback(build, y)`` (optional, used by the
+    ``value = f(t, y)`` from that same pass; its products may raise
+    :class:`LinearizationUnavailable`, and the caller then replays full VJP calls. ``pullback(build, y)`` (optional, used by the
     checkpoint adjoint) differentiates a whole computation ``build(f, y)`` made of field calls
     in one backward pass (``jax.vjp``; torch records one graph): ``(outputs, vjp)`` with
     ``vjp(cotangents) -> (ybar, thetabar)``, thetabar flat (None without parameters).
@@ -95,6 +103,7 @@ class CountedField:
         self.stats = {"nfe_f": 0, "nfe_vjp_y": 0, "nfe_vjp_params": 0}
         self.seconds = {"f": 0.0, "vjp_y": 0.0, "vjp_params": 0.0}
         self.observer = None  # observer(event, t0, a0, h) of the backward steps (gradient())
+        self.replay = False  # set when a linearisation raised LinearizationUnavailable
 
     def observe(self, event: str, t0: float, a0, h: float) -> None:
         """Tell the observer of a backward step (a0: the adjoint dL/dy at its start)."""
@@ -174,9 +183,10 @@ class CountedField:
     def linearize(self, t, y):
         """The field linearised at ``(t, y)``: one forward pass (counted in ``nfe_f``), then each
         ``vjp_y(a)`` / ``vjp(a)`` a backward pass through it (counted as a VJP). Fields without
-        ``linearize`` get a stand-in that makes a full VJP call each time."""
+        ``linearize``, and every field once one of its linearisations raised
+        :class:`LinearizationUnavailable`, get a stand-in that makes a full VJP call each time."""
         native = getattr(self.field, "linearize", None)
-        if native is None:
+        if native is None or self.replay:
             return _Replayed(self, t, y)
         self.stats["nfe_f"] += 1
         return _Counted(self, self._timed("f", native, t, y), t, y)
@@ -195,17 +205,33 @@ class _Counted:
         return self.cf.f(self.t, self.y) if v is None else v
 
     def vjp_y(self, a):
-        self.cf.stats["nfe_vjp_y"] += 1
-        return _checked_vjp_y(self.cf._timed("vjp_y", self.lin.vjp_y, a), a, self.t)
+        if not self.cf.replay:
+            try:
+                vy = self.cf._timed("vjp_y", self.lin.vjp_y, a)
+            except LinearizationUnavailable:
+                self.cf.replay = True
+            else:
+                self.cf.stats["nfe_vjp_y"] += 1
+                return _checked_vjp_y(vy, a, self.t)
+        return _Replayed(self.cf, self.t, self.y).vjp_y(a)
 
     def vjp(self, a):
-        self.cf.stats["nfe_vjp_y"] += 1
-        self.cf.stats["nfe_vjp_params"] += 1
-        return self.cf._timed("vjp_params", self.lin.vjp, a)
+        if not self.cf.replay:
+            try:
+                out = self.cf._timed("vjp_params", self.lin.vjp, a)
+            except LinearizationUnavailable:
+                self.cf.replay = True
+            else:
+                self.cf.stats["nfe_vjp_y"] += 1
+                self.cf.stats["nfe_vjp_params"] += 1
+                return out
+        return _Replayed(self.cf, self.t, self.y).vjp(a)
 
 
 class _Replayed:
-    """Stand-in linearisation: every product is a full VJP call at the stored point."""
+    """Stand-in linearisation: every product is a full VJP call at the stored point (a fused
+    one where the field has it: a field with ``f_vjp_y``/``f_vjp`` runs f inside its VJPs, and
+    the fused call counts that forward pass in ``nfe_f``)."""
 
     def __init__(self, cf: CountedField, t, y):
         self.cf, self.t, self.y = cf, t, y
@@ -215,9 +241,13 @@ class _Replayed:
         return self.cf.f(self.t, self.y)
 
     def vjp_y(self, a):
+        if callable(getattr(self.cf.field, "f_vjp_y", None)):
+            return self.cf.f_vjp_y(self.t, self.y, a)[1]
         return self.cf.vjp_y(self.t, self.y, a)
 
     def vjp(self, a):
+        if callable(getattr(self.cf.field, "f_vjp", None)):
+            return self.cf.f_vjp(self.t, self.y, a)[1:]
         both = getattr(self.cf.field, "vjp", None)
         if both is not None:
             self.cf.stats["nfe_vjp_y"] += 1

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from gqlib.adjoint import LinearizationUnavailable
+
 __all__ = ["UserFunc", "TorchField", "TorchParamField", "TorchLinearization", "rms_norm",
            "state_norm", "adjoint_norm"]
 
@@ -216,7 +218,14 @@ class TorchParamField(TorchField):
 
 class TorchLinearization:
     """``f(t, y)`` with its autograd graph: ``vjp_y(a)`` and ``vjp(a)`` are backward passes
-    through the same graph (``retain_graph``), freed with this object."""
+    through the same graph (``retain_graph``), freed with this object.
+
+    A ``torch.compile``d ``func`` compiles its backward with donated buffers by default
+    (``torch._functorch.config.donated_buffer``), which refuses ``retain_graph=True``; torch's
+    error is turned into :class:`gqlib.adjoint.LinearizationUnavailable` (raised before the
+    compiled backward runs, so nothing is consumed), and the core replays a forward and a
+    backward pass per product from then on.
+    """
 
     def __init__(self, f: torch.Tensor, y: torch.Tensor, params: tuple, field: TorchField):
         self.f, self.y, self.params, self.field = f, y, params, field
@@ -226,11 +235,19 @@ class TorchLinearization:
         """``f(t, y)`` from the recorded pass, detached."""
         return self.f.detach()
 
+    def _retained(self, inputs, a):
+        try:
+            return _grad(self.f, inputs, a, retain=True)
+        except RuntimeError as err:
+            if "donated buffer" in str(err):
+                raise LinearizationUnavailable(str(err)) from err
+            raise
+
     def vjp_y(self, a: torch.Tensor) -> torch.Tensor:
-        return _grad(self.f, (self.y,), a, retain=True)[0]
+        return self._retained((self.y,), a)[0]
 
     def vjp(self, a: torch.Tensor):
-        vy, *vp = _grad(self.f, (self.y, *self.params), a, retain=True)
+        vy, *vp = self._retained((self.y, *self.params), a)
         return vy, self.field._flat(vp)
 
 
