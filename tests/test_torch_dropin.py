@@ -387,3 +387,19 @@ def test_collocation_under_torch_compile_with_donated_buffers():
     nodes = stats["n_nodes"] // stats["n_panels"]
     assert stats["nfe_f"] - stats["nfe_vjp_y"] == nodes
     assert stats["nfe_vjp_y"] == eager_stats["nfe_vjp_y"]
+
+
+@pytest.mark.parametrize("transform", ["vmap", "grad", "jacrev"])
+@pytest.mark.parametrize("adjoint", [None, "gq"])
+def test_torch_func_transforms_raise_a_clear_error(transform, adjoint):
+    tf = pytest.importorskip("torch.func")
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    kw = {} if adjoint is None else dict(adjoint=adjoint, adjoint_params=())
+
+    def last(y):
+        return odeint(lambda t, y: -y, y, t, method="rk4", options=dict(step_size=0.5), **kw)[-1]
+
+    fn = {"vmap": tf.vmap(last), "grad": tf.grad(lambda y: last(y).sum()),
+          "jacrev": tf.jacrev(last)}[transform]
+    with pytest.raises(NotImplementedError, match="torch.func transforms"):
+        fn(torch.ones(3, 2, dtype=F64) if transform == "vmap" else torch.ones(2, dtype=F64))

@@ -135,7 +135,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     TypeError, ValueError
         Invalid arguments, named in the message.
     NotImplementedError
-        Double backward through an adjoint.
+        Double backward through an adjoint; a call under a ``torch.func`` transform.
     gqlib.errors.GQLibError
         A failed solve (step size underflow, non-finite state, too many steps), with the time.
 
@@ -151,6 +151,12 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     >>> bool(abs(k.grad + torch.exp(-k.detach())) < 1e-7)   # d/dk exp(-k) = -exp(-k)
     True
     """
+    if _functorch_active():
+        raise NotImplementedError(
+            "gqlib.torch.odeint cannot run under torch.func transforms (vmap, grad, jacrev, "
+            "jvp): its step loop decides on the host from the state's values (error norm, "
+            "finiteness); batch with a leading dimension of `y0` instead, and differentiate "
+            "with backward() or torch.autograd.grad")
     if event_fn is not None and not callable(event_fn):
         raise TypeError(f"`event_fn` must be callable as event_fn(t, y), got "
                         f"{type(event_fn).__name__}")
@@ -271,6 +277,12 @@ def _state(y0) -> tuple[torch.Tensor, list[torch.Size] | None]:
                                  "put all components on one device")
         return torch.cat([c.reshape(-1) for c in y0]), [c.shape for c in y0]
     raise TypeError(f"`y0` must be a torch.Tensor or a tuple of tensors, got {type(y0).__name__}")
+
+
+def _functorch_active() -> bool:
+    """Whether a torch.func transform (vmap, grad, ...) is tracing this call."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def _check_float(x: torch.Tensor, name: str) -> None:
