@@ -3,7 +3,8 @@
 Run by the test as ``python tests/ddp_worker.py RANK WORLD_SIZE PORT OUT`` (gloo, CPU, float64).
 Each rank takes its slice of a fixed batch, runs ``STEPS`` SGD steps of a model whose forward is
 ``gqlib.torch.odeint_adjoint`` (rk4, fixed step), once with DDP around the model and once with DDP
-around the vector field only, and saves for each the gradient after each backward pass, the parameters after the last step and how often each parameter's
+around the vector field only, then (DDP around the model) with ``adjoint="gq"`` (fixed node count)
+and ``adjoint="collocation"``, and saves for each run the gradient after each backward pass, the parameters after the last step and how often each parameter's
 post-accumulate-grad hook fired (the autograd path DDP's reducer relies on) to ``OUT``.
 The test module imports the model and data from here for its one-process reference.
 """
@@ -15,12 +16,15 @@ import sys
 import torch
 from torch import nn
 
-from gqlib.torch import odeint_adjoint
+from gqlib.torch import odeint, odeint_adjoint
 
 F64 = torch.float64
 BATCH, DIM, HIDDEN, STEPS, LR = 8, 2, 16, 3, 0.5
-WRAPS = ("model", "field")
-T = torch.linspace(0.0, 1.0, 3, dtype=F64)
+# run name: (what DDP wraps, adjoint strategy (None: odeint_adjoint's default), adjoint_options)
+RUNS = {"model": ("model", None, None), "field": ("field", None, None),
+        "gq": ("model", "gq", dict(step_size=0.1, nodes=3)),
+        "collocation": ("model", "collocation", None)}
+T = torch.linspace(0.0, 1.0, 11, dtype=F64)  # an output at every step: one GQ panel per step
 SOLVER = dict(method="rk4", options=dict(step_size=0.1))
 
 
@@ -34,17 +38,21 @@ class Field(nn.Module):
 
 
 class NeuralODE(nn.Module):
-    def __init__(self):
+    def __init__(self, adjoint=None, adjoint_options=None):
         super().__init__()
         self.field = Field()
+        self.adjoint, self.adjoint_options = adjoint, adjoint_options
 
     def forward(self, y0):
-        return odeint_adjoint(self.field, y0, T, **SOLVER)
+        if self.adjoint is None:
+            return odeint_adjoint(self.field, y0, T, **SOLVER)
+        return odeint(self.field, y0, T, adjoint=self.adjoint,
+                      adjoint_options=self.adjoint_options, **SOLVER)
 
 
-def make_model() -> NeuralODE:
+def make_model(run: str = "model") -> NeuralODE:
     torch.manual_seed(0)
-    return NeuralODE().to(F64)
+    return NeuralODE(*RUNS[run][1:]).to(F64)
 
 
 def make_data(world_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +62,7 @@ def make_data(world_size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def loss_fn(ys: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return ((ys[-1] - target) ** 2).mean() + (ys[1] ** 2).mean()
+    return ((ys[-1] - target) ** 2).mean() + (ys[len(T) // 2] ** 2).mean()
 
 
 def train(model: nn.Module, params, y0, target) -> tuple[list, list]:
@@ -80,8 +88,8 @@ def main(rank: int, world_size: int, port: int, out: str) -> None:
         y0, target = make_data(world_size)
         part = slice(rank * BATCH, (rank + 1) * BATCH)
         results = {}
-        for wrap in WRAPS:
-            model = make_model()
+        for run, (wrap, _, _) in RUNS.items():
+            model = make_model(run)
             params = list(model.parameters())
             hooks = [0] * len(params)
             for i, p in enumerate(params):
@@ -92,7 +100,7 @@ def main(rank: int, world_size: int, port: int, out: str) -> None:
             else:  # DDP around the vector field handed to odeint_adjoint
                 model.field = DDP(model.field)
             grads, final = train(model, params, y0[part], target[part])
-            results[wrap] = dict(grads=grads, params=final, hooks=hooks)
+            results[run] = dict(grads=grads, params=final, hooks=hooks)
         torch.save(results, out)
     finally:
         dist.destroy_process_group()

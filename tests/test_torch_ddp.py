@@ -2,7 +2,9 @@
 
 Two processes (gloo, CPU, float64) each train a neural ODE on half of a batch for 3 SGD steps with
 ``odeint_adjoint`` (rk4, fixed step), with DDP around the model and, separately, around the vector
-field only; their gradients and parameters must equal one process's on the whole batch. The adjoint's parameter gradients leave a custom
+field only, and with the gq (fixed node count) and collocation adjoints; their gradients and
+parameters must equal one process's on the whole batch. (Fixed steps and node counts: adaptive
+ones would follow each rank's own error norms, and agree only to the tolerances.) The adjoint's parameter gradients leave a custom
 ``autograd.Function`` as ordinary input gradients, so they reach the parameters through autograd's
 accumulation, where DDP's reducer hooks in: the all-reduce only happens if that path is taken.
 """
@@ -57,20 +59,21 @@ def test_ddp_two_ranks_equal_one_process_on_the_whole_batch(tmp_path):
         assert p.returncode == 0, f"rank {r} failed:\n{log}"
     ranks = [torch.load(o) for o in outs]
 
-    model = W.make_model()
-    params = list(model.parameters())
     y0, target = W.make_data(WORLD)
-    grads, final = W.train(model, params, y0, target)
-
-    for res in (r[wrap] for r in ranks for wrap in W.WRAPS):
-        # every parameter's gradient reached it through autograd's accumulation, once per step
-        assert res["hooks"] == [W.STEPS] * len(params)
-        for step in range(W.STEPS):
-            for g, ref in zip(res["grads"][step], grads[step], strict=True):
-                assert _rel(g, ref) < 1e-10
-        for p, ref in zip(res["params"], final, strict=True):
-            assert _rel(p, ref) < 1e-10
-    # the check has teeth: one rank's own half-batch gradient is far from the whole batch's
-    half = W.make_model()
-    W.loss_fn(half(y0[:W.BATCH]), target[:W.BATCH]).backward()
-    assert max(_rel(p.grad, ref) for p, ref in zip(half.parameters(), grads[0], strict=True)) > 1e-2
+    for run in W.RUNS:
+        model = W.make_model(run)
+        params = list(model.parameters())
+        grads, final = W.train(model, params, y0, target)
+        for res in (r[run] for r in ranks):
+            # every parameter's gradient reached it through autograd's accumulation, once a step
+            assert res["hooks"] == [W.STEPS] * len(params), run
+            for step in range(W.STEPS):
+                for g, ref in zip(res["grads"][step], grads[step], strict=True):
+                    assert _rel(g, ref) < 1e-10, (run, step)
+            for p, ref in zip(res["params"], final, strict=True):
+                assert _rel(p, ref) < 1e-10, run
+        # the check has teeth: one rank's own half-batch gradient is far from the whole batch's
+        half = W.make_model(run)
+        W.loss_fn(half(y0[:W.BATCH]), target[:W.BATCH]).backward()
+        assert max(_rel(p.grad, ref)
+                   for p, ref in zip(half.parameters(), grads[0], strict=True)) > 1e-2
