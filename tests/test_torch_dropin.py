@@ -304,6 +304,38 @@ def test_odeint_event_falling_ball_time_and_gradients(adjoint):
     assert abs(h.grad.item() - exact["dh"]) < tol and abs(g.grad.item() - exact["dg"]) < tol
 
 
+@pytest.mark.parametrize("adjoint", ADJOINTS[1:])
+def test_odeint_event_backward_costs_the_fixed_time_backward_plus_one_f(adjoint):
+    """The event time's gradient costs the strategy's backward pass on [t0, t_e] with t_e held
+    fixed (the same cotangent on y(t_e)) plus one call of func (f(t_e, y_e) for the implicit
+    function theorem) and one VJP of event_fn."""
+    from gqlib.torch import odeint_event
+
+    g = torch.tensor(9.81, dtype=F64, requires_grad=True)
+    calls = [0]
+
+    def fall(t, y):
+        calls[0] += 1
+        return y[1], -g * torch.ones_like(y[1])
+
+    kw = dict(rtol=1e-8, atol=1e-10, adjoint=adjoint, adjoint_params=(g,))
+    h = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    v = torch.tensor(0.5, dtype=F64)
+    t_e, sol = odeint_event(fall, (h, v), torch.tensor(0.0, dtype=F64),
+                            event_fn=lambda t, y: y[0], **kw)
+    before = calls[0]
+    t_e.backward()
+    event_calls = calls[0] - before
+    # dt_e/dy(t_e) = -(1, 0) / v(t_e): the cotangent the event hands the solve
+    h_fixed = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    ys = odeint(fall, (h_fixed, v), torch.stack([torch.tensor(0.0, dtype=F64), t_e.detach()]),
+                **kw)
+    before = calls[0]
+    (ys[0][-1] * (-1.0 / sol[1][-1].item())).backward()
+    assert event_calls == calls[0] - before + 1
+    assert abs(h.grad.item() - h_fixed.grad.item()) < 1e-12
+
+
 def test_odeint_event_velocity_gradient_and_vector_events_and_reverse_time():
     from gqlib.torch import odeint_event
 
