@@ -383,10 +383,12 @@ def test_odeint_with_event_fn_returns_the_event_time_and_two_rows():
 
 # -- torch.compile -------------------------------------------------------------------------------
 
+@pytest.mark.slow  # compiling: 8 s alone, 23 s in `pytest -n 2` on 2 busy cores
 def test_collocation_under_torch_compile_with_donated_buffers():
     """A compiled func's backward donates its buffers (torch's default), which refuses the
     retained graph collocation reuses across sweeps: gqlib replays a forward and backward pass
-    per product instead, with the same gradient as the uncompiled func."""
+    per product instead, with the same gradient as the uncompiled func. (The replay logic
+    without torch.compile: test_adjoint_collocation.py, in the default suite.)"""
     pytest.importorskip("torch._dynamo")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).to(F64)
