@@ -19,20 +19,29 @@ __all__ = ["Segment", "RKCoefficients", "CountedRHS", "combine"]
 
 
 class CountedRHS:
-    """``f(t, y)`` counting its evaluations in ``stats["nfe"]``."""
+    """``f(t, y)`` counting its evaluations in ``stats["nfe"]``, its output's shape and dtype
+    checked on every call (host metadata, no sync) unless ``check`` is False."""
 
-    __slots__ = ("fun", "stats")
+    __slots__ = ("fun", "stats", "check")
 
-    def __init__(self, fun: Callable, stats: dict):
-        self.fun, self.stats = fun, stats
+    def __init__(self, fun: Callable, stats: dict, check: bool = True):
+        self.fun, self.stats, self.check = fun, stats, check
 
     def __call__(self, t: float, y):
         self.stats["nfe"] += 1
         out = self.fun(t, y)
-        if getattr(out, "shape", None) != y.shape:  # host metadata: no sync
-            raise ValueError(f"`f(t, y)` returned shape {tuple(getattr(out, 'shape', ()))} at "
-                             f"t = {t!r}; expected the state's shape {tuple(y.shape)}")
+        if self.check and (getattr(out, "shape", None) != y.shape
+                           or getattr(out, "dtype", None) != y.dtype):
+            _bad_output(out, y, t)
         return out
+
+
+def _bad_output(out, y, t: float):
+    if getattr(out, "shape", None) != y.shape:
+        raise ValueError(f"`f(t, y)` returned shape {tuple(getattr(out, 'shape', ()))} at "
+                         f"t = {t!r}; expected the state's shape {tuple(y.shape)}")
+    raise TypeError(f"`f(t, y)` returned dtype {getattr(out, 'dtype', None)} at t = {t!r}; "
+                    f"expected the state's dtype {y.dtype}")
 
 
 def combine(K, coeffs):
