@@ -5,7 +5,8 @@ Hypothesis, derandomized and with few examples, drives ``solve`` (NumPy and numb
 huge and tiny magnitudes, large t offsets, bad shapes and dtypes, zero or negative step sizes and
 empty arrays. Each outcome must be one of: a finite, correctly shaped result; a
 :class:`gqlib.errors.GQLibError`; a ``ValueError``/``TypeError``. Never a NaN, never another
-exception type. ``max_steps`` is kept small everywhere so that no case can run long.
+exception type. ``max_steps`` is kept small everywhere so that no case can run long, and
+pytest-timeout fails any case that takes more than 10 s.
 """
 
 import math
@@ -19,6 +20,9 @@ from hypothesis import strategies as st
 
 import gqlib
 from gqlib.errors import GQLibError
+
+# each case (a test function with all its examples) within 10 s, numba compilation included
+pytestmark = pytest.mark.timeout(10)
 
 FUZZ = settings(derandomize=True, max_examples=100, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
