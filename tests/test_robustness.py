@@ -298,3 +298,52 @@ def test_dense_output_at_nan_time_says_nan():
     sol = gqlib.solve(decay, np.ones(1), [0.0, 1.0], dense_output=True)
     with pytest.raises(ValueError, match="NaN"):
         sol.dense._at(float("nan"))
+
+
+# -- 10. bad input at the door: the Stepper, gradient's grad_y, convergence ----------------------
+def _stepper(**kw):
+    args = dict(f=decay, t0=0.0, y0=np.ones(1), t_end=1.0, tableau=gqlib.METHODS["dopri5"])
+    args.update(kw)
+    return gqlib.Stepper(args.pop("f"), args.pop("t0"), args.pop("y0"), args.pop("t_end"),
+                         args.pop("tableau"), **args)
+
+
+@pytest.mark.parametrize("kw, exc, text", [
+    (dict(t0=math.nan), ValueError, "`t0` must be finite"),
+    (dict(t_end=math.inf), ValueError, "`t_end` must be finite"),
+    (dict(rtol=-1.0), ValueError, "`rtol` must be positive"),
+    (dict(atol=np.ones(3)), ValueError, "`atol` of shape"),
+    (dict(y0=np.ones(1, dtype=np.int64)), TypeError, "`y0` must have a real floating dtype"),
+])
+def test_stepper_validates_at_the_door(kw, exc, text):
+    with pytest.raises(exc, match=text):
+        _stepper(**kw)
+
+
+def test_stepper_step_and_reset_validate():
+    st = _stepper()
+    with pytest.raises(ValueError, match="`t_limit` must be finite"):
+        st.step(math.nan)
+    st.step(0.5)
+    with pytest.raises(ValueError, match=r"`y` must have the state's shape \(1,\)"):
+        st.reset(np.ones(3))
+    t_reset = st.t
+    st.reset(np.full(1, 2.0))  # the right shape is taken
+    while st.t < 1.0:
+        st.step()
+    assert st.y[0] == pytest.approx(2.0 * math.exp(t_reset - 1.0), rel=1e-6)
+
+
+@pytest.mark.parametrize("grad_y", [np.ones((2, 2)) * 1j, np.ones((2, 2), dtype=bool)])
+def test_gradient_rejects_non_real_grad_y(grad_y):
+    field = FunctionField(decay, lambda t, y, a: -a)
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
+    with pytest.raises(TypeError, match="`grad_y` must hold real numbers"):
+        gradient(field, sol, grad_y, adjoint="gq")
+
+
+def test_convergence_rejects_degenerate_input():
+    with pytest.raises(ValueError, match="two different step sizes"):
+        gqlib.convergence.observed_order([0.1, 0.1], [1e-3, 1e-3])
+    with pytest.raises(ValueError, match="at least two step sizes"):
+        gqlib.convergence.refinement_study(lambda h: h ** 2, [])

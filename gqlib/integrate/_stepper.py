@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
-from .._backend import namespace, to_host_float
+from .._backend import as_state, to_host_float
 from .._jit import plain
 from ..interpolate import evaluate_dense, evaluate_pieces
 from ..tableaux import ButcherTableau
@@ -36,6 +36,7 @@ from ._policy import (
     status_error,
 )
 from ._segment import CountedRHS, RKCoefficients, Segment, combine
+from ._validation import check_tolerance
 
 # evaluate_dense and evaluate_pieces are re-exported: the adjoints import them from here
 __all__ = ["Stepper", "Segment", "evaluate_dense", "evaluate_pieces"]
@@ -43,6 +44,20 @@ __all__ = ["Stepper", "Segment", "evaluate_dense", "evaluate_pieces"]
 _next_target = plain(next_target)
 _initial_step_guess, _initial_step = plain(initial_step_guess), plain(initial_step)
 _first_step_status = plain(first_step_status)
+
+
+def _finite_time(value, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}") from exc
+    if not math.isfinite(v):
+        raise ValueError(f"`{name}` must be finite, got {v}")
+    return v
+
+
+def _describe(y) -> str:
+    return f"shape {tuple(getattr(y, 'shape', ()))} and dtype {getattr(y, 'dtype', type(y).__name__)}"
 
 
 class Stepper:
@@ -96,10 +111,14 @@ class Stepper:
                  observer: Callable | None = None):
         self.tab = tableau
         self.observer = observer
-        self.xp = namespace(y0)
+        # the validators `solve` uses (a few microseconds): the Stepper is public too
+        self.xp, y0 = as_state(y0, "y0")
         self._is_numpy = isinstance(y0, (np.ndarray, np.generic))
-        self.t = float(t0)
-        self.t_end = float(t_end)
+        self.t = _finite_time(t0, "t0")
+        self.t_end = _finite_time(t_end, "t_end")
+        if step_size is None:
+            rtol = check_tolerance(rtol, "rtol", shape=tuple(y0.shape))
+            atol = check_tolerance(atol, "atol", shape=tuple(y0.shape))
         self.direction = 1.0 if self.t_end >= self.t else -1.0
         self.y = y0
         self.rtol, self.atol = rtol, atol
@@ -176,6 +195,9 @@ class Stepper:
         The cached derivative is dropped; the step size and controller memory are kept.
         """
         if y is not None:
+            if getattr(y, "shape", None) != self.y.shape or getattr(y, "dtype", None) != self.y.dtype:
+                raise ValueError(f"`y` must have the state's shape {tuple(self.y.shape)} and dtype "
+                                 f"{self.y.dtype}, got {_describe(y)}")
             self.y = y
         self._f = None
         if self._last is not None and self._last.f1 is not None:
@@ -195,7 +217,7 @@ class Stepper:
 
     def _step_impl(self, t_limit: float | None) -> Segment:
         xp, d, ctrl, tab = self.xp, self.direction, self.controller, self.tab
-        target = self.t_end if t_limit is None else float(t_limit)
+        target = self.t_end if t_limit is None else _finite_time(t_limit, "t_limit")
         target, is_stop, self._next_stop = _next_target(
             self.t, target, self.t_end, d, self.tstops, self._next_stop)
         if target == self.t:
