@@ -94,15 +94,17 @@ JITTED = {name: numba.njit(f) for name, f in FIELDS.items()}
 
 @pytest.fixture(autouse=True, scope="module")
 def _compiled():
-    """The numba driver kernel and the jitted fields' common signatures, outside the timeout."""
+    """The numba driver kernel, the jitted fields' signatures and the kernel adapters of the
+    drawn shapes, compiled outside the timeout (each is a compile of ~0.3 s, more under load)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         for f in JITTED.values():
             for dt in (np.float64, np.float32):
-                try:
-                    gqlib.solve(f, np.ones(2, dtype=dt), [0.0, 0.5], max_steps=50)
-                except (GQLibError, ValueError, TypeError):
-                    pass
+                for shp in ((1,), (2,), (3,), (2, 2)):
+                    try:
+                        gqlib.solve(f, np.ones(shp, dtype=dt), [0.0, 0.5], max_steps=50)
+                    except (GQLibError, ValueError, TypeError):
+                        pass
 
 
 # -- solve --------------------------------------------------------------------------------------
