@@ -20,19 +20,28 @@ __all__ = ["Segment", "RKCoefficients", "CountedRHS", "combine"]
 
 class CountedRHS:
     """``f(t, y)`` counting its evaluations in ``stats["nfe"]``, its output's shape and dtype
-    checked on every call (host metadata, no sync) unless ``check`` is False."""
+    checked on every call against the state's (host metadata, no sync; the state's shape and
+    dtype are read once, on the first call) unless ``check`` is False."""
 
-    __slots__ = ("fun", "stats", "check")
+    __slots__ = ("fun", "stats", "check", "_shape", "_dtype")
 
     def __init__(self, fun: Callable, stats: dict, check: bool = True):
         self.fun, self.stats, self.check = fun, stats, check
+        self._shape = self._dtype = None
 
     def __call__(self, t: float, y):
         self.stats["nfe"] += 1
         out = self.fun(t, y)
-        if self.check and (getattr(out, "shape", None) != y.shape
-                           or getattr(out, "dtype", None) != y.dtype):
-            _bad_output(out, y, t)
+        if self.check:
+            try:  # `is` on the dtype first: dtypes are (nearly always) singletons
+                bad = out.shape != self._shape or out.dtype is not self._dtype
+            except AttributeError:
+                bad = True
+            if bad:
+                if self._shape is None or y.shape != self._shape or y.dtype != self._dtype:
+                    self._shape, self._dtype = y.shape, y.dtype
+                if getattr(out, "shape", None) != y.shape or getattr(out, "dtype", None) != y.dtype:
+                    _bad_output(out, y, t)
         return out
 
 

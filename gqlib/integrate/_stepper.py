@@ -278,12 +278,19 @@ class Stepper:
     def _error_norm(self, K, h, y0, y1) -> float:
         xp = self.xp
         scale = self.atol + self.rtol * xp.maximum(xp.abs(y0), xp.abs(y1))
-        e5 = self.norm((h * combine(K, self._coef.E)) / scale)
+        ek = combine(K, self._coef.E)  # a fresh array: updated in place below
+        if self._checks:
+            # a non-finite y1 with finite stages would give scale = inf and err = 0: poison the
+            # error vector, 0 * inf = NaN (an elementwise op or two: a third of a reduction)
+            if hasattr(ek, "add_"):
+                ek.add_(y1, alpha=0.0)
+            elif isinstance(ek, np.ndarray):
+                ek += 0.0 * y1
+            else:
+                ek = ek + 0.0 * y1
+        e5 = self.norm((h * ek) / scale)
         if self._coef.E_low is not None:  # Hairer's DOP853 combination of the 5th- and 3rd-order estimates
             e3 = self.norm((h * combine(K, self._coef.E_low)) / scale)
             # e5^2 / sqrt(e5^2 + 0.01 e3^2), written to stay 0 (not NaN) when both vanish
             e5 = e5 * e5 / ((e5 * e5 + 0.01 * e3 * e3) ** 0.5 + 1e-300)
-        if not self._checks:
-            return to_host_float(e5)
-        # a non-finite y1 with finite stages would give scale = inf and err = 0: poison it
-        return to_host_float(e5 + 0.0 * xp.sum(y1))
+        return to_host_float(e5)
