@@ -38,6 +38,9 @@ def observed_order(h: Sequence[float], err: Sequence[float], *, next_order_term:
         raise ValueError("`h` and `err` must be 1-D of equal length >= 2")
     if np.any(h <= 0) or np.any(err <= 0) or not np.all(np.isfinite(err)):
         raise ValueError("`h` and `err` must be positive and finite")
+    if np.unique(h).size < 2:
+        raise ValueError(f"`h` must hold at least two different step sizes to fit an order, got "
+                         f"{h.tolist()}")
     columns = [np.ones_like(h), np.log(h)]
     if next_order_term:
         if h.size < 4:
@@ -83,6 +86,8 @@ def refinement_study(error_at: Callable[[float], float], h: Sequence[float], *, 
     """Evaluate ``error_at(h)`` for each step size and fit the order over the asymptotic window
     (see :func:`asymptotic_window`)."""
     hs = np.asarray(h, dtype=np.float64)
+    if hs.ndim != 1 or hs.size < 2:
+        raise ValueError(f"`h` must be 1-D with at least two step sizes, got shape {hs.shape}")
     errs = np.array([float(error_at(float(x))) for x in hs])
     hf, ef = asymptotic_window(hs, errs, lo=lo, hi=hi, n_fit=n_fit)
     return OrderStudy(hs, errs, hf, ef, next_order_term)

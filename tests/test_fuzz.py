@@ -5,7 +5,8 @@ Hypothesis, derandomized and with few examples, drives ``solve`` (NumPy and numb
 huge and tiny magnitudes, large t offsets, bad shapes and dtypes, zero or negative step sizes and
 empty arrays. Each outcome must be one of: a finite, correctly shaped result; a
 :class:`gqlib.errors.GQLibError`; a ``ValueError``/``TypeError``. Never a NaN, never another
-exception type. ``max_steps`` is kept small everywhere so that no case can run long.
+exception type. ``max_steps`` is kept small everywhere so that no case can run long, and
+pytest-timeout fails any case that takes more than 10 s.
 """
 
 import math
@@ -19,6 +20,10 @@ from hypothesis import strategies as st
 
 import gqlib
 from gqlib.errors import GQLibError
+
+# each case (a test function with all its examples) within 10 s; numba compiles first, in the
+# fixture below (a cold numba cache takes ~12 s for the driver kernel, docs/bench_solvers.md)
+pytestmark = pytest.mark.timeout(10, func_only=True)
 
 FUZZ = settings(derandomize=True, max_examples=100, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
@@ -85,6 +90,21 @@ def nan_late(t, y):  # -inf from t = 0.25 on; dtype-stable, so numba compiles it
 
 FIELDS = {"decay": decay, "blowup": blowup, "huge": huge, "nan_late": nan_late}
 JITTED = {name: numba.njit(f) for name, f in FIELDS.items()}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _compiled():
+    """The numba driver kernel, the jitted fields' signatures and the kernel adapters of the
+    drawn shapes, compiled outside the timeout (each is a compile of ~0.3 s, more under load)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        for f in JITTED.values():
+            for dt in (np.float64, np.float32):
+                for shp in ((1,), (2,), (3,), (2, 2)):
+                    try:
+                        gqlib.solve(f, np.ones(shp, dtype=dt), [0.0, 0.5], max_steps=50)
+                    except (GQLibError, ValueError, TypeError):
+                        pass
 
 
 # -- solve --------------------------------------------------------------------------------------

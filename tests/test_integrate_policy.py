@@ -96,7 +96,8 @@ def test_kernels_compiled_and_plain_agree():
         h, h_ctrl, t0 = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-5, 5)
         args = (err, h, h_ctrl, bool(rng.integers(2)), t0, 10.0 ** rng.uniform(-4, 0),
                 bool(rng.integers(2)), int(rng.integers(6)), 0.9, 0.2, 10.0, 0.2, 0.04,
-                float(rng.choice([0.0, 0.01])), float(rng.choice([math.inf, 0.5])))
+                float(rng.choice([0.0, 0.01])), float(rng.choice([math.inf, 0.5])),
+                int(rng.choice([1, 4, 7])), float(t0 + rng.choice([-1.0, 1e-15, 1.0])))
         got, want = pi_decide(*args), P[pi_decide](*args)
         assert got[:3] == want[:3] and got[4:] == want[4:]
         assert got[3] == want[3] or (math.isnan(got[3]) and math.isnan(want[3]))
@@ -117,7 +118,7 @@ def test_kernels_compiled_and_plain_agree():
 
 def test_plain_twins_never_enter_numba():
     twin = plain(pi_decide)
-    for name in ("pi_factor", "clamp_step", "_pymax", "_ulp"):
+    for name in ("pi_factor", "clamp_step", "_pymax", "_spacing"):
         assert not is_jitted(twin.__globals__[name])
         assert twin.__globals__[name] is plain(getattr(policy, name))
     assert not is_jitted(plain(clamp_step).__globals__["_pymin"])

@@ -37,21 +37,50 @@ def _both(f_py, f_nb, *args, **kw):
 
 
 # -- 1. large t: y advances by the step t really took -----------------------------------------
-@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
-def test_large_t_to_tolerance(method):
-    # ulp(1e12) = 1.2e-4: t0 + h rounds; before, y advanced by h (8e-4 relative off for bosh3)
-    for sol in _both(decay, decay_nb, np.ones(1), [1e12, 1e12 + 1.0], method=method):
-        assert abs(sol.y[-1, 0] / math.exp(-1.0) - 1.0) < 1e-6
-        assert sol.t[-1] == 1e12 + 1.0
+def _decay_torch(t0, method, dtype):
+    torch = pytest.importorskip("torch")
+    from gqlib.torch import odeint
+    t = torch.tensor([t0, t0 + 1.0], dtype=torch.float64)
+    return odeint(lambda t, y: -y, torch.ones(1, dtype=getattr(torch, dtype)), t,
+                  method=method)[-1, 0].item()
 
 
-@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
-def test_large_t_below_float_spacing(method):
-    # ulp(3e15) = 0.5: the default tolerances need steps far below it (before: 1.25e-6 silently)
+@pytest.mark.parametrize("t0, method", [(1e12, "dopri5"), (1e12, "bosh3"), (2e15, "dopri5"),
+                                        (2e15, "tsit5"), (2e15, "dop853")])
+def test_large_t_to_tolerance(t0, method):
+    # ulp(1e12) = 1.2e-4: t0 + h rounds; before, y advanced by h (8e-4 relative off for bosh3).
+    # ulp(2e15) = 0.25, below the step the default tolerances want (dopri5: 0.15): before, a
+    # StepSizeTooSmall; now four steps of one spacing, each err = 8.6 <= 2**5 (tsit5 4.5)
+    a, b = _both(decay, decay_nb, np.ones(1), [t0, t0 + 1.0], method=method)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert a.stats == b.stats
+    bound = 1e-6 if t0 < 1e13 else 1e-5  # measured: 1.5e-7 (bosh3 1e12), 4.1e-7 (dopri5 2e15)
+    assert abs(a.y[-1, 0] / math.exp(-1.0) - 1.0) < bound
+    assert a.t[-1] == t0 + 1.0
+    assert abs(_decay_torch(t0, method, "float64") / math.exp(-1.0) - 1.0) < bound
+    assert abs(_decay_torch(t0, method, "float32") / math.exp(-1.0) - 1.0) < 1e-5
+
+
+def test_large_t_one_spacing_steps():
+    # at 2e15 dopri5 steps exactly one float spacing at a time: four steps, none rejected
+    sol = gqlib.solve(decay, np.ones(1), [2e15, 2e15 + 1.0], method="dopri5", dense_output=True)
+    assert sol.stats["n_accepted"] == 4 and sol.stats["n_rejected"] == 0
+    assert abs(sol(2e15 + 0.5)[0] / math.exp(-0.5) - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("t0, method", [(3e15, "bosh3"), (2e15, "bosh3"), (3e15, "dopri5")])
+def test_large_t_below_float_spacing(t0, method):
+    # one float spacing is too long for the error test (bosh3 at 3e15: err = 12891 > 2**3, the
+    # best it could do is 7.8e-3 relative; before: 1.25e-6 silently): a step size underflow
     for f in (decay, decay_nb):
-        with pytest.raises(StepSizeTooSmall, match="below 10 float spacings") as info:
-            gqlib.solve(f, np.ones(1), [3e15, 3e15 + 1.0], method=method)
-        assert info.value.t >= 3e15
+        with pytest.raises(StepSizeTooSmall, match="float spacing of t") as info:
+            gqlib.solve(f, np.ones(1), [t0, t0 + 1.0], method=method)
+        assert info.value.t == t0 and 0 < info.value.h < 0.5
+    with pytest.raises(StepSizeTooSmall, match="float spacing of t"):
+        _decay_torch(t0, method, "float64")
+
+
+def test_large_t_loose_tolerances():
     # loose tolerances accept steps of whole ulps, and the state follows the time
     a, b = _both(decay, decay_nb, np.ones(1), [3e15, 3e15 + 1.0], method="dopri5", rtol=1e-3,
                  atol=1e-3)
@@ -269,3 +298,52 @@ def test_dense_output_at_nan_time_says_nan():
     sol = gqlib.solve(decay, np.ones(1), [0.0, 1.0], dense_output=True)
     with pytest.raises(ValueError, match="NaN"):
         sol.dense._at(float("nan"))
+
+
+# -- 10. bad input at the door: the Stepper, gradient's grad_y, convergence ----------------------
+def _stepper(**kw):
+    args = dict(f=decay, t0=0.0, y0=np.ones(1), t_end=1.0, tableau=gqlib.METHODS["dopri5"])
+    args.update(kw)
+    return gqlib.Stepper(args.pop("f"), args.pop("t0"), args.pop("y0"), args.pop("t_end"),
+                         args.pop("tableau"), **args)
+
+
+@pytest.mark.parametrize("kw, exc, text", [
+    (dict(t0=math.nan), ValueError, "`t0` must be finite"),
+    (dict(t_end=math.inf), ValueError, "`t_end` must be finite"),
+    (dict(rtol=-1.0), ValueError, "`rtol` must be positive"),
+    (dict(atol=np.ones(3)), ValueError, "`atol` of shape"),
+    (dict(y0=np.ones(1, dtype=np.int64)), TypeError, "`y0` must have a real floating dtype"),
+])
+def test_stepper_validates_at_the_door(kw, exc, text):
+    with pytest.raises(exc, match=text):
+        _stepper(**kw)
+
+
+def test_stepper_step_and_reset_validate():
+    st = _stepper()
+    with pytest.raises(ValueError, match="`t_limit` must be finite"):
+        st.step(math.nan)
+    st.step(0.5)
+    with pytest.raises(ValueError, match=r"`y` must have the state's shape \(1,\)"):
+        st.reset(np.ones(3))
+    t_reset = st.t
+    st.reset(np.full(1, 2.0))  # the right shape is taken
+    while st.t < 1.0:
+        st.step()
+    assert st.y[0] == pytest.approx(2.0 * math.exp(t_reset - 1.0), rel=1e-6)
+
+
+@pytest.mark.parametrize("grad_y", [np.ones((2, 2)) * 1j, np.ones((2, 2), dtype=bool)])
+def test_gradient_rejects_non_real_grad_y(grad_y):
+    field = FunctionField(decay, lambda t, y, a: -a)
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
+    with pytest.raises(TypeError, match="`grad_y` must hold real numbers"):
+        gradient(field, sol, grad_y, adjoint="gq")
+
+
+def test_convergence_rejects_degenerate_input():
+    with pytest.raises(ValueError, match="two different step sizes"):
+        gqlib.convergence.observed_order([0.1, 0.1], [1e-3, 1e-3])
+    with pytest.raises(ValueError, match="at least two step sizes"):
+        gqlib.convergence.refinement_study(lambda h: h ** 2, [])

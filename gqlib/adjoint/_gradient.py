@@ -98,6 +98,8 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
     if namespace(grad_y) is not xp and type(grad_y) is not type(sol.y):
         raise TypeError(f"`grad_y` must be the same array type as the solution "
                         f"({type(sol.y).__name__}), got {type(grad_y).__name__}")
+    if not xp.isdtype(grad_y.dtype, ("real floating", "integral")):  # complex, bool
+        raise TypeError(f"`grad_y` must hold real numbers, got dtype {grad_y.dtype}")
     t_np = check_times(sol.t)
     if not isinstance(grad_t, bool):
         raise TypeError(f"`grad_t` must be a bool, got {type(grad_t).__name__}")

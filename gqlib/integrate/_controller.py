@@ -135,14 +135,14 @@ class PIController:
         step ``t0 + h`` really takes."""
         return _pi_propose(h_ctrl, t0, target, d)
 
-    def decide(self, err: float, h: float, h_ctrl: float, landing: bool,
-               t0: float) -> tuple[bool, int, float]:
-        """``(accept, status, |h_next|)`` for an attempted step ``h`` with scaled error norm
-        ``err``; updates the memory."""
+    def decide(self, err: float, h: float, h_ctrl: float, landing: bool, t0: float,
+               target: float = math.inf) -> tuple[bool, int, float]:
+        """``(accept, status, |h_next|)`` for an attempted step ``h`` from ``t0`` towards the
+        landing point ``target`` with scaled error norm ``err``; updates the memory."""
         accept, status, hnew, self.err_prev, self.after_reject, self.n_bad = _pi_decide(
             err, h, h_ctrl, landing, t0, self.err_prev, self.after_reject, self.n_bad, self.safety,
             self.min_factor, self.max_factor, self.beta1, self.beta2, self.min_step,
-            self.max_step)
+            self.max_step, self.error_order, target)
         return accept, status, hnew
 
 
@@ -170,8 +170,8 @@ class ConstantStep:
     def propose(self, h_ctrl: float, t0: float, target: float, d: float) -> tuple[float, bool]:
         return _constant_propose(self.step_size, t0, target)
 
-    def decide(self, err: float, h: float, h_ctrl: float, landing: bool,
-               t0: float) -> tuple[bool, int, float]:
+    def decide(self, err: float, h: float, h_ctrl: float, landing: bool, t0: float,
+               target: float = math.inf) -> tuple[bool, int, float]:
         """``err`` is 0 when the new state is finite."""
         accept, status = _constant_decide(err == 0.0, h)
         return accept, status, self.step_size

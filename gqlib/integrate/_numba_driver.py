@@ -27,6 +27,7 @@ import threading
 
 import numpy as np
 
+from .. import _checks
 from .._jit import DISABLED, is_jitted, jit, numba_types, wap_api
 from ..interpolate import DenseOutput, Solution
 from ._controller import PIController
@@ -68,7 +69,7 @@ def _types():
                    f8, f8, f8,                  # min_step, max_step, half
                    bl, f8, f8, i8,              # adaptive, step_size, first_step, max_steps
                    a1, i8, bl, bl,              # tstops, norm_kind, land_on_outputs, dense
-                   a1)                          # fail
+                   bl, a1)                      # checks, fail
     _TYPES = (f8, a1, kernel_args, fn)
     return _TYPES
 
@@ -259,7 +260,8 @@ def numba_solve(f, y0, t, t_np, tab, *, rtol, atol, step_size, first_step, max_s
             *_controller_args(tab, step_size, controller, min_step, max_step), 0.5, adaptive,
             0.0 if adaptive else float(step_size),
             0.0 if first_step is None else float(first_step), int(max_steps), stops,
-            _NORM_KIND[norm], lands_on_outputs(tab, step_size), bool(dense_output), fail)
+            _NORM_KIND[norm], lands_on_outputs(tab, step_size), bool(dense_output),
+            _checks.enabled(), fail)
     except ValueError as exc:
         if str(exc) != F_FAILED:
             raise

@@ -56,7 +56,7 @@ __all__ = ["solve_kernel"]
 def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages, fsal, has_E_low,
                  has_P, error_order, rtol, atol, safety, min_factor, max_factor, beta1, beta2,
                  min_step, max_step, half, adaptive, step_size, first_step, max_steps, tstops,
-                 norm_kind, land_on_outputs, dense, fail):
+                 norm_kind, land_on_outputs, dense, checks, fail):
     """Solve from ``t_out[0]`` to ``t_out[-1]`` as ``solve`` drives ``Stepper``.
 
     Arguments: ``f`` (first-class ``float64[::1](float64, float64[::1])``); output times
@@ -69,7 +69,8 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
     :class:`ConstantStep`), ``step_size`` (fixed mode), ``first_step`` (0: Hairer's rule),
     ``max_steps``; sorted ``tstops`` strictly inside the span; ``norm_kind`` (0 RMS,
     1 max); ``land_on_outputs`` (step onto every output time rather than interpolate); ``dense``;
-    ``fail`` (length n + 1): where ``f`` failed, ``[t, *y]``, before the ValueError
+    ``checks`` (:func:`gqlib._checks.enabled`: each stage's output length, a non-finite
+    state; off only to measure their cost); ``fail`` (length n + 1): where ``f`` failed, ``[t, *y]``, before the ValueError
     :data:`~gqlib.integrate._numba_vector.F_FAILED` is raised.
 
     Returns ``(ys, stats, status, t_fail, h_fail, dense_records, n_seg)``: ``ys`` (n_out, n);
@@ -223,16 +224,17 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
                 if end_is_stop and c == 1.0:
                     ti = np.nextafter(t1, -d * np.inf)  # one-sided, from inside
                 r = f(ti, ytmp)
-                if r.shape[0] != n:
+                if checks and r.shape[0] != n:
                     fail_at(ti, ytmp, fail)
                 for k in range(n):
                     K[i, k] = r[k]
                 stats[0] += 1
             if not adaptive:
                 finite = True
-                for k in range(n):
-                    if not math.isfinite(y1[k]):
-                        finite = False
+                if checks:
+                    for k in range(n):
+                        if not math.isfinite(y1[k]):
+                            finite = False
                 accept, status = constant_decide(finite, h)
                 if status != STATUS_OK:
                     return (ys, stats, status, t0, h, store[0], n_seg)
@@ -281,17 +283,19 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
                     e3 = e
             if has_E_low:
                 e5 = e5 * e5 / ((e5 * e5 + 0.01 * e3 * e3) ** half + 1e-300)
-            # a non-finite y1 with finite stages would give scale = inf and err = 0: poison it
-            if n < 8:
-                sy = -0.0
-                for k in range(n):
-                    sy += y1[k]
-            else:
-                sy = pairwise_sum(y1, 0, n)
-            err = e5 + 0.0 * sy
+            err = e5
+            if checks:
+                # a non-finite y1 with finite stages would give scale = inf and err = 0: poison it
+                if n < 8:
+                    sy = -0.0
+                    for k in range(n):
+                        sy += y1[k]
+                else:
+                    sy = pairwise_sum(y1, 0, n)
+                err = e5 + 0.0 * sy
             accept, status, hnew, err_prev, after_reject, n_bad = pi_decide(
                 err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety, min_factor,
-                max_factor, beta1, beta2, min_step, max_step)
+                max_factor, beta1, beta2, min_step, max_step, error_order, target)
             if not accept:
                 stats[3] += 1
             h_ctrl = d * hnew

@@ -30,7 +30,7 @@ __all__ = ["substep_count", "check_times", "next_target", "initial_step_guess",
            "ERR_PREV_INIT", "NON_FINITE_RETRIES", "first_step_status"]
 
 STATUS_OK = 0
-STATUS_STEP_TOO_SMALL = 1     # |h| fell below 10 ulp(t)
+STATUS_STEP_TOO_SMALL = 1     # |h| below 10 float spacings of t (1 near a landing point)
 STATUS_NON_FINITE = 2         # NaN/inf stages and shrinking the step did not help
 STATUS_TOO_MANY_STEPS = 3     # more than max_steps attempts
 STATUS_NON_FINITE_FIXED = 4   # NaN/inf state in fixed-step mode (nothing to shrink)
@@ -39,7 +39,10 @@ STATUS_NON_FINITE_START = 6   # the initial step is NaN: y0 or f(t0, y0) is not 
 
 _STATUS_ERRORS: dict[int, tuple[type[GQLibError], str]] = {
     STATUS_STEP_TOO_SMALL: (StepSizeTooSmall, "step size underflow: the error test needs a step "
-                                              "below 10 float spacings at t"),
+                                              "below what the float spacing of t allows (10 "
+                                              "spacings; one spacing within 1024 spacings of "
+                                              "the next landing point; at large |t|, shift t "
+                                              "towards 0)"),
     STATUS_NON_FINITE: (NonFiniteState, "the stages became NaN or infinite and shrinking the "
                                         "step did not help"),
     STATUS_TOO_MANY_STEPS: (TooManySteps, "more than max_steps = {max_steps} step attempts"),
@@ -55,6 +58,9 @@ _LANDING_SLACK = 1e-12  # land on the target rather than stop this (relative) sh
 _SUBSTEP_SLACK = 1e-9   # a rounding error in span/h must not add a sliver of a step
 _TIME_ROUNDING_SLACK = 2.0 ** -30  # t0 + h off by less than this (relative) keeps h itself
 _MAX_SUBSTEPS = 2 ** 62  # more fixed steps than any solve can take (and int64 cannot overflow)
+RESOLUTION_FRACTION = 0.5  # a step of one float spacing of t is accepted when the controller's
+                           # ideal step is at least this fraction of it (err <= 2**(q+1)) ...
+RESOLUTION_SPAN = 1024     # ... and the next landing point is at most this many spacings away
 NON_FINITE_RETRIES = 5  # consecutive NaN/inf rejections (each shrinking by min_factor) before
                         # the solve gives up: 0.2**5 = 1/3125 of a step proposed from finite errors
 
@@ -240,17 +246,28 @@ def pi_propose(h_ctrl, t0, target, d):
 
 
 @jit
-def _ulp(t):
-    if t == 0.0:
-        return 5e-324
-    return abs(np.nextafter(t, np.inf) - t)
+def _spacing(t, h):
+    """The float spacing at ``t`` in the direction of ``h``: the smallest step ``t`` can take."""
+    return abs(np.nextafter(t, np.inf if h >= 0.0 else -np.inf) - t)
 
 
 @jit
 def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety, min_factor,
-              max_factor, beta1, beta2, min_step, max_step):
+              max_factor, beta1, beta2, min_step, max_step, error_order, target):
     """Accept when ``err <= 1`` (and ``h != 0``); the next ``|h|`` from :func:`pi_factor`,
     clamped to ``[min_step, max_step]``.
+
+    The float resolution of t. Where the next landing point ``target`` is at most
+    :data:`RESOLUTION_SPAN` float spacings of ``t0`` away, the time grid itself limits the step:
+    a step of one spacing (the smallest step t can take; :func:`_effective_step` rounds any
+    smaller one up to it) is accepted when the controller's ideal step ``|h| err^(-1/(q+1))``
+    (q the error order) is at least :data:`RESOLUTION_FRACTION` of it, i.e.
+    ``err <= 2**(q+1)``, and y advances by exactly that step; a one-spacing step that fails
+    this is a step size underflow. At 2e15 (spacing 0.25) dopri5 on ``y' = -y`` over
+    ``[2e15, 2e15 + 1]`` takes four steps with err = 8.6 each, while bosh3 at 3e15 (spacing
+    0.5, err = 12891) fails. Farther from the landing point a step below 10 spacings is a step
+    size underflow at once (scipy's rule): there the solution varies faster than the time grid
+    resolves (a singularity), and steps of single spacings would only spin.
 
     A clipped landing step does not shrink the controller's step unless the error asks for it.
     ``n_bad`` counts consecutive rejections with a NaN/inf error; the solve gives up after
@@ -258,7 +275,11 @@ def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety
     Returns ``(accept, status, h_next, err_prev, after_reject, n_bad)`` (the new memory);
     ``status`` is not OK only on a rejection the step cannot recover from.
     """
-    accept = err <= 1.0 and h != 0.0  # h = 0: t0 + h rounded back to t0
+    spacing = _spacing(t0, h)
+    near = abs(target - t0) <= RESOLUTION_SPAN * spacing
+    at_resolution = h != 0.0 and abs(h) <= spacing
+    accept = h != 0.0 and (err <= 1.0 or (
+        near and at_resolution and err <= RESOLUTION_FRACTION ** (-(error_order + 1.0))))
     factor = pi_factor(err, err_prev, safety, min_factor, max_factor, beta1, beta2,
                        after_reject or not accept)
     hnew = abs(h) * factor
@@ -273,12 +294,12 @@ def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety
     status = STATUS_OK
     n_bad = 0 if math.isfinite(err) else n_bad + 1
     if not accept:
-        tiny = 10 * _ulp(t0)
+        tiny = 10 * spacing
         if not math.isfinite(hnew) or n_bad >= NON_FINITE_RETRIES:
             status = STATUS_NON_FINITE
-        elif not math.isfinite(err) and hnew < tiny:
+        elif not math.isfinite(err) and (at_resolution or hnew < tiny):
             status = STATUS_NON_FINITE
-        elif hnew < tiny:
+        elif at_resolution or (hnew < tiny and not near):
             status = STATUS_STEP_TOO_SMALL
         elif min_step > 0 and hnew <= min_step and (abs(h) <= min_step
                                                      or abs(h_ctrl) <= min_step):

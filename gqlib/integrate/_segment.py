@@ -19,20 +19,38 @@ __all__ = ["Segment", "RKCoefficients", "CountedRHS", "combine"]
 
 
 class CountedRHS:
-    """``f(t, y)`` counting its evaluations in ``stats["nfe"]``."""
+    """``f(t, y)`` counting its evaluations in ``stats["nfe"]``, its output's shape and dtype
+    checked on every call against the state's (host metadata, no sync; the state's shape and
+    dtype are read once, on the first call) unless ``check`` is False."""
 
-    __slots__ = ("fun", "stats")
+    __slots__ = ("fun", "stats", "check", "_shape", "_dtype")
 
-    def __init__(self, fun: Callable, stats: dict):
-        self.fun, self.stats = fun, stats
+    def __init__(self, fun: Callable, stats: dict, check: bool = True):
+        self.fun, self.stats, self.check = fun, stats, check
+        self._shape = self._dtype = None
 
     def __call__(self, t: float, y):
         self.stats["nfe"] += 1
         out = self.fun(t, y)
-        if getattr(out, "shape", None) != y.shape:  # host metadata: no sync
-            raise ValueError(f"`f(t, y)` returned shape {tuple(getattr(out, 'shape', ()))} at "
-                             f"t = {t!r}; expected the state's shape {tuple(y.shape)}")
+        if self.check:
+            try:  # `is` on the dtype first: dtypes are (nearly always) singletons
+                bad = out.shape != self._shape or out.dtype is not self._dtype
+            except AttributeError:
+                bad = True
+            if bad:
+                if self._shape is None or y.shape != self._shape or y.dtype != self._dtype:
+                    self._shape, self._dtype = y.shape, y.dtype
+                if getattr(out, "shape", None) != y.shape or getattr(out, "dtype", None) != y.dtype:
+                    _bad_output(out, y, t)
         return out
+
+
+def _bad_output(out, y, t: float):
+    if getattr(out, "shape", None) != y.shape:
+        raise ValueError(f"`f(t, y)` returned shape {tuple(getattr(out, 'shape', ()))} at "
+                         f"t = {t!r}; expected the state's shape {tuple(y.shape)}")
+    raise TypeError(f"`f(t, y)` returned dtype {getattr(out, 'dtype', None)} at t = {t!r}; "
+                    f"expected the state's dtype {y.dtype}")
 
 
 def combine(K, coeffs):

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import namespace, to_host_float
+from .. import _checks
+from .._backend import as_state, to_host_float
 from .._jit import plain
 from ..interpolate import evaluate_dense, evaluate_pieces
 from ..tableaux import ButcherTableau
@@ -35,6 +36,7 @@ from ._policy import (
     status_error,
 )
 from ._segment import CountedRHS, RKCoefficients, Segment, combine
+from ._validation import check_tolerance
 
 # evaluate_dense and evaluate_pieces are re-exported: the adjoints import them from here
 __all__ = ["Stepper", "Segment", "evaluate_dense", "evaluate_pieces"]
@@ -42,6 +44,20 @@ __all__ = ["Stepper", "Segment", "evaluate_dense", "evaluate_pieces"]
 _next_target = plain(next_target)
 _initial_step_guess, _initial_step = plain(initial_step_guess), plain(initial_step)
 _first_step_status = plain(first_step_status)
+
+
+def _finite_time(value, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}") from exc
+    if not math.isfinite(v):
+        raise ValueError(f"`{name}` must be finite, got {v}")
+    return v
+
+
+def _describe(y) -> str:
+    return f"shape {tuple(getattr(y, 'shape', ()))} and dtype {getattr(y, 'dtype', type(y).__name__)}"
 
 
 class Stepper:
@@ -95,17 +111,22 @@ class Stepper:
                  observer: Callable | None = None):
         self.tab = tableau
         self.observer = observer
-        self.xp = namespace(y0)
+        # the validators `solve` uses (a few microseconds): the Stepper is public too
+        self.xp, y0 = as_state(y0, "y0")
         self._is_numpy = isinstance(y0, (np.ndarray, np.generic))
-        self.t = float(t0)
-        self.t_end = float(t_end)
+        self.t = _finite_time(t0, "t0")
+        self.t_end = _finite_time(t_end, "t_end")
+        if step_size is None:
+            rtol = check_tolerance(rtol, "rtol", shape=tuple(y0.shape))
+            atol = check_tolerance(atol, "atol", shape=tuple(y0.shape))
         self.direction = 1.0 if self.t_end >= self.t else -1.0
         self.y = y0
         self.rtol, self.atol = rtol, atol
         self.norm = norm
         self.max_steps = int(max_steps)
         self.stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
-        self._rhs = CountedRHS(f, self.stats)
+        self._checks = _checks.enabled()  # read once per solve
+        self._rhs = CountedRHS(f, self.stats, self._checks)
         self._coef = RKCoefficients(tableau)
         d = self.direction
         self.tstops = sorted({float(s) for s in tstops if d * (s - self.t) > 0 and d * (self.t_end - s) > 0},
@@ -174,6 +195,9 @@ class Stepper:
         The cached derivative is dropped; the step size and controller memory are kept.
         """
         if y is not None:
+            if getattr(y, "shape", None) != self.y.shape or getattr(y, "dtype", None) != self.y.dtype:
+                raise ValueError(f"`y` must have the state's shape {tuple(self.y.shape)} and dtype "
+                                 f"{self.y.dtype}, got {_describe(y)}")
             self.y = y
         self._f = None
         if self._last is not None and self._last.f1 is not None:
@@ -193,7 +217,7 @@ class Stepper:
 
     def _step_impl(self, t_limit: float | None) -> Segment:
         xp, d, ctrl, tab = self.xp, self.direction, self.controller, self.tab
-        target = self.t_end if t_limit is None else float(t_limit)
+        target = self.t_end if t_limit is None else _finite_time(t_limit, "t_limit")
         target, is_stop, self._next_stop = _next_target(
             self.t, target, self.t_end, d, self.tstops, self._next_stop)
         if target == self.t:
@@ -212,9 +236,11 @@ class Stepper:
             y1 = y0 + h * combine(K, self._coef.B)
             if ctrl.estimates_error:
                 err = self._error_norm(K, h, y0, y1)
-            else:  # the one sync of a fixed step
+            elif self._checks:  # the one sync of a fixed step
                 err = 0.0 if bool(xp.all(xp.isfinite(y1))) else math.inf
-            accept, status, hnew = ctrl.decide(err, h, self.h, landing, t0)
+            else:
+                err = 0.0
+            accept, status, hnew = ctrl.decide(err, h, self.h, landing, t0, target)
             if self.observer is not None:
                 self.observer("accept" if accept else "reject", t0, y0, h)
             if not accept:
@@ -252,10 +278,19 @@ class Stepper:
     def _error_norm(self, K, h, y0, y1) -> float:
         xp = self.xp
         scale = self.atol + self.rtol * xp.maximum(xp.abs(y0), xp.abs(y1))
-        e5 = self.norm((h * combine(K, self._coef.E)) / scale)
+        ek = combine(K, self._coef.E)  # a fresh array: updated in place below
+        if self._checks:
+            # a non-finite y1 with finite stages would give scale = inf and err = 0: poison the
+            # error vector, 0 * inf = NaN (an elementwise op or two: a third of a reduction)
+            if hasattr(ek, "add_"):
+                ek.add_(y1, alpha=0.0)
+            elif isinstance(ek, np.ndarray):
+                ek += 0.0 * y1
+            else:
+                ek = ek + 0.0 * y1
+        e5 = self.norm((h * ek) / scale)
         if self._coef.E_low is not None:  # Hairer's DOP853 combination of the 5th- and 3rd-order estimates
             e3 = self.norm((h * combine(K, self._coef.E_low)) / scale)
             # e5^2 / sqrt(e5^2 + 0.01 e3^2), written to stay 0 (not NaN) when both vanish
             e5 = e5 * e5 / ((e5 * e5 + 0.01 * e3 * e3) ** 0.5 + 1e-300)
-        # a non-finite y1 with finite stages would give scale = inf and err = 0: poison it
-        return to_host_float(e5 + 0.0 * xp.sum(y1))
+        return to_host_float(e5)

@@ -16,6 +16,8 @@ import torch
 
 from gqlib.adjoint import LinearizationUnavailable
 
+from .. import _checks
+
 __all__ = ["UserFunc", "TorchField", "TorchParamField", "TorchLinearization", "rms_norm",
            "state_norm", "adjoint_norm"]
 
@@ -42,6 +44,7 @@ class UserFunc:
         self.shapes = None if shapes is None else [torch.Size(s) for s in shapes]
         self.dtype, self.device = dtype, device
         self._check = check
+        self._check_each = _checks.enabled()  # read once per solve
         if self.shapes is not None:
             self.sizes = [s.numel() for s in self.shapes]
 
@@ -86,20 +89,27 @@ class UserFunc:
         return self.call(self.t_tensor(t), y)
 
     def call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # the first call checks type, dtype and device; every call checks the shape (host
-        # metadata, no sync), so that a field that changes shape never broadcasts silently
+        # the first call checks type, dtype and device; every call checks the shape and dtype
+        # (host metadata, no sync), so that a field that changes shape never broadcasts silently
         if self.shapes is None:
             out = self.func(tt, y)
             if self._check:
                 _check_output(out, y, "y0")
                 self._check = False
-            elif getattr(out, "shape", None) != y.shape:
-                _check_output(out, y, "y0")
+            elif self._check_each:
+                try:  # host metadata, no sync
+                    bad = out.shape != y.shape or out.dtype is not y.dtype
+                except AttributeError:
+                    bad = True
+                if bad:
+                    _check_output(out, y, "y0")
             return out
         parts = self.split(y)
         out = self.func(tt, parts)
         if self._check or not isinstance(out, (tuple, list)) or len(out) != len(parts) \
-                or any(getattr(o, "shape", None) != p.shape for o, p in zip(out, parts, strict=True)):
+                or (self._check_each and any(
+                    getattr(o, "shape", None) != p.shape or getattr(o, "dtype", None) != p.dtype
+                    for o, p in zip(out, parts, strict=True))):
             if not isinstance(out, (tuple, list)) or len(out) != len(parts):
                 raise TypeError(f"`func(t, y)` must return a tuple of {len(parts)} tensors like the "
                                 f"tuple `y0`, got {_describe(out)}")
