@@ -1,8 +1,8 @@
 """A private switch for the checks a solve runs on every field call and every step.
 
 The per-call checks of a field's output (shape and dtype, host metadata) and the per-step
-non-finite checks (folded into the error norm's one scalar sync; in fixed-step mode one sync of
-``all(isfinite(y1))``) are on by default and cheap (``docs/bench_checks.md``). The drivers read
+non-finite checks (carried by the error norm's one scalar sync, plus one check of the outputs per
+solve; in fixed-step mode one sync of ``all(isfinite(y1))``) are on by default and cheap (``docs/bench_checks.md``). The drivers read
 this switch once per solve, never per step. It exists to measure their cost
 (``validation/bench_checks.py``): with the checks off a bad field is not caught, and the numba
 driver may read past the end of a short output.

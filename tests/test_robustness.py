@@ -122,6 +122,21 @@ def test_nan_rejections_are_few():
     assert len(calls) <= 1 + 5 * stages  # f0, then five rejected attempts at most
 
 
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "rk4"])
+def test_overflow_from_finite_stages_raises(method):
+    """y1 = inf from finite stages makes the error scale infinite (err = 0): the outputs'
+    one check per solve names the first non-finite output (the numba kernel checks each step)."""
+    kw = {"step_size": 0.25} if method == "rk4" else {}
+
+    def f(t, y):
+        return np.full_like(y, 1e308)
+
+    for field in (f, numba.njit(f)):
+        with pytest.raises(NonFiniteState) as info, np.errstate(over="ignore", invalid="ignore"):
+            gqlib.solve(field, np.full(2, 1e308), [0.0, 1.0, 2.0], method=method, **kw)
+        assert info.value.t <= 1.0  # y overflows within the first step or two
+
+
 def test_initial_step_overflow():
     # |f0 / scale| overflows the norm: was ZeroDivisionError in the initial step
     for f in (lambda t, y: -1e160 * y, numba.njit(lambda t, y: -1e160 * y)):

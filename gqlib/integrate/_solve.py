@@ -165,13 +165,25 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     stepper.stats["nfe"] += 1
     ys, segments = _drive(stepper, t_np, land_on_outputs=lands_on_outputs(tab, step_size),
                           keep=dense_output, record=checkpoints and not dense_output)
+    Y = xp.stack(ys, axis=0)
+    if stepper._checks and not bool(xp.all(xp.isfinite(Y))):  # one sync per solve
+        _raise_non_finite_output(xp, Y, t_np, stepper)
     dense = DenseOutput(segments) if dense_output else None
     ckpts = None
     if checkpoints and not dense_output:
         ckpts = StepCheckpoints([float(t_np[0])] + [t1 for t1, _ in segments],
                                 xp.stack([y0] + [y1 for _, y1 in segments], axis=0))
-    return Solution(t, xp.stack(ys, axis=0), stepper.stats, **options, tstops=stops, dense=dense,
+    return Solution(t, Y, stepper.stats, **options, tstops=stops, dense=dense,
                     driver_reason=reason, checkpoints=ckpts)
+
+
+def _raise_non_finite_output(xp, Y, t_np: np.ndarray, stepper: Stepper):
+    """Name the first output time whose state is not finite (an overflow that the per-step
+    error norm cannot see: it makes the error scale infinite)."""
+    bad = ~xp.reshape(xp.all(xp.reshape(xp.isfinite(Y), (Y.shape[0], -1)), axis=1), (-1,))
+    i = int(np.argmax(np.asarray([bool(b) for b in bad])))
+    raise NonFiniteState(f"the state overflowed to a non-finite value by output time t = "
+                         f"{float(t_np[i])!r}", t=float(t_np[i]), h=float(stepper.h))
 
 
 def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: bool,
