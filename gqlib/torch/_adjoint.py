@@ -61,13 +61,9 @@ class AdjointJob:
 
 
 def backward_adaptive(strategy: AdjointStrategy, fwd) -> bool:
-    """Whether the backward pass accepts and rejects steps: a backward solver with error
-    control, or (checkpoint, collocation: no solver) the adaptive forward steps it follows."""
-    if not isinstance(strategy, SolverSettings):
-        return fwd.adaptive
-    tab = gqlib.METHODS[strategy.method or fwd.method]
-    return tab.adaptive and strategy.step_size is None and (
-        strategy.method is not None or fwd.adaptive)
+    """Whether the backward pass accepts and rejects steps (the core's rule:
+    :meth:`gqlib.adjoint.AdjointStrategy.backward_adaptive`)."""
+    return strategy.backward_adaptive(fwd.method, fwd.adaptive)
 
 
 class OdeintAdjointFn(torch.autograd.Function):
