@@ -10,6 +10,8 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Protocol, runtime_checkable
 
+from .._backend import namespace
+
 __all__ = ["VectorField", "FunctionField", "CountedField"]
 
 
@@ -29,6 +31,10 @@ class VectorField(Protocol):
     checkpoint adjoint) differentiates a whole computation ``build(f, y)`` made of field calls
     in one backward pass (``jax.vjp``; torch records one graph): ``(outputs, vjp)`` with
     ``vjp(cotangents) -> (ybar, thetabar)``, thetabar flat (None without parameters).
+    A field with ``accumulates_params = True`` takes ``into=buf`` in its linearisation's
+    ``vjp`` and its pullback's ``vjp``: thetabar is added into ``buf`` in place (a new buffer
+    when None) and returned, so that a backward pass holds one parameter-sized accumulator
+    instead of a fresh thetabar per call.
     """
 
     def __call__(self, t: float, y: Any) -> Any: ...
@@ -92,6 +98,7 @@ class CountedField:
                             "gqlib.adjoint.VectorField); wrap plain functions in FunctionField")
         self.field = field
         self.has_params = callable(getattr(field, "vjp_params", None))
+        self.accumulates = bool(getattr(field, "accumulates_params", False))
         self.stats = {"nfe_f": 0, "nfe_vjp_y": 0, "nfe_vjp_params": 0}
         self.seconds = {"f": 0.0, "vjp_y": 0.0, "vjp_params": 0.0}
         self.observer = None  # observer(event, t0, a0, h) of the backward steps (gradient())
@@ -164,11 +171,16 @@ class CountedField:
         outputs, vjp = self._timed("f", self.field.pullback, counting_build, y)
         self.stats["nfe_f"] += calls[0]
 
-        def counted_vjp(cotangents):
+        def counted_vjp(cotangents, into=None):
+            """``(ybar, into + thetabar)``: in place when the field accumulates."""
             self.stats["nfe_vjp_y"] += calls[0]
-            if self.has_params:
-                self.stats["nfe_vjp_params"] += calls[0]
-            return self._timed("vjp_params" if self.has_params else "vjp_y", vjp, cotangents)
+            if not self.has_params:
+                return self._timed("vjp_y", vjp, cotangents)
+            self.stats["nfe_vjp_params"] += calls[0]
+            if self.accumulates:
+                return self._timed("vjp_params", vjp, cotangents, into)
+            ybar, part = self._timed("vjp_params", vjp, cotangents)
+            return ybar, accumulate(into, part)
         return outputs, counted_vjp
 
     def linearize(self, t, y):
@@ -198,10 +210,15 @@ class _Counted:
         self.cf.stats["nfe_vjp_y"] += 1
         return _checked_vjp_y(self.cf._timed("vjp_y", self.lin.vjp_y, a), a, self.t)
 
-    def vjp(self, a):
+    def vjp(self, a, into=None):
+        """``(vjp_y, into + vjp_params)``: in place when the field accumulates; ``into`` None:
+        a new buffer."""
         self.cf.stats["nfe_vjp_y"] += 1
         self.cf.stats["nfe_vjp_params"] += 1
-        return self.cf._timed("vjp_params", self.lin.vjp, a)
+        if self.cf.accumulates:
+            return self.cf._timed("vjp_params", self.lin.vjp, a, into)
+        vy, vp = self.cf._timed("vjp_params", self.lin.vjp, a)
+        return vy, accumulate(into, vp)
 
 
 class _Replayed:
@@ -217,10 +234,23 @@ class _Replayed:
     def vjp_y(self, a):
         return self.cf.vjp_y(self.t, self.y, a)
 
-    def vjp(self, a):
+    def vjp(self, a, into=None):
         both = getattr(self.cf.field, "vjp", None)
         if both is not None:
             self.cf.stats["nfe_vjp_y"] += 1
             self.cf.stats["nfe_vjp_params"] += 1
-            return self.cf._timed("vjp_params", both, self.t, self.y, a)
-        return self.cf.vjp_y(self.t, self.y, a), self.cf.vjp_params(self.t, self.y, a)
+            vy, vp = self.cf._timed("vjp_params", both, self.t, self.y, a)
+        else:
+            vy, vp = self.cf.vjp_y(self.t, self.y, a), self.cf.vjp_params(self.t, self.y, a)
+        return vy, accumulate(into, vp)
+
+
+def accumulate(total, part):
+    """``total + part``, in place into ``total`` (a copy of ``part`` when total is None: never
+    an alias of the field's own output)."""
+    if part is None:
+        return total
+    if total is None:
+        return namespace(part).asarray(part, copy=True)
+    total += part
+    return total

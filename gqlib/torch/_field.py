@@ -137,6 +137,8 @@ class TorchField:
     with a graph and one backward pass, differentiating with respect to y only.
     """
 
+    accumulates_params = True  # vjp(..., into=buf) adds thetabar into buf in place
+
     def __init__(self, fn: UserFunc):
         self.fn = fn
 
@@ -144,6 +146,16 @@ class TorchField:
         dt, dev = self.fn.dtype, self.fn.device
         return torch.cat([g.reshape(-1).to(dt) for g in grads]) if grads else \
             torch.zeros(0, dtype=dt, device=dev)
+
+    def _into(self, grads, into):
+        """The flat parameter gradient ``into + grads``, added in place one parameter at a time
+        (no flat copy of ``grads``); ``into`` None: a new flat buffer."""
+        if into is None:
+            return self._flat(grads)
+        with torch.no_grad():
+            for view, g in zip(torch.split(into, self.numels), grads, strict=True):
+                view.view(g.shape).add_(g)
+        return into
 
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -167,11 +179,11 @@ class TorchField:
             y_ = y.detach().requires_grad_(True)
             outputs = build(self.fn, y_)
 
-        def vjp(cotangents):
+        def vjp(cotangents, into=None):
             grads = torch.autograd.grad(outputs, (y_, *params), cotangents, allow_unused=True)
             grads = [torch.zeros_like(x) if g is None else g
                      for x, g in zip((y_, *params), grads, strict=True)]
-            return grads[0], (self._flat(grads[1:]) if params else None)
+            return grads[0], (self._into(grads[1:], into) if params else None)
         return [o.detach() for o in outputs], vjp
 
     def linearize(self, t: float, y: torch.Tensor) -> TorchLinearization:
@@ -229,9 +241,9 @@ class TorchLinearization:
     def vjp_y(self, a: torch.Tensor) -> torch.Tensor:
         return _grad(self.f, (self.y,), a, retain=True)[0]
 
-    def vjp(self, a: torch.Tensor):
+    def vjp(self, a: torch.Tensor, into=None):
         vy, *vp = _grad(self.f, (self.y, *self.params), a, retain=True)
-        return vy, self.field._flat(vp)
+        return vy, self.field._into(vp, into)
 
 
 def _grad(f: torch.Tensor, inputs, a: torch.Tensor, retain: bool = False):
