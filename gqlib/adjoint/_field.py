@@ -126,6 +126,14 @@ class CountedField:
         self.stats["nfe_vjp_params"] += 1
         return self._timed("vjp_params", self.field.vjp_params, t, y, a)
 
+    def vjp_params_into(self, t, y, a, into):
+        """``into + a^T df/dtheta``: in place when the field accumulates (``into`` None: a new
+        buffer, never the field's own)."""
+        self.stats["nfe_vjp_params"] += 1
+        if self.accumulates:
+            return self._timed("vjp_params", self.field.vjp_params, t, y, a, into)
+        return accumulate(into, self._timed("vjp_params", self.field.vjp_params, t, y, a))
+
     def f_vjp_y(self, t, y, a):
         fused = getattr(self.field, "f_vjp_y", None)
         if fused is not None:

@@ -203,10 +203,11 @@ class TorchParamField(TorchField):
         self.params = tuple(params)
         self.numels = [p.numel() for p in self.params]
 
-    def vjp_params(self, t: float, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def vjp_params(self, t: float, y: torch.Tensor, a: torch.Tensor, into=None) -> torch.Tensor:
+        """``a^T df/dtheta`` flat; ``into + a^T df/dtheta`` in place when ``into`` is given."""
         with torch.enable_grad():
             f = self.fn(t, y.detach())
-            return self._flat(_grad(f, self.params, a))
+            return self._into(_grad(f, self.params, a), into)
 
     def vjp(self, t: float, y: torch.Tensor, a: torch.Tensor):
         return self.f_vjp(t, y, a)[1:]
