@@ -39,6 +39,7 @@ class AdjointGradient:
     t : array or None
         dL/dt_i for every output time, shape ``(len(t),)``; None when ``grad_t=False``.
     stats : dict
+        ``strategy`` (the alias of the strategy that ran: the choice of ``"auto"``),
         ``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``, ``n_nodes``, ``n_panels``, ``n_accepted``,
         ``n_rejected``, ``n_steps``, ``state_size`` (entries of the backward solver's state),
         ``max_drift`` (largest drift of a re-integrated y from the forward's, in tolerance units;
@@ -62,6 +63,12 @@ class AdjointStrategy:
     def forward_record(self) -> str | None:
         """What the forward solve must keep: ``None``, ``"checkpoints"`` or ``"dense"``."""
         return None
+
+    def record_for(self, n_params: int | None, state_size: int) -> str | None:
+        """What the forward solve must keep for a field of ``n_params`` parameters (None:
+        unknown) and a state of ``state_size`` numbers; :attr:`forward_record` unless the
+        strategy chooses by size (:class:`AutoAdjoint`)."""
+        return self.forward_record
 
     def state_blocks(self, D: int, P: int) -> dict[str, slice]:
         """Layout of the flat backward solver state (``{}`` when there is no backward solver)."""

@@ -202,6 +202,7 @@ class TorchParamField(TorchField):
         super().__init__(fn)
         self.params = tuple(params)
         self.numels = [p.numel() for p in self.params]
+        self.n_params = sum(self.numels)  # AutoAdjoint chooses by it
 
     def vjp_params(self, t: float, y: torch.Tensor, a: torch.Tensor, into=None) -> torch.Tensor:
         """``a^T df/dtheta`` flat; ``into + a^T df/dtheta`` in place when ``into`` is given."""
