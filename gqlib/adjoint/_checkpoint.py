@@ -280,7 +280,11 @@ class _DiscretePass:
         for i in where.get(("at", S), []):
             a = g[i] if a is None else a + g[i]
         params = None
-        back = self.step_back_fused if self.cf.has_pullback else self.step_back
+        # a field that accumulates parameter VJPs in place goes stage by stage: one pass per
+        # step would sum the step's stages into a second P-sized buffer first (measured,
+        # torch, W = 1024 batch 4: 1.5x direct backprop's backward against 1.9-2.0x fused)
+        fused = self.cf.has_pullback and not (self.cf.accumulates and self.cf.has_params)
+        back = self.step_back_fused if fused else self.step_back
         mergeable = self._f1_mergeable()
         for k in range(S - 1, -1, -1):
             t0, t1 = float(ck.t[k]), float(ck.t[k + 1])
