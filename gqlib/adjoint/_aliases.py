@@ -20,7 +20,7 @@ _REGISTRY: dict[str, type[AdjointStrategy]] = {
                               CollocationAdjoint, CheckpointAdjoint, AutoAdjoint)}
 
 
-DEFAULT_ADJOINT = "checkpoint"  # the alias of the default strategy (docs/adjoint.md says why)
+DEFAULT_ADJOINT = "auto"  # the alias of the default strategy (docs/adjoint.md says why)
 
 
 def as_strategy(adjoint: Any = None, **settings: Any) -> AdjointStrategy:
