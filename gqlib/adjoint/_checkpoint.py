@@ -248,10 +248,13 @@ class _DiscretePass:
         ybar0 = ybar0 + (y1bar - a1)  # y1 = y0 + h sum_j b_j K_j
         for j, w in self._b:
             add(j, (h * w) * y1bar)
-        for j, lin in reversed(list(zip(stages, lins, strict=False))):
+        for idx in range(len(stages) - 1, -1, -1):
+            j, lin = stages[idx], lins[idx]
+            lins[idx] = None  # its graph goes as soon as its VJP is done (lower peak)
             if kbar[j] is None:
                 continue
             vy, params = self._vjp(lin, kbar[j], params)
+            del lin
             ybar0 = ybar0 + vy
             for l, w in self._terms[j]:
                 add(l, (h * w) * vy)
