@@ -236,6 +236,8 @@ def main() -> int:
     p.add_argument("--batches", type=int, nargs="+", default=[4, 64])
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--mem-repeats", type=int, default=3,
+                   help="fresh processes per memory peak (median)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="markdown file for the table")
     p.add_argument("--json", default=None, help="raw results as JSON")
@@ -264,7 +266,8 @@ def main() -> int:
     lines = [f"# Neural-ODE adjoint benchmark ({args.device}: {card})", "",
              f"Command: `python validation/bench_torch.py {' '.join(sys.argv[1:])}`; torch "
              f"{torch.__version__}, one thread, float64, dopri5, rtol {RTOL}, atol {ATOL}, median of "
-             f"{args.repeats} runs; memory: peak growth of one forward+backward in a fresh process.",
+             f"{args.repeats} runs; memory: peak growth of one forward+backward in a fresh process "
+             f"(median of {args.mem_repeats} processes).",
              ""]
     from gqlib.adjoint import DEFAULT_ADJOINT
 
@@ -293,9 +296,17 @@ def main() -> int:
                     if "error" in timed:
                         rows[m] = timed
                         continue
-                    mem = run_worker(base + ["--method", m])
-                    rows[m] = mem if "error" in mem else {**timed["times"][m], **mem,
-                                                          "load": timed["load"]}
+                    # RSS peaks vary run to run by up to a P-sized buffer (the C allocator's
+                    # reuse of freed blocks): the median of --mem-repeats fresh processes
+                    mems = [run_worker(base + ["--method", m]) for _ in range(args.mem_repeats)]
+                    bad = [x for x in mems if "error" in x]
+                    if bad:
+                        rows[m] = bad[0]
+                        continue
+                    mem = dict(mems[0])
+                    mem["peak_mib"] = statistics.median(x["peak_mib"] for x in mems)
+                    mem["peaks"] = [x["peak_mib"] for x in mems]
+                    rows[m] = {**timed["times"][m], **mem, "load": timed["load"]}
             direct = rows.get("tdq direct", {}).get("bwd")
             semi = rows.get("tdq seminorm", {}).get("bwd")
             peak_direct = rows.get("tdq direct", {}).get("peak_mib")

@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     """``python -m validation.experiments.g1d``: the iteration-time table at the given widths."""
     import argparse
     import os
+    import shlex
+    import sys
 
     from .common import method_names
 
@@ -120,8 +122,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="", help="markdown file for the table")
     args = ap.parse_args(argv)
     methods = method_names(args.methods.split(";") if args.methods else None)
-    cmd = "python -m validation.experiments.g1d " + " ".join(argv if argv is not None
-                                                               else __import__("sys").argv[1:])
+    cmd = "python -m validation.experiments.g1d " + shlex.join(
+        argv if argv is not None else sys.argv[1:])
     lines = [f"Command: `{cmd}`; one torch thread; median of {args.repeats} interleaved rounds "
              "after a warm-up; an iteration is forward + backward at the initial weights.", ""]
     for width in (int(w) for w in args.widths.split(",")):
