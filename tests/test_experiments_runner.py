@@ -10,11 +10,12 @@ pytest.importorskip("torchdiffeq")
 pytest.importorskip("matplotlib")
 pytest.importorskip("tqdm")
 
+from validation.experiments.common import default_alias  # noqa: E402
 from validation.experiments.run import main  # noqa: E402
 
 
 def test_runner_tiny_writes_tables_and_plots(tmp_path):
-    methods = "torchdiffeq direct;gqlib gq adaptive;gqlib default (checkpoint)"
+    methods = f"torchdiffeq direct;gqlib gq adaptive;gqlib default ({default_alias()})"
     assert main(["--tiny", "--only", "g1d,toy_gradient", "--methods", methods, "--epochs", "2",
                  "--out", str(tmp_path), "--no-progress"]) == 0
     for name in ("g1d.md", "g1d_runs.csv", "g1d_epochs.csv", "g1d_time_vs_width.png",
@@ -29,3 +30,13 @@ def test_runner_tiny_writes_tables_and_plots(tmp_path):
     with open(tmp_path / "toy_gradient.csv") as fh:
         toy = list(csv.DictReader(fh))
     assert all(float(r["rel_err_a"]) < 1e-3 for r in toy)  # rtol 1e-6 on an exact problem
+
+
+def test_g1d_iteration_table(tmp_path):
+    from validation.experiments.g1d import main as g1d_main
+
+    out = tmp_path / "g1d_iteration.md"
+    assert g1d_main(["--widths", "5", "--repeats", "1", "--out", str(out), "--methods",
+                     f"torchdiffeq direct;gqlib default ({default_alias()})"]) == 0
+    text = out.read_text()
+    assert "| torchdiffeq direct |" in text and f"gqlib default ({default_alias()})" in text

@@ -41,6 +41,8 @@ METHODS = {
     "backsolve": ("gqlib", "backsolve", {}),
     "collocation": ("gqlib", "collocation", {}),
     "gq direct": ("gqlib", None, {}),
+    "auto": ("gqlib", "auto", {}),
+    "default": ("gqlib", "default", {}),  # odeint_adjoint's strategy (DEFAULT_ADJOINT)
 }
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -120,8 +122,13 @@ def one_pass(name, model, z0, t, device, rtol=RTOL, atol=ATOL):
                                             adjoint_options=dict(opts) or None)
         nfe_fwd = counter.n
     else:
-        ys, st = gt.odeint(model, z0, t, rtol=rtol, atol=atol, method="dopri5", adjoint=adjoint,
-                           adjoint_options=dict(opts) or None, return_stats=True)
+        if adjoint == "default":
+            ys, st = gt.odeint_adjoint(model, z0, t, rtol=rtol, atol=atol, method="dopri5",
+                                       return_stats=True)
+        else:
+            ys, st = gt.odeint(model, z0, t, rtol=rtol, atol=atol, method="dopri5",
+                               adjoint=adjoint, adjoint_options=dict(opts) or None,
+                               return_stats=True)
         nfe_fwd = st.forward["nfe"]
     _sync(device)
     t1 = time.perf_counter()
@@ -136,7 +143,7 @@ def one_pass(name, model, z0, t, device, rtol=RTOL, atol=ATOL):
         if st.backward:
             stats.update({k: st.backward[k] for k in ("nfe_f", "nfe_vjp_y", "nfe_vjp_params",
                                                        "n_nodes", "n_accepted", "n_rejected",
-                                                       "seconds")
+                                                       "seconds", "strategy")
                           if k in st.backward})
     grads = torch.cat([z0.grad.reshape(-1)] + [p.grad.reshape(-1) for p in model.parameters()])
     return t1 - t0, t2 - t1, stats, grads.detach()
@@ -158,31 +165,45 @@ def worker(args) -> None:
         torch.save(g.cpu(), args.ref)
         print(json.dumps({"ok": True}))
         return
-    # warm up every code path (imports, numba, caches) on a tiny model, so that the memory
-    # measured next is the pass's own and not the libraries'
-    tiny = build(4, 2, device)
-    one_pass(args.method, *tiny, device)
-    model, z0, t = build(args.W, args.B, device)
-    # memory: one pass in this fresh process
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        before = _rss_kib("VmRSS")
-    _, _, _, grads = one_pass(args.method, model, z0, t, device)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        peak_mib = (torch.cuda.max_memory_allocated() - before) / 2 ** 20
-    else:
-        peak_mib = (_rss_kib("VmHWM") - before) / 1024
-    ref = torch.load(args.ref).to(grads.device)
-    err = float(torch.linalg.vector_norm(grads - ref) / torch.linalg.vector_norm(ref))
-    runs = [one_pass(args.method, model, z0, t, device)[:3] for _ in range(args.repeats)]
-    fwd = statistics.median(r[0] for r in runs)
-    by_bwd = sorted(runs, key=lambda r: r[1])
-    _, bwd, stats = by_bwd[(len(by_bwd) - 1) // 2]  # the median run, with its own breakdown
-    print(json.dumps({"fwd": fwd, "bwd": bwd, "peak_mib": peak_mib, "err": err, "stats": stats}))
+    methods = args.method.split(",")
+    if len(methods) == 1:
+        # memory: one pass in a fresh process after a warm-up of every code path (imports,
+        # numba, caches) on a tiny model, so that the peak is the pass's own
+        m = methods[0]
+        tiny = build(4, 2, device)
+        one_pass(m, *tiny, device)
+        model, z0, t = build(args.W, args.B, device)
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        else:
+            before = _rss_kib("VmRSS")
+        _, _, _, grads = one_pass(m, model, z0, t, device)
+        if device == "cuda":
+            torch.cuda.synchronize()
+            peak_mib = (torch.cuda.max_memory_allocated() - before) / 2 ** 20
+        else:
+            peak_mib = (_rss_kib("VmHWM") - before) / 1024
+        ref = torch.load(args.ref).to(grads.device)
+        err = float(torch.linalg.vector_norm(grads - ref) / torch.linalg.vector_norm(ref))
+        print(json.dumps({"peak_mib": peak_mib, "err": err}))
+        return
+    # times: every method in this one process, side by side: a warm-up pass of each, then
+    # `repeats` rounds interleaving the methods (machine load hits them alike)
+    for m in methods:
+        one_pass(m, model, z0, t, device)
+    runs = {m: [] for m in methods}
+    load0 = os.getloadavg()[0]
+    for _ in range(args.repeats):
+        for m in methods:
+            runs[m].append(one_pass(m, model, z0, t, device)[:3])
+    out = {}
+    for m, rs in runs.items():
+        by_bwd = sorted(rs, key=lambda r: r[1])
+        _, bwd, stats = by_bwd[(len(by_bwd) - 1) // 2]  # the median run, with its own breakdown
+        out[m] = {"fwd": statistics.median(r[0] for r in rs), "bwd": bwd, "stats": stats}
+    print(json.dumps({"times": out, "load": [load0, os.getloadavg()[0]]}))
 
 
 IN_PROCESS = False
@@ -215,6 +236,8 @@ def main() -> int:
     p.add_argument("--batches", type=int, nargs="+", default=[4, 64])
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--mem-repeats", type=int, default=3,
+                   help="fresh processes per memory peak (median)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="markdown file for the table")
     p.add_argument("--json", default=None, help="raw results as JSON")
@@ -243,13 +266,20 @@ def main() -> int:
     lines = [f"# Neural-ODE adjoint benchmark ({args.device}: {card})", "",
              f"Command: `python validation/bench_torch.py {' '.join(sys.argv[1:])}`; torch "
              f"{torch.__version__}, one thread, float64, dopri5, rtol {RTOL}, atol {ATOL}, median of "
-             f"{args.repeats} runs; memory: peak growth of one forward+backward in a fresh process.",
+             f"{args.repeats} runs; memory: peak growth of one forward+backward in a fresh process "
+             f"(median of {args.mem_repeats} processes).",
              ""]
+    from gqlib.adjoint import DEFAULT_ADJOINT
+
     header = ("| W | batch | method | fwd s | bwd s | bwd / tdq direct | bwd / tdq seminorm | "
-              "NFE fwd | bwd f | bwd vjp_y | bwd vjp_θ | nodes | peak MiB | grad err |")
+              "NFE fwd | bwd f | bwd vjp_y | bwd vjp_θ | nodes | peak MiB | peak / tdq direct | "
+              "grad err | load |")
     results = []
     print(header)
-    lines += [header, "|" + "---|" * 14]
+    lines += [f"`default` is `odeint_adjoint`'s strategy, `DEFAULT_ADJOINT = {DEFAULT_ADJOINT!r}`; "
+              "`auto` rows name the strategy it chose. Times: all methods in one process, "
+              "interleaved; load: 1-minute load average before and after.", "",
+              header, "|" + "---|" * 16]
     for W in args.widths:
         for B in args.batches:
             with tempfile.TemporaryDirectory() as tmp:
@@ -260,11 +290,26 @@ def main() -> int:
                 if "error" in r:
                     print(f"W={W} B={B}: reference failed: {r['error']}")
                     continue
+                timed = run_worker(base + ["--method", ",".join(args.methods)])
                 rows = {}
                 for m in args.methods:
-                    rows[m] = run_worker(base + ["--method", m])
+                    if "error" in timed:
+                        rows[m] = timed
+                        continue
+                    # RSS peaks vary run to run by up to a P-sized buffer (the C allocator's
+                    # reuse of freed blocks): the median of --mem-repeats fresh processes
+                    mems = [run_worker(base + ["--method", m]) for _ in range(args.mem_repeats)]
+                    bad = [x for x in mems if "error" in x]
+                    if bad:
+                        rows[m] = bad[0]
+                        continue
+                    mem = dict(mems[0])
+                    mem["peak_mib"] = statistics.median(x["peak_mib"] for x in mems)
+                    mem["peaks"] = [x["peak_mib"] for x in mems]
+                    rows[m] = {**timed["times"][m], **mem, "load": timed["load"]}
             direct = rows.get("tdq direct", {}).get("bwd")
             semi = rows.get("tdq seminorm", {}).get("bwd")
+            peak_direct = rows.get("tdq direct", {}).get("peak_mib")
             for m, r in rows.items():
                 results.append({"W": W, "batch": B, "method": m, **r})
                 if "error" in r:
@@ -274,26 +319,36 @@ def main() -> int:
                     bwd_f = s.get("nfe_f", s.get("nfe_bwd_f", 0))
                     vs_direct = f"{r['bwd'] / direct:.2f}" if direct else "-"
                     vs_semi = f"{r['bwd'] / semi:.3f}" if semi else "-"
-                    row = (f"| {W} | {B} | {m} | {r['fwd']:.3f} | {r['bwd']:.3f} | {vs_direct} | "
-                           f"{vs_semi} | {s.get('nfe_fwd', '-')} | {bwd_f} | "
+                    vs_peak = f"{r['peak_mib'] / peak_direct:.2f}" if peak_direct else "-"
+                    label = m if m not in ("auto", "default") or "strategy" not in s else \
+                        f"{m} → {s['strategy']}"
+                    load = "/".join(f"{x:.1f}" for x in r.get("load", []))
+                    row = (f"| {W} | {B} | {label} | {r['fwd']:.3f} | {r['bwd']:.3f} | "
+                           f"{vs_direct} | {vs_semi} | {s.get('nfe_fwd', '-')} | {bwd_f} | "
                            f"{s.get('nfe_vjp_y', '-')} | {s.get('nfe_vjp_params', '-')} | "
-                           f"{s.get('n_nodes', '-')} | {r['peak_mib']:.1f} | {r['err']:.1e} |")
+                           f"{s.get('n_nodes', '-')} | {r['peak_mib']:.1f} | {vs_peak} | "
+                           f"{r['err']:.1e} | {load} |")
                 print(row, flush=True)
                 lines.append(row)
-    breakdown = ["", "Where gqlib's backward time goes (host seconds inside the model's calls; "
-                 "stages = f + a^T df/dy at the backward solver's stages, nodes = f + "
-                 "a^T df/dtheta at the quadrature nodes, rest = solver, interpolation, "
+    breakdown = ["", "Where gqlib's backward time goes (host seconds inside the model's calls, by "
+                 "kind; checkpoint: f = the recomputed forward stages (linearised), vjp_θ = "
+                 "their backward passes (y and θ together); gq/interpolated: vjp_y = the "
+                 "backward solver's stages (f + a^T df/dy fused), vjp_θ = the quadrature "
+                 "nodes (f + a^T df/dθ); rest = solver, interpolation, accumulation, "
                  "bookkeeping; on CUDA these are launch times unless the model syncs):", "",
-                 "| W | batch | method | bwd s | stages s (calls) | nodes s (calls) | rest s |",
-                 "|---|---|---|---|---|---|---|"]
+                 "| W | batch | method | bwd s | f s (calls) | vjp_y s (calls) | vjp_θ s (calls) "
+                 "| rest s |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         sec = r.get("stats", {}).get("seconds")
         if not sec:
             continue
         s = r["stats"]
         rest = r["bwd"] - sec["vjp_y"] - sec["vjp_params"] - sec["f"]
-        breakdown.append(f"| {r['W']} | {r['batch']} | {r['method']} | {r['bwd']:.3f} | "
-                         f"{sec['vjp_y'] + sec['f']:.3f} ({s.get('nfe_vjp_y', 0)}) | "
+        name = r["method"] + (f" → {s['strategy']}" if r["method"] in ("auto", "default")
+                              and "strategy" in s else "")
+        breakdown.append(f"| {r['W']} | {r['batch']} | {name} | {r['bwd']:.3f} | "
+                         f"{sec['f']:.3f} ({s.get('nfe_f', 0)}) | "
+                         f"{sec['vjp_y']:.3f} ({s.get('nfe_vjp_y', 0)}) | "
                          f"{sec['vjp_params']:.3f} ({s.get('nfe_vjp_params', 0)}) | {rest:.3f} |")
     print("\n".join(breakdown))
     lines += breakdown

@@ -2,11 +2,13 @@
 
 :class:`GQAdjoint` (Gauss-Legendre quadrature, Norcliffe & Deisenroth 2023),
 :class:`BacksolveAdjoint` (+ seminorm), :class:`InterpolatedAdjoint`, :class:`CollocationAdjoint`
-and :class:`CheckpointAdjoint` (the discrete adjoint). Framework-agnostic: the field supplies
-vector-Jacobian products, the core does the numerics.
+and :class:`CheckpointAdjoint` (the discrete adjoint); :class:`AutoAdjoint` chooses checkpoint
+or interpolated by problem size. Framework-agnostic: the field supplies vector-Jacobian
+products, the core does the numerics.
 """
 
 from ._aliases import ALIASES, DEFAULT_ADJOINT, as_strategy
+from ._auto import AUTO_RATIO, AutoAdjoint
 from ._checkpoint import CheckpointAdjoint
 from ._collocation import CollocationAdjoint
 from ._field import CountedField, FunctionField, LinearizationUnavailable, VectorField
@@ -18,6 +20,7 @@ from ._strategy import AdjointGradient, AdjointStrategy
 ADJOINTS = ALIASES
 
 __all__ = ["gradient", "AdjointGradient", "AdjointStrategy", "GQAdjoint", "BacksolveAdjoint",
-           "InterpolatedAdjoint", "CollocationAdjoint", "CheckpointAdjoint", "as_strategy",
+           "InterpolatedAdjoint", "CollocationAdjoint", "CheckpointAdjoint", "AutoAdjoint",
+           "AUTO_RATIO", "as_strategy",
            "NodeRule", "VectorField", "FunctionField", "CountedField", "ADJOINTS", "ALIASES",
            "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT", "LinearizationUnavailable"]

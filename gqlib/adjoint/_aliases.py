@@ -1,11 +1,12 @@
 """The strategy aliases: ``"gq"``, ``"backsolve"``, ``"interpolated"``, ``"collocation"``,
-``"checkpoint"``, and the default strategy."""
+``"checkpoint"``, ``"auto"``, and the default strategy."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 from typing import Any
 
+from ._auto import AutoAdjoint
 from ._checkpoint import CheckpointAdjoint
 from ._collocation import CollocationAdjoint
 from ._solved import BacksolveAdjoint, GQAdjoint, InterpolatedAdjoint
@@ -16,10 +17,10 @@ __all__ = ["as_strategy", "ALIASES", "DEFAULT_ADJOINT"]
 
 _REGISTRY: dict[str, type[AdjointStrategy]] = {
     cls.name: cls for cls in (GQAdjoint, BacksolveAdjoint, InterpolatedAdjoint,
-                              CollocationAdjoint, CheckpointAdjoint)}
+                              CollocationAdjoint, CheckpointAdjoint, AutoAdjoint)}
 
 
-DEFAULT_ADJOINT = "checkpoint"  # the alias of the default strategy (docs/adjoint.md says why)
+DEFAULT_ADJOINT = "auto"  # the alias of the default strategy (docs/adjoint.md says why)
 
 
 def as_strategy(adjoint: Any = None, **settings: Any) -> AdjointStrategy:

@@ -185,13 +185,8 @@ class CollocationBackward:
             for s, e in self.panels(float(t[i]), float(t[i - 1])):
                 cf.observe("step", s, a, e - s)
                 a_s = a
-                a, part = self.panel(s, e, a)
+                a, acc = self.panel(s, e, a, acc)
                 cf.observe("accept", s, a_s, e - s)
-                if part is not None:
-                    if acc is None:
-                        acc = part
-                    else:
-                        acc += part
             if not bool(xp.all(xp.isfinite(a))):  # one host sync per output interval
                 raise NonFiniteState("the adjoint became non-finite in the collocation "
                                      "backward pass", t=float(t[i - 1]),
@@ -206,9 +201,10 @@ class CollocationBackward:
                 dldt[i - 1] = self.dot(g[i - 1], cf.f(float(t[i - 1]), ys[i - 1]))
         return dy0, acc, (xp.stack(dldt) if self.grad_t else None)
 
-    def panel(self, s: float, e: float, a):
-        """``a`` carried from ``s`` to ``e``; the parameter integral over the panel."""
-        xp, n, H = self.xp, self.n, e - s
+    def panel(self, s: float, e: float, a, acc=None):
+        """``a`` carried from ``s`` to ``e``; ``acc`` plus the parameter integral over the
+        panel (in place when the field accumulates)."""
+        n, H = self.n, e - s
         c, b, alpha = self.c, self.b, self.alpha
         self.n_panels += 1
         if self.n_panels > self.max_panels:
@@ -229,12 +225,11 @@ class CollocationBackward:
             v = [lin.vjp_y(Ak) for lin, Ak in zip(lins, A, strict=True)]
             A = [a - H * _combine(alpha[i], v) for i in range(n)]
         # last pass: weighted cotangents w_k A_k, w_k = -H b_k, give both a_e and the integral
-        a_e, acc = a, None
+        a_e = a
         for k in range(n):
             wk = float(-H * b[k])
             if self.cf.has_params:
-                vy, vp = lins[k].vjp(wk * A[k])
-                acc = xp.asarray(vp, copy=True) if acc is None else acc + vp
+                vy, acc = lins[k].vjp(wk * A[k], acc)
             else:
                 vy = lins[k].vjp_y(wk * A[k])
             a_e = a_e + vy

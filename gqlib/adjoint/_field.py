@@ -10,6 +10,8 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Protocol, runtime_checkable
 
+from .._backend import namespace
+
 __all__ = ["VectorField", "FunctionField", "CountedField", "LinearizationUnavailable"]
 
 
@@ -37,6 +39,10 @@ class VectorField(Protocol):
     checkpoint adjoint) differentiates a whole computation ``build(f, y)`` made of field calls
     in one backward pass (``jax.vjp``; torch records one graph): ``(outputs, vjp)`` with
     ``vjp(cotangents) -> (ybar, thetabar)``, thetabar flat (None without parameters).
+    A field with ``accumulates_params = True`` takes ``into=buf`` in its linearisation's
+    ``vjp`` and its pullback's ``vjp``: thetabar is added into ``buf`` in place (a new buffer
+    when None) and returned, so that a backward pass holds one parameter-sized accumulator
+    instead of a fresh thetabar per call.
     """
 
     def __call__(self, t: float, y: Any) -> Any: ...
@@ -100,6 +106,7 @@ class CountedField:
                             "gqlib.adjoint.VectorField); wrap plain functions in FunctionField")
         self.field = field
         self.has_params = callable(getattr(field, "vjp_params", None))
+        self.accumulates = bool(getattr(field, "accumulates_params", False))
         self.stats = {"nfe_f": 0, "nfe_vjp_y": 0, "nfe_vjp_params": 0}
         self.seconds = {"f": 0.0, "vjp_y": 0.0, "vjp_params": 0.0}
         self.observer = None  # observer(event, t0, a0, h) of the backward steps (gradient())
@@ -127,6 +134,14 @@ class CountedField:
     def vjp_params(self, t, y, a):
         self.stats["nfe_vjp_params"] += 1
         return self._timed("vjp_params", self.field.vjp_params, t, y, a)
+
+    def vjp_params_into(self, t, y, a, into):
+        """``into + a^T df/dtheta``: in place when the field accumulates (``into`` None: a new
+        buffer, never the field's own)."""
+        self.stats["nfe_vjp_params"] += 1
+        if self.accumulates:
+            return self._timed("vjp_params", self.field.vjp_params, t, y, a, into)
+        return accumulate(into, self._timed("vjp_params", self.field.vjp_params, t, y, a))
 
     def f_vjp_y(self, t, y, a):
         fused = getattr(self.field, "f_vjp_y", None)
@@ -173,11 +188,16 @@ class CountedField:
         outputs, vjp = self._timed("f", self.field.pullback, counting_build, y)
         self.stats["nfe_f"] += calls[0]
 
-        def counted_vjp(cotangents):
+        def counted_vjp(cotangents, into=None):
+            """``(ybar, into + thetabar)``: in place when the field accumulates."""
             self.stats["nfe_vjp_y"] += calls[0]
-            if self.has_params:
-                self.stats["nfe_vjp_params"] += calls[0]
-            return self._timed("vjp_params" if self.has_params else "vjp_y", vjp, cotangents)
+            if not self.has_params:
+                return self._timed("vjp_y", vjp, cotangents)
+            self.stats["nfe_vjp_params"] += calls[0]
+            if self.accumulates:
+                return self._timed("vjp_params", vjp, cotangents, into)
+            ybar, part = self._timed("vjp_params", vjp, cotangents)
+            return ybar, accumulate(into, part)
         return outputs, counted_vjp
 
     def linearize(self, t, y):
@@ -215,17 +235,23 @@ class _Counted:
                 return _checked_vjp_y(vy, a, self.t)
         return _Replayed(self.cf, self.t, self.y).vjp_y(a)
 
-    def vjp(self, a):
+    def vjp(self, a, into=None):
+        """``(vjp_y, into + vjp_params)``: in place when the field accumulates; ``into`` None:
+        a new buffer."""
         if not self.cf.replay:
             try:
-                out = self.cf._timed("vjp_params", self.lin.vjp, a)
+                if self.cf.accumulates:
+                    out = self.cf._timed("vjp_params", self.lin.vjp, a, into)
+                else:
+                    vy, vp = self.cf._timed("vjp_params", self.lin.vjp, a)
+                    out = (vy, accumulate(into, vp))
             except LinearizationUnavailable:
                 self.cf.replay = True
             else:
                 self.cf.stats["nfe_vjp_y"] += 1
                 self.cf.stats["nfe_vjp_params"] += 1
                 return out
-        return _Replayed(self.cf, self.t, self.y).vjp(a)
+        return _Replayed(self.cf, self.t, self.y).vjp(a, into)
 
 
 class _Replayed:
@@ -245,12 +271,26 @@ class _Replayed:
             return self.cf.f_vjp_y(self.t, self.y, a)[1]
         return self.cf.vjp_y(self.t, self.y, a)
 
-    def vjp(self, a):
+    def vjp(self, a, into=None):
         if callable(getattr(self.cf.field, "f_vjp", None)):
-            return self.cf.f_vjp(self.t, self.y, a)[1:]
+            _, vy, vp = self.cf.f_vjp(self.t, self.y, a)
+            return vy, accumulate(into, vp)
         both = getattr(self.cf.field, "vjp", None)
         if both is not None:
             self.cf.stats["nfe_vjp_y"] += 1
             self.cf.stats["nfe_vjp_params"] += 1
-            return self.cf._timed("vjp_params", both, self.t, self.y, a)
-        return self.cf.vjp_y(self.t, self.y, a), self.cf.vjp_params(self.t, self.y, a)
+            vy, vp = self.cf._timed("vjp_params", both, self.t, self.y, a)
+        else:
+            vy, vp = self.cf.vjp_y(self.t, self.y, a), self.cf.vjp_params(self.t, self.y, a)
+        return vy, accumulate(into, vp)
+
+
+def accumulate(total, part):
+    """``total + part``, in place into ``total`` (a copy of ``part`` when total is None: never
+    an alias of the field's own output)."""
+    if part is None:
+        return total
+    if total is None:
+        return namespace(part).asarray(part, copy=True)
+    total += part
+    return total

@@ -45,7 +45,8 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
     grad_y : array, shape ``(len(t), *y0.shape)``
         dl_i/dy(t_i); rows may be zero.
     adjoint : strategy object or str, optional
-        :class:`CheckpointAdjoint` (``"checkpoint"``, the default: ``DEFAULT_ADJOINT``),
+        :class:`AutoAdjoint` (``"auto"``: checkpoint or interpolated by problem size),
+        :class:`CheckpointAdjoint` (``"checkpoint"``),
         :class:`GQAdjoint` (``"gq"``), :class:`BacksolveAdjoint` (``"backsolve"``),
         :class:`InterpolatedAdjoint` (``"interpolated"``) or :class:`CollocationAdjoint`
         (``"collocation"``). docs/adjoint.md compares them.
@@ -121,9 +122,10 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
                                xp.stack([zero]) if grad_t else None,
                                {**cf.stats, "n_nodes": 0, "n_panels": 0, "n_accepted": 0,
                                 "n_rejected": 0, "n_steps": 0, "state_size": 0, "max_drift": 0.0,
-                                "seconds": dict(cf.seconds)})
+                                "seconds": dict(cf.seconds), "strategy": strategy.name})
     strategy.check_solution(sol)
     out = strategy.backward(cf, sol, grad_y, xp, t_np, grad_t=grad_t)
+    out.stats.setdefault("strategy", strategy.name)
     _check_finite(out, xp, t_np)
     return out
 
@@ -133,8 +135,13 @@ def _check_finite(out: AdjointGradient, xp, t_np) -> None:
     ``vjp_params`` passes through the quadrature sums unseen by any solver)."""
     ok = xp.all(xp.isfinite(out.y0))
     if out.params is not None:
-        ok = ok & xp.all(xp.isfinite(out.params))
+        # the sum is non-finite if any entry is (one read of P numbers, no P-sized mask); a
+        # finite gradient whose sum overflows falls through to the entrywise check below
+        ok = ok & xp.isfinite(xp.sum(out.params))
     if bool(ok):
+        return
+    if bool(xp.all(xp.isfinite(out.y0))) and (
+            out.params is None or bool(xp.all(xp.isfinite(out.params)))):
         return
     span = (float(t_np[0]), float(t_np[-1]))
     if out.params is not None and not bool(xp.all(xp.isfinite(out.params))):

@@ -93,17 +93,17 @@ class ParameterQuadrature:
         self.n_panels = 0
         self.short = None  # (nodes given, nodes needed, t) of the worst under-resolved panel
 
-    def interval(self, segments, t_hi: float, t_lo: float):
-        """``integral_{t_lo}^{t_hi}`` over one output interval, oriented forward (``t_hi`` is
-        the later output time in the forward direction); ``segments`` its backward steps."""
+    def interval(self, segments, t_hi: float, t_lo: float, into=None):
+        """``into + integral_{t_lo}^{t_hi}`` over one output interval, oriented forward
+        (``t_hi`` is the later output time in the forward direction; ``segments`` its backward
+        steps), accumulated in place into ``into`` (a new buffer when None)."""
         lo, hi = sorted((t_lo, t_hi))
+        sign = 1.0 if t_hi > t_lo else -1.0  # the VJP is linear in a: orient the weights
         edges = sorted({lo, hi, *(s for s in self.tstops if lo < s < hi)})
         reader = _SegmentReader(segments, segments[0].y0)
-        total = None
         for a, b in zip(edges[:-1], edges[1:], strict=True):
-            part = self._panel(reader, a, b, depth=0)
-            total = part if total is None else total + part
-        return total if t_hi > t_lo else -total
+            into = self._panel(reader, a, b, 0, into, sign)
+        return into
 
     def _count(self, reader, a: float, b: float, depth: int):
         """Nodes for ``[a, b]``, or None when the panel must be halved."""
@@ -161,12 +161,14 @@ class ParameterQuadrature:
             "parameter gradient may be inaccurate. Remedy: nodes='adaptive' (the default, which "
             "splits such panels), or more nodes", GradientAccuracyWarning, stacklevel=5)
 
-    def _panel(self, reader, a: float, b: float, depth: int):
-        """``integral_a^b a^T df/dtheta dt`` (a < b) on one smooth panel."""
+    def _panel(self, reader, a: float, b: float, depth: int, into, sign: float):
+        """``into + sign * integral_a^b a^T df/dtheta dt`` (a < b) on one smooth panel, in
+        place (one parameter-sized buffer for the whole pass)."""
         n = self._count(reader, a, b, depth)
         if n is None:
             m = 0.5 * (a + b)
-            return self._panel(reader, a, m, depth + 1) + self._panel(reader, m, b, depth + 1)
+            into = self._panel(reader, a, m, depth + 1, into, sign)
+            return self._panel(reader, m, b, depth + 1, into, sign)
         xp, D = self.xp, self.D
         x_ref, w_ref = gauss_legendre(n)
         x = 0.5 * (a + b) + 0.5 * (b - a) * x_ref
@@ -177,19 +179,14 @@ class ParameterQuadrature:
             y_nodes = evaluate_pieces(self.y_source.pieces_between(a, b), *x_dev, z)
         self.n_nodes += n
         self.n_panels += 1
-        acc = None
         for k in range(n):
             if self.y_source is not None:
                 y, av = y_nodes[k], xp.reshape(z[k], self.shape)
             else:
                 y, av = xp.reshape(z[k, :D], self.shape), xp.reshape(z[k, D:2 * D], self.shape)
             # the VJP is linear in a: weight the state-sized adjoint, not the P-sized result
-            term = self.cf.vjp_params(float(x[k]), y, float(w[k]) * av)
-            if acc is None:  # our own copy: the field may return (and reuse) its own buffer
-                acc = xp.asarray(term, copy=True)
-            else:
-                acc += term
-        return acc
+            into = self.cf.vjp_params_into(float(x[k]), y, (sign * float(w[k])) * av, into)
+        return into
 
 
 class _SegmentReader:

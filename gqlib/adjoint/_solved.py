@@ -369,8 +369,7 @@ class _SolvedPass:
                 if k is not None:
                     self.restart(stepper, ck.y[k], target)
             if self.quadrature is not None:
-                part = self.quadrature.interval(segments, float(t[i]), t_lo)
-                params = part if params is None else params + part
+                params = self.quadrature.interval(segments, float(t[i]), t_lo, params)
             a_before = self.unflat(stepper.y[a_slice])
             if i - 1 == 0:
                 if self.s.carries_y:

@@ -39,6 +39,7 @@ class AdjointGradient:
     t : array or None
         dL/dt_i for every output time, shape ``(len(t),)``; None when ``grad_t=False``.
     stats : dict
+        ``strategy`` (the alias of the strategy that ran: the choice of ``"auto"``),
         ``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``, ``n_nodes``, ``n_panels``, ``n_accepted``,
         ``n_rejected``, ``n_steps``, ``state_size`` (entries of the backward solver's state),
         ``max_drift`` (largest drift of a re-integrated y from the forward's, in tolerance units;
@@ -63,6 +64,12 @@ class AdjointStrategy:
         """What the forward solve must keep: ``None``, ``"checkpoints"`` or ``"dense"``."""
         return None
 
+    def record_for(self, n_params: int | None, state_size: int) -> str | None:
+        """What the forward solve must keep for a field of ``n_params`` parameters (None:
+        unknown) and a state of ``state_size`` numbers; :attr:`forward_record` unless the
+        strategy chooses by size (:class:`AutoAdjoint`)."""
+        return self.forward_record
+
     def state_blocks(self, D: int, P: int) -> dict[str, slice]:
         """Layout of the flat backward solver state (``{}`` when there is no backward solver)."""
         return {}
@@ -80,6 +87,11 @@ class AdjointStrategy:
 
     def _without_checkpoints_hint(self) -> str:
         return ""
+
+    def backward_adaptive(self, forward_method: str, forward_adaptive: bool) -> bool:
+        """Whether the backward pass accepts and rejects steps. Without a backward solver
+        (checkpoint, collocation) it follows the forward's steps: adaptive when those were."""
+        return forward_adaptive
 
     def backward(self, cf, sol, grad_y, xp, t_np, *, grad_t: bool) -> AdjointGradient:
         raise NotImplementedError
@@ -151,10 +163,24 @@ class SolverSettings(AdjointStrategy):
             raise ValueError(f"`min_step` ({self.min_step}) must not exceed `max_step` "
                              f"({self.max_step})")
 
+    def _inherited(self, forward_method: str, forward_step_size):
+        """The backward solve's tableau and fixed step (None: adaptive). With no ``method`` of
+        its own it inherits the forward's method and step mode (the forward's ``step_size``);
+        with one it is fixed-step only when ``step_size`` is given."""
+        tab = get_method(self.method if self.method is not None else forward_method)
+        step_size = self.step_size
+        if step_size is None and self.method is None:
+            step_size = forward_step_size
+        return tab, step_size
+
+    def backward_adaptive(self, forward_method: str, forward_adaptive: bool) -> bool:
+        tab, step_size = self._inherited(forward_method, None if forward_adaptive else 1.0)
+        return tab.adaptive and step_size is None
+
     def resolve(self, sol) -> dict:
         """The backward solve's settings: this strategy's, else the forward solve's."""
         opts = sol.options
-        tab = get_method(self.method if self.method is not None else opts.get("method", "dopri5"))
+        tab, step_size = self._inherited(opts.get("method", "dopri5"), opts.get("step_size"))
         tols = {}
         for name, default in (("rtol", 1e-7), ("atol", 1e-9)):
             value = getattr(self, name)
@@ -164,9 +190,6 @@ class SolverSettings(AdjointStrategy):
                                  "state stacks y-shaped and other blocks); the forward solve "
                                  f"used an array: give the strategy a scalar `{name}`")
             tols[name] = value
-        step_size = self.step_size
-        if step_size is None and self.method is None:
-            step_size = opts.get("step_size")
         if step_size is None and not tab.adaptive:
             raise ValueError(f"backward method {tab.name!r} is fixed-step: give `step_size`")
         return dict(tab=tab, rtol=tols["rtol"], atol=tols["atol"], step_size=step_size,

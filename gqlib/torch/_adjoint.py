@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import gqlib
-from gqlib.adjoint import AdjointStrategy, gradient
+from gqlib.adjoint import AdjointStrategy, AutoAdjoint, gradient
 from gqlib.adjoint._strategy import SolverSettings
 
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
@@ -40,11 +40,16 @@ class AdjointJob:
     observer: Any = None  # the _adjoint callbacks (._callbacks)
     sol: Any = None
 
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.params)
+
     def strategy(self, with_params: bool) -> AdjointStrategy:
         """The strategy of this backward pass, with torchdiffeq's norm (which needs the
         parameter count) and one fixed step per interval where no step size was given."""
         cfg = self.cfg
         strategy = cfg.strategy
+        if isinstance(strategy, AutoAdjoint):
+            strategy = strategy.choose(self.sol, self.n_params() if with_params else None)
         if not isinstance(strategy, SolverSettings):
             return strategy
         changes: dict = {}
@@ -61,13 +66,9 @@ class AdjointJob:
 
 
 def backward_adaptive(strategy: AdjointStrategy, fwd) -> bool:
-    """Whether the backward pass accepts and rejects steps: a backward solver with error
-    control, or (checkpoint, collocation: no solver) the adaptive forward steps it follows."""
-    if not isinstance(strategy, SolverSettings):
-        return fwd.adaptive
-    tab = gqlib.METHODS[strategy.method or fwd.method]
-    return tab.adaptive and strategy.step_size is None and (
-        strategy.method is not None or fwd.adaptive)
+    """Whether the backward pass accepts and rejects steps (the core's rule:
+    :meth:`gqlib.adjoint.AdjointStrategy.backward_adaptive`)."""
+    return strategy.backward_adaptive(fwd.method, fwd.adaptive)
 
 
 class OdeintAdjointFn(torch.autograd.Function):
@@ -76,7 +77,8 @@ class OdeintAdjointFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, job: AdjointJob, y0: torch.Tensor, t: torch.Tensor, *params):
         with torch.no_grad():
-            record = job.cfg.strategy.forward_record
+            record = job.cfg.strategy.record_for(job.n_params() if job.params else None,
+                                                 y0.numel())
             sol = gqlib.solve(job.fn, y0.detach(), job.t_np, dense_output=record == "dense",
                               checkpoints=record == "checkpoints", **job.solve_kwargs)
         job.sol = sol

@@ -149,6 +149,8 @@ class TorchField:
     with a graph and one backward pass, differentiating with respect to y only.
     """
 
+    accumulates_params = True  # vjp(..., into=buf) adds thetabar into buf in place
+
     def __init__(self, fn: UserFunc):
         self.fn = fn
 
@@ -156,6 +158,16 @@ class TorchField:
         dt, dev = self.fn.dtype, self.fn.device
         return torch.cat([g.reshape(-1).to(dt) for g in grads]) if grads else \
             torch.zeros(0, dtype=dt, device=dev)
+
+    def _into(self, grads, into):
+        """The flat parameter gradient ``into + grads``, added in place one parameter at a time
+        (no flat copy of ``grads``); ``into`` None: a new flat buffer."""
+        if into is None:
+            return self._flat(grads)
+        with torch.no_grad():
+            for view, g in zip(torch.split(into, self.numels), grads, strict=True):
+                view.view(g.shape).add_(g)
+        return into
 
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -179,11 +191,11 @@ class TorchField:
             y_ = y.detach().requires_grad_(True)
             outputs = build(self.fn, y_)
 
-        def vjp(cotangents):
+        def vjp(cotangents, into=None):
             grads = torch.autograd.grad(outputs, (y_, *params), cotangents, allow_unused=True)
             grads = [torch.zeros_like(x) if g is None else g
                      for x, g in zip((y_, *params), grads, strict=True)]
-            return grads[0], (self._flat(grads[1:]) if params else None)
+            return grads[0], (self._into(grads[1:], into) if params else None)
         return [o.detach() for o in outputs], vjp
 
     def linearize(self, t: float, y: torch.Tensor) -> TorchLinearization:
@@ -202,11 +214,13 @@ class TorchParamField(TorchField):
         super().__init__(fn)
         self.params = tuple(params)
         self.numels = [p.numel() for p in self.params]
+        self.n_params = sum(self.numels)  # AutoAdjoint chooses by it
 
-    def vjp_params(self, t: float, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def vjp_params(self, t: float, y: torch.Tensor, a: torch.Tensor, into=None) -> torch.Tensor:
+        """``a^T df/dtheta`` flat; ``into + a^T df/dtheta`` in place when ``into`` is given."""
         with torch.enable_grad():
             f = self.fn(t, y.detach())
-            return self._flat(_grad(f, self.params, a))
+            return self._into(_grad(f, self.params, a), into)
 
     def vjp(self, t: float, y: torch.Tensor, a: torch.Tensor):
         return self.f_vjp(t, y, a)[1:]
@@ -256,9 +270,9 @@ class TorchLinearization:
     def vjp_y(self, a: torch.Tensor) -> torch.Tensor:
         return self._retained((self.y,), a)[0]
 
-    def vjp(self, a: torch.Tensor):
+    def vjp(self, a: torch.Tensor, into=None):
         vy, *vp = self._retained((self.y, *self.params), a)
-        return vy, self.field._flat(vp)
+        return vy, self.field._into(vp, into)
 
 
 def _grad(f: torch.Tensor, inputs, a: torch.Tensor, retain: bool = False):

@@ -281,6 +281,18 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
     if not isinstance(kind, str) or kind not in ALIASES:
         raise ValueError(f"`adjoint` must be None (direct backpropagation), a strategy object or "
                          f"one of {ALIASES}, got {kind!r}")
+    if kind == "auto":
+        # torchdiffeq's backward-solve settings configure the continuous candidate
+        # (interpolated); `ratio` is auto's own
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"`adjoint_options` must be a dict, got {type(options).__name__}")
+        options = dict(options or {})
+        own = {k: options.pop(k) for k in ("ratio",) if k in options}
+        cont = resolve_adjoint("interpolated", fwd, method=method, options=options or None,
+                               adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
+                               atol=atol, forward_method=forward_method)
+        return AdjointConfig(_construct(kind, {"continuous": cont.strategy, **own}),
+                             norm=cont.norm, fixed_step_default=cont.fixed_step_default)
     cls = type(as_strategy(kind))
     if not issubclass(cls, SolverSettings):  # no backward solver: the strategy's own keys only
         if options is not None and not isinstance(options, dict):

@@ -26,8 +26,11 @@ def default_alias() -> str:
 def method_names(include=None) -> list[str]:
     """Every method, in table order (``include``: keep only these, in this order)."""
     names = ["torchdiffeq direct", "torchdiffeq adjoint", "torchdiffeq seminorm",
-             "gqlib direct", f"gqlib default ({default_alias()})", "gqlib gq adaptive",
-             "gqlib gq paper", "gqlib interpolated", "gqlib collocation"]
+             "gqlib direct", f"gqlib default ({default_alias()})", "gqlib checkpoint",
+             "gqlib auto", "gqlib gq adaptive", "gqlib gq paper", "gqlib interpolated",
+             "gqlib collocation"]
+    if f"gqlib {default_alias()}" in names:  # the default's own row stands for it
+        names.remove(f"gqlib {default_alias()}")
     if include:
         keep = [n for n in include if n in names]
         unknown = set(include) - set(names)
@@ -69,6 +72,8 @@ def make_solver(name: str, *, rtol: float, atol: float, gtol: float, method: str
         "torchdiffeq seminorm": tdq(True, {"norm": "seminorm"}),
         "gqlib direct": gq(None),
         f"gqlib default ({default_alias()})": gq(default_alias()),
+        "gqlib checkpoint": gq("checkpoint"),
+        "gqlib auto": gq("auto"),
         "gqlib gq adaptive": gq("gq", {"nodes": "adaptive", "gtol": gtol}),
         "gqlib gq paper": gq("gq", {"nodes": "paper", "gtol": gtol}),
         "gqlib interpolated": gq("interpolated", {"gtol": gtol}),
