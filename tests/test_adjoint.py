@@ -168,9 +168,12 @@ def test_node_rules():
     sol = gqlib.solve(field, y0, t, rtol=1e-6, atol=1e-8, checkpoints=True)
     ref = gradient(field, gqlib.solve(field, y0, t, rtol=1e-12, atol=1e-12, checkpoints=True), G,
                    adjoint="backsolve", rtol=1e-12, atol=1e-12)
-    paper = gradient(field, sol, G, adjoint="gq", nodes="paper")
+    # the fixed rules under-resolve some panels here, and say so
+    with pytest.warns(GradientAccuracyWarning, match="nodes='paper'"):
+        paper = gradient(field, sol, G, adjoint="gq", nodes="paper")
     adaptive = gradient(field, sol, G, adjoint="gq")
-    one = gradient(field, sol, G, adjoint="gq", nodes=1)
+    with pytest.warns(GradientAccuracyWarning, match="nodes=1"):
+        one = gradient(field, sol, G, adjoint="gq", nodes=1)
     assert one.stats["n_nodes"] == 10
     assert paper.stats["n_nodes"] >= 10
     err_adaptive = _rel(adaptive.params, ref.params)

@@ -107,6 +107,9 @@ def _ou_data(x0, per, t, seed):
     return ys.reshape(len(t), len(x0), per)
 
 
+# a deliberately cheap gradient (one node per panel, euler backward, as a quick training loop
+# would use): the under-resolution warning is expected; the test checks that training still works
+@pytest.mark.filterwarnings("ignore::gqlib.errors.GradientAccuracyWarning")
 def test_parametric_ou_fit_moves_toward_truth_and_transfers_to_sdeint():
     """A few Adam steps through WZ + GQ reduce the loss and the distance to (mu, theta, sigma, phi);
     the fitted modules then run in sdeint on torch tensors."""
