@@ -104,3 +104,52 @@ def test_torch_reports_the_choice_and_matches_direct(adjoint, kw, expected):
     assert st.adjoint == "auto" and st.backward["strategy"] == expected
     ref, _ = _torch_grads(None)
     assert float((g - ref).norm() / ref.norm()) < 1e-6
+
+
+class _CallbackField(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2).double()
+        self.calls = {"step": 0, "accept": 0, "reject": 0}
+
+    def forward(self, t, y):
+        return torch.tanh(self.lin(y))
+
+    def callback_step_adjoint(self, t, y, dt):
+        self.calls["step"] += 1
+
+    def callback_accept_step_adjoint(self, t, y, dt):
+        self.calls["accept"] += 1
+
+    def callback_reject_step_adjoint(self, t, y, dt):
+        self.calls["reject"] += 1
+
+
+def test_auto_choosing_interpolated_calls_adaptive_backward_callbacks():
+    # a fixed-step forward (rk4) and an adaptive backward (dopri5): auto's continuous choice
+    # runs an adaptive backward solve, so the accept callbacks fire as with "interpolated"
+    counts = {}
+    for adjoint, extra in (("interpolated", {}), ("auto", {"ratio": 1e-6})):
+        field = _CallbackField()
+        y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+        out, stats = gt.odeint(field, y0, torch.linspace(0, 1, 3, dtype=torch.float64),
+                               method="rk4", options={"step_size": 0.1}, adjoint=adjoint,
+                               adjoint_method="dopri5", adjoint_options={"rtol": 1e-6, **extra},
+                               return_stats=True)
+        out.sum().backward()
+        assert stats.backward["strategy"] == "interpolated"
+        counts[adjoint] = field.calls
+    assert counts["auto"]["accept"] > 0
+    assert counts["auto"]["accept"] == counts["auto"]["step"] - counts["auto"]["reject"]
+
+
+@pytest.mark.parametrize("adjoint_options", [{}, {"ratio": 1e-6}])
+def test_auto_accepts_given_adjoint_options_with_another_method(adjoint_options):
+    # adjoint_options given (even empty, or only auto's own `ratio`): no "pass adjoint_options"
+    field = _CallbackField()
+    y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    out = gt.odeint(field, y0, torch.linspace(0, 1, 3, dtype=torch.float64), method="rk4",
+                    options={"step_size": 0.1}, adjoint="auto", adjoint_method="dopri5",
+                    adjoint_options=adjoint_options)
+    out.sum().backward()
+    assert y0.grad is not None and torch.isfinite(y0.grad).all()

@@ -80,6 +80,33 @@ def test_large_t_below_float_spacing(t0, method):
         _decay_torch(t0, method, "float64")
 
 
+@pytest.mark.parametrize("w", [0.3, 0.5, 1.0, 1.5])
+def test_large_t_rejection_near_landing_shrinks(w):
+    """Within the last spacings before a landing point a rejected step shrinks by at least one
+    spacing: a proposal of 0.44 at 2e15 rounds back to the rejected 0.5 (w = 0.5 spun for
+    max_steps before, then TooManySteps)."""
+    def f(t, y):
+        return np.array([y[1], -w * w * y[0]])
+
+    events = []
+    sol = gqlib.solve(f, np.array([1.0, 0.0]), [2e15, 2e15 + 2.0], rtol=1e-6, atol=1e-8,
+                      max_steps=2000, observer=lambda e, t0, y0, h: events.append(e))
+    assert events.count("reject") <= 2
+    assert abs(sol.y[-1, 0] - math.cos(2.0 * w)) < 1e-5
+
+
+def test_large_t_far_from_landing_raises_at_once():
+    """Steps of one spacing are taken only within a few spacings of the landing point: an
+    oscillator over [2e15, 2e15 + 200] (800 spacings) raises instead of accepting hundreds of
+    steps with err up to 2**(q+1) (1.8e-2 relative error at rtol 1e-6 with a 1024-spacing span)."""
+    def f(t, y):
+        return np.array([y[1], -2.25 * y[0]])
+
+    for field in (f, numba.njit(f)):
+        with pytest.raises(StepSizeTooSmall):
+            gqlib.solve(field, np.array([1.0, 0.0]), [2e15, 2e15 + 200.0], rtol=1e-6, atol=1e-8)
+
+
 def test_large_t_loose_tolerances():
     # loose tolerances accept steps of whole ulps, and the state follows the time
     a, b = _both(decay, decay_nb, np.ones(1), [3e15, 3e15 + 1.0], method="dopri5", rtol=1e-3,
@@ -135,6 +162,20 @@ def test_overflow_from_finite_stages_raises(method):
         with pytest.raises(NonFiniteState) as info, np.errstate(over="ignore", invalid="ignore"):
             gqlib.solve(field, np.full(2, 1e308), [0.0, 1.0, 2.0], method=method, **kw)
         assert info.value.t <= 1.0  # y overflows within the first step or two
+
+
+def test_numba_interpolated_overflow_raises():
+    # outputs read from the dense output of the numba kernel are checked as the NumPy driver's
+    # y = y0 + A sin(2 pi t) / (2 pi) (review repro): the dense output's intermediate terms
+    # overflow between step ends that are finite
+    @numba.njit
+    def f(t, y):
+        return np.array([2e307 * math.cos(2.0 * math.pi * t)])
+
+    for field in (f.py_func, f):
+        with pytest.raises(NonFiniteState, match="output time"), \
+                np.errstate(over="ignore", invalid="ignore"):
+            gqlib.solve(field, np.full(1, 1.7e308), np.linspace(0.0, 1.0, 41))
 
 
 def test_initial_step_overflow():

@@ -98,6 +98,12 @@ class AutoAdjoint(AdjointStrategy):
             return self.continuous
         return self.discrete
 
+    def backward_adaptive(self, forward_method: str, forward_adaptive: bool) -> bool:
+        """Adaptive where either candidate can be: the continuous one's backward solver, or
+        the forward's steps that the discrete one follows."""
+        return (self.continuous.backward_adaptive(forward_method, forward_adaptive)
+                or forward_adaptive)
+
     def backward(self, cf, sol, grad_y, xp, t_np, *, grad_t: bool) -> AdjointGradient:
         chosen = self.choose(sol, getattr(cf.field, "n_params", None))
         chosen.check_solution(sol)

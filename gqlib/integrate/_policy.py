@@ -40,7 +40,7 @@ STATUS_NON_FINITE_START = 6   # the initial step is NaN: y0 or f(t0, y0) is not 
 _STATUS_ERRORS: dict[int, tuple[type[GQLibError], str]] = {
     STATUS_STEP_TOO_SMALL: (StepSizeTooSmall, "step size underflow: the error test needs a step "
                                               "below what the float spacing of t allows (10 "
-                                              "spacings; one spacing within 1024 spacings of "
+                                              "spacings; one spacing within 8 spacings of "
                                               "the next landing point; at large |t|, shift t "
                                               "towards 0)"),
     STATUS_NON_FINITE: (NonFiniteState, "the stages became NaN or infinite and shrinking the "
@@ -60,7 +60,8 @@ _TIME_ROUNDING_SLACK = 2.0 ** -30  # t0 + h off by less than this (relative) kee
 _MAX_SUBSTEPS = 2 ** 62  # more fixed steps than any solve can take (and int64 cannot overflow)
 RESOLUTION_FRACTION = 0.5  # a step of one float spacing of t is accepted when the controller's
                            # ideal step is at least this fraction of it (err <= 2**(q+1)) ...
-RESOLUTION_SPAN = 1024     # ... and the next landing point is at most this many spacings away
+RESOLUTION_SPAN = 8        # ... and the next landing point is at most this many spacings away
+                           # ("a few ulp": at most 8 such steps, each err <= 2**(q+1), in a row)
 NON_FINITE_RETRIES = 5  # consecutive NaN/inf rejections (each shrinking by min_factor) before
                         # the solve gives up: 0.2**5 = 1/3125 of a step proposed from finite errors
 
@@ -265,9 +266,13 @@ def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety
     ``err <= 2**(q+1)``, and y advances by exactly that step; a one-spacing step that fails
     this is a step size underflow. At 2e15 (spacing 0.25) dopri5 on ``y' = -y`` over
     ``[2e15, 2e15 + 1]`` takes four steps with err = 8.6 each, while bosh3 at 3e15 (spacing
-    0.5, err = 12891) fails. Farther from the landing point a step below 10 spacings is a step
-    size underflow at once (scipy's rule): there the solution varies faster than the time grid
-    resolves (a singularity), and steps of single spacings would only spin.
+    0.5, err = 12891) fails. The span is kept to a few spacings so that such steps, each up to
+    ``2**(q+1)`` times the tolerance, cannot add up unseen (hundreds of them lost two digits on
+    an oscillator at 2e15). Within it a rejected step shrinks by at least one spacing (else
+    rounding ``t0 + h`` could bring back the same step forever). Farther from the landing point
+    a step below 10 spacings is a step size underflow at once (scipy's rule): there the solution
+    varies faster than the time grid resolves (a singularity), and steps of single spacings
+    would only spin.
 
     A clipped landing step does not shrink the controller's step unless the error asks for it.
     ``n_bad`` counts consecutive rejections with a NaN/inf error; the solve gives up after
@@ -290,6 +295,8 @@ def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety
             hnew = _pymax(hnew, abs(h_ctrl))
     else:
         after_reject = True
+        if near and not at_resolution:  # rounding t0 + hnew must not give back the same step
+            hnew = _pymin(hnew, abs(h) - spacing)
     hnew = clamp_step(hnew, min_step, max_step)
     status = STATUS_OK
     n_bad = 0 if math.isfinite(err) else n_bad + 1

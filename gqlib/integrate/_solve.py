@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from .._backend import as_state
 from ..errors import NonFiniteState, TooManySteps
 from ..interpolate import DenseOutput, Solution, StepCheckpoints
@@ -154,6 +155,8 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
                           min_step=min_step, max_step=max_step)
         if not dense_output:  # the kernel records checkpoints as part of its dense records
             sol.dense = None
+        if _checks.enabled() and not bool(np.all(np.isfinite(sol.y))):  # interpolated outputs
+            _raise_non_finite_output(np, sol.y, t_np, None)
         return sol
 
     f0 = f(float(t_np[0]), y0)
@@ -177,13 +180,14 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
                     driver_reason=reason, checkpoints=ckpts)
 
 
-def _raise_non_finite_output(xp, Y, t_np: np.ndarray, stepper: Stepper):
+def _raise_non_finite_output(xp, Y, t_np: np.ndarray, stepper: Stepper | None):
     """Name the first output time whose state is not finite (an overflow that the per-step
     error norm cannot see: it makes the error scale infinite)."""
     bad = ~xp.reshape(xp.all(xp.reshape(xp.isfinite(Y), (Y.shape[0], -1)), axis=1), (-1,))
     i = int(np.argmax(np.asarray([bool(b) for b in bad])))
     raise NonFiniteState(f"the state overflowed to a non-finite value by output time t = "
-                         f"{float(t_np[i])!r}", t=float(t_np[i]), h=float(stepper.h))
+                         f"{float(t_np[i])!r}", t=float(t_np[i]),
+                         h=float("nan") if stepper is None else float(stepper.h))
 
 
 def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: bool,

@@ -286,9 +286,11 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
         # (interpolated); `ratio` is auto's own
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"`adjoint_options` must be a dict, got {type(options).__name__}")
+        given = options is not None
         options = dict(options or {})
         own = {k: options.pop(k) for k in ("ratio",) if k in options}
-        cont = resolve_adjoint("interpolated", fwd, method=method, options=options or None,
+        cont = resolve_adjoint("interpolated", fwd, method=method,
+                               options=options if given else None,
                                adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
                                atol=atol, forward_method=forward_method)
         return AdjointConfig(_construct(kind, {"continuous": cont.strategy, **own}),
