@@ -25,7 +25,7 @@ from ._nodes import (
     resolved_degree,
 )
 
-__all__ = ["NodeRule", "ParameterQuadrature"]
+__all__ = ["NodeRule", "ParameterQuadrature", "node_count", "resolution_tolerances"]
 
 NODE_RULES = ("adaptive", "paper")
 
@@ -38,6 +38,32 @@ RESOLUTION = 0.1
 # relative resolution asked for is floored at this many units of the dtype's epsilon (float32 at
 # rtol 1e-7 otherwise split every panel to the limit: 39,000-76,000 backward evaluations).
 ROUNDOFF_FLOOR = 100.0
+
+
+def resolution_tolerances(rtol: float, atol: float, eps: float,
+                          resolution: float = RESOLUTION) -> tuple[float, float]:
+    """The tolerances the adaptive rule resolves the sampled backward state to: ``resolution``
+    times the backward ones, never below ROUNDOFF_FLOOR eps (samples carry round-off of about
+    eps |z|)."""
+    floor = ROUNDOFF_FLOOR * eps
+    return max(resolution * rtol, floor), max(resolution * atol, floor * 1e-300)
+
+
+def node_count(rule: NodeRule, length: float, depth: int, *, span: float, nfe_forward: int,
+               need: int | None = None) -> int | None:
+    """Gauss-Legendre nodes for a panel of ``length`` at split ``depth``, or None to halve it.
+
+    ``need`` is the resolved Chebyshev degree of the sampled backward state
+    (:func:`~gqlib.adjoint._nodes.resolved_degree`; None when unresolved), used by the adaptive
+    rule only. Plain Python: the jax adapter calls it from a host callback.
+    """
+    if rule.nodes == "paper":
+        return paper_count(length, span, nfe_forward, rule.gtol, rule.max_nodes)
+    if isinstance(rule.nodes, int):
+        return min(rule.nodes, rule.max_nodes)
+    if need is None and depth < MAX_SPLITS:
+        return None
+    return adaptive_count(SAMPLES - 4 if need is None else need, rule.extra_nodes, rule.max_nodes)
 
 
 @dataclass(frozen=True)
@@ -108,19 +134,12 @@ class ParameterQuadrature:
     def _count(self, reader, a: float, b: float, depth: int):
         """Nodes for ``[a, b]``, or None when the panel must be halved."""
         rule = self.rule
-        if rule.nodes == "paper":
-            n = paper_count(b - a, self.span, self.nfe_forward, rule.gtol, rule.max_nodes)
-            self._check_fixed(reader, a, b, n)
-            return n
-        if isinstance(rule.nodes, int):
-            n = min(rule.nodes, rule.max_nodes)
-            self._check_fixed(reader, a, b, n)
-            return n
-        need = self._needed(reader, a, b)
-        if need is None and depth < MAX_SPLITS:
-            return None
-        return adaptive_count(SAMPLES - 4 if need is None else need, rule.extra_nodes,
-                              rule.max_nodes)
+        if rule.nodes == "adaptive":  # from the sampled backward state
+            return node_count(rule, b - a, depth, span=self.span, nfe_forward=self.nfe_forward,
+                              need=self._needed(reader, a, b))
+        n = node_count(rule, b - a, depth, span=self.span, nfe_forward=self.nfe_forward)
+        self._check_fixed(reader, a, b, n)
+        return n
 
     def _check_fixed(self, reader, a: float, b: float, n: int) -> None:
         """A rule without error control (paper, fixed): compare it with the resolved degree
@@ -143,10 +162,9 @@ class ParameterQuadrature:
         if self.y_source is not None:
             yc = evaluate_pieces(self.y_source.pieces_between(a, b), *tc, zc)
             zc = xp.concat([xp.reshape(yc, (SAMPLES, -1)), zc], axis=1)
-        # samples carry round-off of about eps |z|: never ask for less than ROUNDOFF_FLOOR eps
-        floor = ROUNDOFF_FLOOR * float(xp.finfo(zc.dtype).eps)
-        return resolved_degree(xp, zc, max(resolution * self.rtol, floor),
-                               max(resolution * self.atol, floor * 1e-300))
+        rtol, atol = resolution_tolerances(self.rtol, self.atol, float(xp.finfo(zc.dtype).eps),
+                                           resolution)
+        return resolved_degree(xp, zc, rtol, atol)
 
     def warn_short(self, who: str) -> None:
         """One GradientAccuracyWarning for a rule that left a panel under-resolved."""

@@ -1,14 +1,15 @@
 """The backward passes the adapter runs, keyed by the core's strategy classes.
 
 The strategies are the core's objects (:mod:`gqlib.adjoint`); this table only says which XLA
-implementation runs each one and what the forward pass must record for it (the strategy's own
-:attr:`~gqlib.adjoint.AdjointStrategy.forward_record`).
+implementation runs each one. What the forward pass records for it is the strategy's own
+:attr:`~gqlib.adjoint.AdjointStrategy.forward_record`.
 """
 
 from __future__ import annotations
 
-from ..adjoint import CheckpointAdjoint
+from ..adjoint import BacksolveAdjoint, CheckpointAdjoint, GQAdjoint, InterpolatedAdjoint
 from ._checkpoint import checkpoint_backward
+from ._solved import solved_backward
 
 __all__ = ["backward_pass", "record_of", "SUPPORTED"]
 
@@ -17,22 +18,20 @@ def _checkpoint(cfg, prob, rk, fw, t_out, g):
     return checkpoint_backward(prob, rk, fw, t_out, g)
 
 
-_PASSES = {CheckpointAdjoint: _checkpoint}
+_PASSES = {CheckpointAdjoint: _checkpoint, GQAdjoint: solved_backward,
+           BacksolveAdjoint: solved_backward, InterpolatedAdjoint: solved_backward}
 SUPPORTED = tuple(cls.name for cls in _PASSES)
 
 
-def record_of(strategy) -> bool:
-    """Whether the forward pass must record its steps for ``strategy`` (raises if unsupported)."""
+def record_of(strategy) -> tuple[bool, bool]:
+    """``(record steps, record interpolants)`` for ``strategy`` (raises if unsupported)."""
     if type(strategy) not in _PASSES:
         raise NotImplementedError(
             f"gqlib.jax does not run {type(strategy).__name__} yet; supported strategies: "
             f"{SUPPORTED}")
-    return True
+    need = strategy.forward_record
+    return need in ("checkpoints", "dense"), need == "dense"
 
 
 def backward_pass(cfg, prob, rk, fw, t_out, g):
-    return _PASSES[type(strategy_of(cfg))](cfg, prob, rk, fw, t_out, g)
-
-
-def strategy_of(cfg):
-    return cfg.strategy
+    return _PASSES[type(cfg.strategy)](cfg, prob, rk, fw, t_out, g)

@@ -20,7 +20,8 @@ from jax import lax
 
 from ._host import batched
 
-__all__ = ["host", "concrete", "time_dtype", "forward", "Forward"]
+__all__ = ["host", "concrete", "time_dtype", "forward", "Forward", "start", "attempt",
+           "controller_memory"]
 
 
 def time_dtype():
@@ -28,13 +29,14 @@ def time_dtype():
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
-def host(fn, core_ndims, out_dtypes, *args):
+def host(fn, core_ndims, out_dtypes, *args, out_shapes=None):
     """``jax.pure_callback`` of a NumPy-only decision, batch-aware under ``vmap``."""
     out_np = [np.dtype(d) for d in out_dtypes]
-    cb = batched(fn, core_ndims, out_np)
+    out_shapes = out_shapes or [()] * len(out_np)
+    cb = batched(fn, core_ndims, out_np, out_shapes)
     if concrete(args):  # jax.disable_jit(): call the host directly, so errors keep their class
         return tuple(jnp.asarray(o) for o in cb(*[np.asarray(a) for a in args]))
-    shapes = tuple(jax.ShapeDtypeStruct((), d) for d in out_np)
+    shapes = tuple(jax.ShapeDtypeStruct(sh, d) for sh, d in zip(out_shapes, out_np, strict=True))
     return jax.pure_callback(cb, shapes, *args, vmap_method="broadcast_all")
 
 
@@ -49,71 +51,100 @@ class Forward(NamedTuple):
     ck_h: jax.Array        # (M,) its step size (the one its stages used)
     ck_t1: jax.Array       # (M,) its end
     ck_y: jax.Array        # (M, D) its initial state
+    ck_Q: jax.Array        # (M, D, degree) its interpolant (record_dense only)
     n_acc: jax.Array       # accepted steps
     stats: dict
 
 
-def forward(F, y0, t_out, rk, dec, *, lands: bool, record: bool, max_steps: int) -> Forward:
-    """Solve ``y' = F(t, y)`` (flat state) from ``t_out[0]``, returning y at every output time."""
+def start(F, t0, z0, t_end, target, rk, dec, t_out=None):
+    """``f(t0, z0)``, the first step (Hairer's rule, HNW I, II.4, decided by the core) and the
+    first attempt: ``(f0, h_ctrl, h, landing, nfe)``. ``t_out`` is validated on the host when
+    the decisions ask for it."""
+    tdt = time_dtype()
+    f_ = np.dtype(tdt)
+    d = jnp.where(t_end >= t0, 1.0, -1.0).astype(tdt)
+    t_chk = jnp.stack([t0, t_end]) if t_out is None else t_out
+    f0 = F(t0, z0)
+    nfe = jnp.int32(1)
+    d1 = df = zero = jnp.zeros((), tdt)
+    if dec.step_size is None and dec.first_step is None:
+        scale = rk.atol + jnp.abs(z0) * rk.rtol
+        d0 = rk.norm(z0 / scale).astype(tdt)
+        d1 = rk.norm(f0 / scale).astype(tdt)
+        (h0,) = host(dec.start_guess, (0, 1, 0, 0), (f_,), True, t_chk, d0, d1)
+        f1 = F(t0 + d * h0, z0 + (d * h0).astype(z0.dtype) * f0)
+        df = rk.norm((f1 - f0) / scale).astype(tdt)
+        nfe = nfe + 1
+    else:
+        (h0,) = host(dec.start_guess, (0, 1, 0, 0), (f_,), True, t_chk, zero, zero)
+    h_ctrl, h, landing = host(dec.start_step, (0,) * 7, (f_, f_, np.bool_), True, t0, t_end,
+                              target, h0, d1, df)
+    return f0, h_ctrl, h, landing, nfe
+
+
+def controller_memory(dec):
+    tdt = time_dtype()
+    return dict(err_prev=jnp.asarray(dec.err_prev0, tdt), after_reject=jnp.bool_(False),
+                n_bad=jnp.int32(0))
+
+
+def attempt(F, rk, dec, active, s, target, target_acc, t_end):
+    """One attempt from ``s`` (t, y, f0, h, landing, h_ctrl, the controller memory, n_steps)
+    towards ``target``: the stages and the core's decision, which also proposes the next
+    attempt (towards ``target_acc`` if accepted). Returns ``(accept, K, y1, t1, s)`` with the
+    controller fields of ``s`` updated."""
+    tdt = time_dtype()
+    f_, b_ = np.dtype(tdt), np.bool_
+    t, y, h, landing = s["t"], s["y"], s["h"], s["landing"]
+    t1 = jnp.where(landing, target, t + h)
+    K, y1 = rk.stages(F, t, h, t1, y, s["f0"])
+    if dec.step_size is None:
+        err = rk.error(K, h, y, y1).astype(tdt)
+    else:
+        err = jnp.where(jnp.all(jnp.isfinite(y1)), 0.0, jnp.inf).astype(tdt)
+    n_steps = s["n_steps"] + 1
+    accept, h_ctrl, err_prev, after_reject, n_bad, h_next, landing_next = host(
+        dec.step, (0,) * 14, (b_, f_, f_, b_, np.int32, f_, b_), active, err, h, s["h_ctrl"],
+        landing, t, t1, t_end, target_acc, target, n_steps, s["err_prev"], s["after_reject"],
+        s["n_bad"])
+    s = dict(s, h=h_next, landing=landing_next, h_ctrl=h_ctrl, err_prev=err_prev,
+             after_reject=after_reject, n_bad=n_bad, n_steps=n_steps,
+             nfe=s["nfe"] + (rk.s - 1))
+    return accept, K, y1, t1, s
+
+
+def forward(F, y0, t_out, rk, dec, *, lands: bool, record: bool, max_steps: int,
+            record_dense: bool = False) -> Forward:
+    """Solve ``y' = F(t, y)`` (flat state) from ``t_out[0]``, returning y at every output time.
+
+    ``record``: keep each accepted step's ``(t0, h, t1, y0)``; ``record_dense``: also its
+    interpolant ``Q`` (the interpolated adjoint reads y from it)."""
     tdt = time_dtype()
     ydt = y0.dtype
     N, D = t_out.shape[0], y0.shape[0]
     M = max_steps if record else 1
+    MQ = max_steps if record_dense else 1
     t0, t_end = t_out[0], t_out[-1]
     d = jnp.where(t_end >= t0, 1.0, -1.0).astype(tdt)
-    adaptive = dec.step_size is None
-    f0 = F(t0, y0)
-    nfe = jnp.int32(1)
-    i32, b_, f_ = np.int32, np.bool_, np.dtype(tdt)
-    d1 = df = jnp.zeros((), tdt)
-    if adaptive and dec.first_step is None:
-        scale = rk.atol + jnp.abs(y0) * rk.rtol
-        d0 = rk.norm(y0 / scale).astype(tdt)
-        d1 = rk.norm(f0 / scale).astype(tdt)
-        (h0,) = host(dec.start_guess, (0, 1, 0, 0), (f_,), True, t_out, d0, d1)
-        f1 = F(t0 + d * h0, y0 + (d * h0).astype(ydt) * f0)
-        df = rk.norm((f1 - f0) / scale).astype(tdt)
-        nfe = nfe + 1
-    else:
-        (h0,) = host(dec.start_guess, (0, 1, 0, 0), (f_,), True, t_out, jnp.zeros((), tdt),
-                     jnp.zeros((), tdt))
-    target0 = t_out[1] if lands else t_end
-    h_ctrl, h, landing = host(dec.start_step, (0,) * 7, (f_, f_, b_), True, t0, t_end, target0,
-                              h0, d1, df)
-
+    f0, h_ctrl, h, landing, nfe = start(F, t0, y0, t_end, t_out[1] if lands else t_end, rk,
+                                        dec, t_out)
     state = dict(
-        t=t0, y=y0, f0=f0, h=h, landing=landing, h_ctrl=h_ctrl,
-        err_prev=jnp.asarray(dec.err_prev0, tdt), after_reject=jnp.bool_(False),
-        n_bad=jnp.int32(0), i=jnp.int32(1), ys=jnp.zeros((N, D), ydt).at[0].set(y0),
+        t=t0, y=y0, f0=f0, h=h, landing=landing, h_ctrl=h_ctrl, **controller_memory(dec),
+        i=jnp.int32(1), ys=jnp.zeros((N, D), ydt).at[0].set(y0),
         n_steps=jnp.int32(0), n_acc=jnp.int32(0), nfe=nfe,
         ck_t0=jnp.zeros((M,), tdt), ck_h=jnp.zeros((M,), tdt), ck_t1=jnp.zeros((M,), tdt),
-        ck_y=jnp.zeros((M, D), ydt))
+        ck_y=jnp.zeros((M, D), ydt), ck_Q=jnp.zeros((MQ, D, rk.degree), ydt))
     last = rk.s - 1
 
-    def cond(s):
-        return s["i"] < N
-
     def body(s):
-        t, y, h, landing, i = s["t"], s["y"], s["h"], s["landing"], s["i"]
+        i = s["i"]
         target = t_out[i] if lands else t_end
-        t1 = jnp.where(landing, target, t + h)
-        K, y1 = rk.stages(F, t, h, t1, y, s["f0"])
-        nfe = s["nfe"] + (rk.s - 1)
-        if adaptive:
-            err = rk.error(K, h, y, y1).astype(tdt)
-        else:
-            err = jnp.where(jnp.all(jnp.isfinite(y1)), 0.0, jnp.inf).astype(tdt)
         if lands:
-            target_acc = t_out[jnp.minimum(i + landing.astype(jnp.int32), N - 1)]
+            target_acc = t_out[jnp.minimum(i + s["landing"].astype(jnp.int32), N - 1)]
         else:
             target_acc = t_end
-        n_steps = s["n_steps"] + 1
-        accept, h_ctrl, err_prev, after_reject, n_bad, h_next, landing_next = host(
-            dec.step, (0,) * 14, (b_, f_, f_, b_, i32, f_, b_), i < N, err, h, s["h_ctrl"],
-            landing, t, t1, t_end, target_acc, target, n_steps, s["err_prev"],
-            s["after_reject"], s["n_bad"])
-        s = dict(s, h=h_next, landing=landing_next, h_ctrl=h_ctrl, err_prev=err_prev,
-                 after_reject=after_reject, n_bad=n_bad, n_steps=n_steps, nfe=nfe)
+        t, y, h = s["t"], s["y"], s["h"]
+        accept, K, y1, t1, s = attempt(F, rk, dec, i < N, s, target, target_acc, t_end)
 
         def on_accept(s):
             k = s["n_acc"]
@@ -126,15 +157,18 @@ def forward(F, y0, t_out, rk, dec, *, lands: bool, record: bool, max_steps: int)
             has_in = n_in > 0
             done = (t1 == t_end)
             nfe = s["nfe"]
+            need_q = has_in | record_dense
             if rk.fsal:
                 f1 = K[last]
             else:
-                need = jnp.logical_or(~done, has_in & (rk.P is None))
+                need = jnp.logical_or(~done, need_q & (rk.P is None))
                 f1 = lax.cond(need, lambda: F(t1, y1), lambda: jnp.zeros_like(y1))
                 nfe = nfe + need.astype(jnp.int32)
-            Q = lax.cond(has_in, lambda: rk.dense(F, K, t, h, t1, y, y1, f1),
+            Q = lax.cond(need_q, lambda: rk.dense(F, K, t, h, t1, y, y1, f1),
                          lambda: jnp.zeros((D, rk.degree), ydt))
-            nfe = nfe + has_in.astype(jnp.int32) * rk.dense_evals
+            nfe = nfe + need_q.astype(jnp.int32) * rk.dense_evals
+            if record_dense:
+                s = dict(s, ck_Q=s["ck_Q"].at[k].set(Q))
             hs = t1 - t
 
             def write(c):
@@ -150,7 +184,8 @@ def forward(F, y0, t_out, rk, dec, *, lands: bool, record: bool, max_steps: int)
 
         return lax.cond(accept, on_accept, lambda s: s, s)
 
-    s = lax.while_loop(cond, body, state)
+    s = lax.while_loop(lambda s: s["i"] < N, body, state)
     stats = {"nfe": s["nfe"], "n_steps": s["n_steps"], "n_accepted": s["n_acc"],
              "n_rejected": s["n_steps"] - s["n_acc"]}
-    return Forward(s["ys"], s["ck_t0"], s["ck_h"], s["ck_t1"], s["ck_y"], s["n_acc"], stats)
+    return Forward(s["ys"], s["ck_t0"], s["ck_h"], s["ck_t1"], s["ck_y"], s["ck_Q"],
+                   s["n_acc"], stats)

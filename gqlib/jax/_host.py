@@ -92,11 +92,13 @@ def _fail(exc: BaseException):
 
 
 # -- batching ----------------------------------------------------------------------------------
-def batched(fn, core_ndims, out_dtypes):
-    """A callback looping ``fn`` (scalars in, tuple of scalars out) over leading batch dims.
+def batched(fn, core_ndims, out_dtypes, out_shapes=None):
+    """A callback looping ``fn`` (one member's values in, a tuple out) over leading batch dims.
 
-    ``core_ndims[i]`` is the number of trailing dims of argument i that belong to one member.
+    ``core_ndims[i]`` is the number of trailing dims of argument i that belong to one member;
+    output i has shape ``out_shapes[i]`` per member (default scalars).
     """
+    out_shapes = out_shapes or [()] * len(out_dtypes)
     def callback(*args):
         arrs = [np.asarray(a) for a in args]
         batch = ()
@@ -108,12 +110,13 @@ def batched(fn, core_ndims, out_dtypes):
                 for a, nd in zip(arrs, core_ndims, strict=True)]
         n = int(np.prod(batch)) if batch else 1
         flat = [a.reshape((n,) + a.shape[len(batch):]) for a in arrs]
-        outs = [np.empty(n, dtype=dt) for dt in out_dtypes]
+        outs = [np.empty((n, *sh), dtype=dt) for dt, sh in zip(out_dtypes, out_shapes,
+                                                                 strict=True)]
         for m in range(n):
             res = fn(*[f[m] if f.ndim > 1 else f[m].item() for f in flat])
             for o, r in zip(outs, res, strict=True):
                 o[m] = r
-        return tuple(o.reshape(batch) for o in outs)
+        return tuple(o.reshape(batch + o.shape[1:]) for o in outs)
     return callback
 
 

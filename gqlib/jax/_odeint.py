@@ -273,15 +273,15 @@ def _run_forward(func, cfg, y0, t, args, record):
     prob, rk = _setup(func, cfg, y0, t, args)
     t_out = t.astype(time_dtype())
     fw = forward(prob.F, prob.y0_flat, t_out, rk, cfg.decisions(),
-                 lands=lands_on_outputs(rk.tab, cfg.step_size), record=record,
-                 max_steps=cfg.max_steps)
+                 lands=lands_on_outputs(rk.tab, cfg.step_size), record=record[0],
+                 record_dense=record[1], max_steps=cfg.max_steps)
     ys = jax.vmap(prob.unravel)(fw.ys)
     return prob, rk, t_out, fw, ys
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _solve(func, cfg, y0, t, *args):
-    _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=False)
+    _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=(False, False))
     return ys, fw.stats
 
 

@@ -1,0 +1,89 @@
+"""gqlib.jax's adjoint strategies against diffrax (Dopri8 at 1e-12) and by check_grads."""
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+
+import gqlib.jax as gj  # noqa: E402
+from gqlib.adjoint import BacksolveAdjoint, GQAdjoint  # noqa: E402
+
+T = jnp.array([0.0, 0.4, 1.0, 1.7, 2.0])
+
+
+def field(y, t, p):
+    """A nonlinear, non-autonomous field on a PyTree state with PyTree parameters."""
+    a, b = y["a"], y["b"]
+    da = jnp.tanh(p["W"] @ a + p["c"] * jnp.sin(t)) - 0.3 * a * b
+    db = -p["k"] * b + 0.1 * jnp.sum(a ** 2)
+    return {"a": da, "b": db}
+
+
+Y0 = {"a": jnp.array([0.5, -0.3, 0.8]), "b": jnp.array(0.7)}
+P = {"W": jnp.array([[-0.5, 0.8, 0.1], [-0.7, -0.2, 0.4], [0.3, -0.6, -0.4]]),
+     "c": jnp.array([0.3, -0.2, 0.5]), "k": jnp.array(0.9)}
+
+
+def loss_of(ys):
+    return jnp.sum(ys["a"] ** 2 * jnp.arange(1.0, 4.0)) + jnp.sum(jnp.cos(ys["b"]))
+
+
+STRATEGIES = ["checkpoint", "gq", GQAdjoint(nodes="paper"), "backsolve",
+              BacksolveAdjoint(seminorm=True), "interpolated"]
+IDS = ["checkpoint", "gq", "gq-paper", "backsolve", "backsolve-seminorm", "interpolated"]
+
+
+@pytest.fixture(scope="module")
+def diffrax_grads():
+    diffrax = pytest.importorskip("diffrax")
+
+    def loss(y0, p, t):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, p: field(y, t, p)), diffrax.Dopri8(), t[0], t[-1],
+            None, y0, args=p, saveat=diffrax.SaveAt(ts=t),
+            stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12),
+            max_steps=100_000)
+        return loss_of(sol.ys)
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(Y0, P, T)
+
+
+def _rel(x, ref):
+    x, ref = np.asarray(x), np.asarray(ref)
+    return float(np.max(np.abs(x - ref)) / np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("adjoint", STRATEGIES, ids=IDS)
+def test_gradients_equal_diffrax(adjoint, diffrax_grads):
+    def loss(y0, p, t):
+        return loss_of(gj.odeint(field, y0, t, p, rtol=1e-10, atol=1e-10, adjoint=adjoint))
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(Y0, P, T)
+    flat, _ = jax.tree_util.tree_flatten(grads)
+    ref, _ = jax.tree_util.tree_flatten(diffrax_grads)
+    for g, r in zip(flat, ref, strict=True):
+        assert _rel(g, r) < 1e-6, (adjoint, g, r)
+
+
+def lin(y, t, k):
+    return -k * y + 0.5 * jnp.sin(t) * y[::-1]
+
+
+@pytest.mark.parametrize("adjoint", STRATEGIES, ids=IDS)
+def test_check_grads(adjoint):
+    def loss(y0, k, t):
+        return jnp.sum(gj.odeint(lin, y0, t, k, rtol=1e-10, atol=1e-10, adjoint=adjoint) ** 2)
+    check_grads(loss, (jnp.array([1.0, 2.0]), jnp.array([1.5, 0.5]), T), order=1,
+                modes=["rev"])
+
+
+@pytest.mark.parametrize("adjoint", STRATEGIES[1:], ids=IDS[1:])
+def test_grad_through_vmap(adjoint):
+    Y = jnp.array([[1.0, 2.0], [3.0, -1.0]])
+    solve = lambda y0, k: gj.odeint(lin, y0, T, k, rtol=1e-10, atol=1e-10,  # noqa: E731
+                                    adjoint=adjoint)
+    g_vmap = jax.jit(jax.grad(lambda k: jnp.sum(jax.vmap(lambda y: solve(y, k))(Y) ** 2)))
+    g_loop = jax.grad(lambda k: sum(jnp.sum(solve(y, k) ** 2) for y in Y))
+    k = jnp.array([1.5, 0.5])
+    np.testing.assert_allclose(np.asarray(g_vmap(k)), np.asarray(g_loop(k)), rtol=1e-12)
