@@ -87,3 +87,38 @@ def test_grad_through_vmap(adjoint):
     g_loop = jax.grad(lambda k: sum(jnp.sum(solve(y, k) ** 2) for y in Y))
     k = jnp.array([1.5, 0.5])
     np.testing.assert_allclose(np.asarray(g_vmap(k)), np.asarray(g_loop(k)), rtol=1e-12)
+
+
+# -- the same decisions as the core -------------------------------------------------------------
+@pytest.mark.parametrize("adjoint", STRATEGIES, ids=IDS)
+def test_same_gradient_as_the_core(adjoint):
+    """At a loose tolerance (where strategies differ by ~rtol) the adapter's gradient equals the
+    core's gradient() on a NumPy field to round-off: same steps, restarts, node counts, nodes."""
+    from adjoint_fields import TanhField
+
+    import gqlib
+    from gqlib.adjoint import gradient
+
+    rng = np.random.default_rng(3)
+    W, b = 0.8 * rng.standard_normal((3, 3)), 0.3 * rng.standard_normal(3)
+    field_np = TanhField(W, b)
+    y0 = np.array([0.5, -0.2, 0.9])
+    t = np.array([0.0, 0.5, 1.3, 2.0])
+    G = rng.standard_normal((4, 3))
+    kw = dict(rtol=1e-6, atol=1e-8)
+    strategy = gqlib.adjoint.as_strategy(adjoint)
+    need = strategy.forward_record
+    sol = gqlib.solve(field_np, y0, t, checkpoints=need == "checkpoints",
+                      dense_output=need == "dense", **kw)
+    ref = gradient(field_np, sol, G, adjoint=strategy)
+
+    def f(y, t, W, b):
+        return (1.0 + 0.5 * jnp.sin(2.0 * t)) * jnp.tanh(W @ y + b) - 0.1 * y
+
+    def loss(y0, W, b, t):
+        return jnp.sum(gj.odeint(f, y0, t, W, b, adjoint=adjoint, **kw) * G)
+    gy0, gW, gb, gt = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)))(
+        jnp.asarray(y0), jnp.asarray(W), jnp.asarray(b), jnp.asarray(t))
+    for got, want in ((gy0, ref.y0), (np.concatenate([np.ravel(gW), gb]), ref.params),
+                      (gt, ref.t)):
+        assert _rel(got, want) < 1e-10, (adjoint, got, want)

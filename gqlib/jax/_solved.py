@@ -238,7 +238,7 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
         return s["seg_z"][j] + hs[j][:, None].astype(ydt) * jnp.einsum(
             "mzd,md->mz", s["seg_Q"][j], powers)
 
-    def quadrature(s, t_hi, t_lo, nfe_fwd):
+    def quadrature(s, t_hi, t_lo, nfe_fwd, active):
         lo, hi = jnp.minimum(t_lo, t_hi), jnp.maximum(t_lo, t_hi)
         S = MAX_SPLITS + 2
         stack = (jnp.zeros(S, tdt).at[0].set(lo), jnp.zeros(S, tdt).at[0].set(hi),
@@ -246,6 +246,7 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
 
         def panel(c):
             sp, (sa, sb, sd), acc, n_nodes, n_vjp = c
+            live = active & (sp > 0)  # under vmap the body also runs for finished members
             sp = sp - 1
             a, b, depth = sa[sp], sb[sp], sd[sp]
             mid, half = 0.5 * (a + b), 0.5 * (b - a)
@@ -257,7 +258,7 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
             else:
                 zc = jnp.zeros((SAMPLES, 1), ydt)
             n, xr, wr = host(panels, (0, 0, 0, 0, 2, 0, 0), (np.int32, tdt, tdt),
-                             True, a, b, depth, zc, span, nfe_fwd,
+                             live, a, b, depth, zc, span, nfe_fwd,
                              out_shapes=[(), (rule.max_nodes,), (rule.max_nodes,)])
             split = n == 0
             m = mid
@@ -281,8 +282,11 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
                     n_vjp + n)
 
         zero = jnp.zeros_like(pflat0)
+        # `active`: under vmap every branch runs for every member; only those really at an
+        # output time integrate (the others' loop runs no panel)
         _, _, acc, n_nodes, n_vjp = lax.while_loop(
-            lambda c: c[0] > 0, panel, (jnp.int32(1), stack, zero, jnp.int32(0), jnp.int32(0)))
+            lambda c: (c[0] > 0) & active, panel,
+            (jnp.int32(1), stack, zero, jnp.int32(0), jnp.int32(0)))
         sign = jnp.where(t_hi > t_lo, 1.0, -1.0).astype(acc.dtype)
         return sign * acc, n_nodes
 
@@ -349,7 +353,8 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
                 im1 = i - 1
                 pacc, n_nodes = s["pacc"], s["n_nodes"]
                 if rule is not None:
-                    part, nn = quadrature(s, t_out[i], t_out[im1], fw.stats["nfe"])
+                    part, nn = quadrature(s, t_out[i], t_out[im1], fw.stats["nfe"],
+                                          accept & landing_now & ~is_ck)
                     pacc, n_nodes = pacc + part, n_nodes + nn
                 s = dict(s, pacc=pacc, n_nodes=n_nodes, nseg=jnp.int32(0))
                 a_before = s["y"][ab]
