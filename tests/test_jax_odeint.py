@@ -234,3 +234,9 @@ def test_traced_bad_times_are_validated_on_the_host():
     fn = gj.reraise(jax.jit(lambda t: gj.odeint(f_lin, jnp.ones(2), t, 1.0)))
     with pytest.raises(ValueError, match="strictly monotonic"):
         fn(jnp.array([0.0, 1.0, 0.5]))
+
+
+def test_collocation_is_not_run_yet_and_says_what_is():
+    with pytest.raises(NotImplementedError, match="CollocationAdjoint.*checkpoint.*gq"):
+        gj.odeint(f_lin, jnp.ones(2), T, 1.0, adjoint="collocation")
+

@@ -26,13 +26,17 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._jit import plain
-from ..errors import GQLibError
+from ..adjoint._nodes import resolved_degree
+from ..adjoint._quadrature import node_count, resolution_tolerances
+from ..adjoint._solved import DRIFT_LIMIT
+from ..errors import GQLibError, GradientAccuracyWarning, TooManySteps
 from ..integrate._policy import (
     ERR_PREV_INIT,
     STATUS_OK,
@@ -49,6 +53,7 @@ from ..integrate._policy import (
     pi_propose,
     status_error,
 )
+from ..quadrature import gauss_legendre
 
 _pi_propose, _pi_decide = plain(pi_propose), plain(pi_decide)
 _constant_propose, _constant_decide = plain(constant_propose), plain(constant_decide)
@@ -227,4 +232,63 @@ def fail_non_finite(what: str):
     return callback
 
 
-__all__ = ["Decisions", "batched", "remember", "recall", "fail_non_finite", "GQLibError"]
+class Panels:
+    """The host side of the quadrature: a panel's node count (0: split it) and its rule."""
+
+    def __init__(self, rule, rtol, atol, eps):
+        self.rule = rule
+        self.tols = resolution_tolerances(rtol, atol, eps)
+        self.max_nodes = rule.max_nodes
+
+    def __call__(self, active, a, b, depth, samples, span, nfe_forward):
+        xr = np.zeros(self.max_nodes)
+        wr = np.zeros(self.max_nodes)
+        if not active:
+            return 0, xr, wr
+        need = None
+        if self.rule.nodes == "adaptive":
+            need = resolved_degree(np, np.asarray(samples, dtype=np.float64), *self.tols)
+        n = node_count(self.rule, b - a, depth, span=abs(span), nfe_forward=nfe_forward,
+                       need=need)
+        if n is None:
+            return 0, xr, wr
+        x, w = gauss_legendre(n)
+        xr[:n], wr[:n] = x, w
+        return n, xr, wr
+
+
+def warn_drift(strategy, fixed: bool):
+    """A host callback: the core's drift warning for the largest drift of the pass."""
+    def callback(drift, at):
+        drift, at = np.asarray(drift).reshape(-1), np.asarray(at).reshape(-1)
+        for m in range(drift.size):
+            x = float(drift[m])
+            if not (x > DRIFT_LIMIT or np.isnan(x)) or (strategy.checkpoints and fixed):
+                continue
+            mode = ("with step checkpoints" if strategy.checkpoints else
+                    "with restarts at the output times only (checkpoints=False)")
+            remedy = ("pass checkpoints=True (the default; O(steps x D) memory), " if not
+                      strategy.checkpoints else "")
+            warnings.warn(
+                f"{type(strategy).__name__}: the backward re-integration of y drifted {x:.3g} "
+                f"tolerance units from the forward solution ({mode}; largest at t = "
+                f"{float(at[m % at.size])!r}, limit {DRIFT_LIMIT:g}): the parameter gradient "
+                f"may be inaccurate (dissipative or chaotic dynamics). Remedy: {remedy}use "
+                "InterpolatedAdjoint or CheckpointAdjoint, which do not re-integrate y, or "
+                "tighten rtol/atol", GradientAccuracyWarning, stacklevel=2)
+        return np.asarray(False)
+    return callback
+
+
+def overflow_error(what):
+    def callback(flag, t):
+        flag, t = np.asarray(flag).reshape(-1), np.asarray(t).reshape(-1)
+        for m in range(flag.size):
+            if flag[m]:
+                raise remember(TooManySteps(what, t=float(t[m % t.size]), h=float("nan")))
+        return np.asarray(False)
+    return callback
+
+
+__all__ = ["Decisions", "Panels", "batched", "remember", "recall", "fail_non_finite",
+           "warn_drift", "overflow_error", "GQLibError"]

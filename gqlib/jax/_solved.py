@@ -19,7 +19,6 @@ interpolant and the VJP sums run in XLA.
 
 from __future__ import annotations
 
-import warnings
 from types import SimpleNamespace
 
 import jax
@@ -29,15 +28,11 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from ..adjoint import BacksolveAdjoint
-from ..adjoint._nodes import MAX_SPLITS, SAMPLES, chebyshev_points, resolved_degree
-from ..adjoint._quadrature import node_count, resolution_tolerances
-from ..adjoint._solved import DRIFT_LIMIT
-from ..errors import GradientAccuracyWarning, TooManySteps
+from ..adjoint._nodes import MAX_SPLITS, SAMPLES, chebyshev_points
 from ..integrate._norms import resolve_norm
-from ..quadrature import gauss_legendre
 from ._checkpoint import check_finite
 from ._forward import attempt, concrete, controller_memory, host, start, time_dtype
-from ._host import Decisions, remember
+from ._host import Decisions, Panels, overflow_error, warn_drift
 from ._rk import RK
 
 __all__ = ["solved_backward"]
@@ -81,67 +76,6 @@ def _norm(cfg, strategy, blocks):
             out = jnp.maximum(out, rms(e[extra]))
         return out
     return blockwise
-
-
-class _Panels:
-    """The host side of the quadrature: a panel's node count (0: split it) and its rule."""
-
-    def __init__(self, rule, rtol, atol, eps):
-        self.rule = rule
-        self.tols = resolution_tolerances(rtol, atol, eps)
-        self.max_nodes = rule.max_nodes
-
-    def __call__(self, active, a, b, depth, samples, span, nfe_forward):
-        xr = np.zeros(self.max_nodes)
-        wr = np.zeros(self.max_nodes)
-        if not active:
-            return 0, xr, wr
-        need = None
-        if self.rule.nodes == "adaptive":
-            need = resolved_degree(np, np.asarray(samples, dtype=np.float64), *self.tols)
-        try:
-            n = node_count(self.rule, b - a, depth, span=abs(span), nfe_forward=nfe_forward,
-                           need=need)
-        except Exception as exc:  # pragma: no cover - node_count validates nothing at run time
-            raise remember(exc) from None
-        if n is None:
-            return 0, xr, wr
-        x, w = gauss_legendre(n)
-        xr[:n], wr[:n] = x, w
-        return n, xr, wr
-
-
-def _warn_drift(strategy, fixed: bool):
-    """A host callback: the core's drift warning for the largest drift of the pass."""
-    def callback(drift, at):
-        drift, at = np.asarray(drift).reshape(-1), np.asarray(at).reshape(-1)
-        for m in range(drift.size):
-            x = float(drift[m])
-            if not (x > DRIFT_LIMIT or np.isnan(x)) or (strategy.checkpoints and fixed):
-                continue
-            mode = ("with step checkpoints" if strategy.checkpoints else
-                    "with restarts at the output times only (checkpoints=False)")
-            remedy = ("pass checkpoints=True (the default; O(steps x D) memory), " if not
-                      strategy.checkpoints else "")
-            warnings.warn(
-                f"{type(strategy).__name__}: the backward re-integration of y drifted {x:.3g} "
-                f"tolerance units from the forward solution ({mode}; largest at t = "
-                f"{float(at[m % at.size])!r}, limit {DRIFT_LIMIT:g}): the parameter gradient "
-                f"may be inaccurate (dissipative or chaotic dynamics). Remedy: {remedy}use "
-                "InterpolatedAdjoint or CheckpointAdjoint, which do not re-integrate y, or "
-                "tighten rtol/atol", GradientAccuracyWarning, stacklevel=2)
-        return np.asarray(False)
-    return callback
-
-
-def _overflow(what):
-    def callback(flag, t):
-        flag, t = np.asarray(flag).reshape(-1), np.asarray(t).reshape(-1)
-        for m in range(flag.size):
-            if flag[m]:
-                raise remember(TooManySteps(what, t=float(t[m % t.size]), h=float("nan")))
-        return np.asarray(False)
-    return callback
 
 
 def _side_effect(cb, *args):
@@ -221,7 +155,7 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
     MB = cfg.max_steps if rule is not None else 1
     deg = rk.degree
     cheb = jnp.asarray(chebyshev_points(SAMPLES), tdt)
-    panels = None if rule is None else _Panels(rule, st["rtol"], st["atol"],
+    panels = None if rule is None else Panels(rule, st["rtol"], st["atol"],
                                                float(jnp.finfo(ydt).eps))
     span = t_out[-1] - t_out[0]
 
@@ -397,11 +331,11 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
     ok = check_finite(~jnp.all(jnp.isfinite(a)) | ~jnp.all(jnp.isfinite(s["pacc"])), t0,
                       jnp.zeros((), tdt), f"{type(strategy).__name__}: the adjoint or the "
                       "parameter gradient became non-finite in the backward pass")
-    ok2 = _side_effect(_overflow(
+    ok2 = _side_effect(overflow_error(
         f"{type(strategy).__name__}: the backward solve of one output interval took more "
         f"than max_steps = {cfg.max_steps} steps, the size of its interpolant buffer; "
         "raise `max_steps`"), s["overflow"], t0)
-    ok3 = _side_effect(_warn_drift(strategy, st["step_size"] is not None), s["drift"],
+    ok3 = _side_effect(warn_drift(strategy, st["step_size"] is not None), s["drift"],
                        s["drift_at"]) if carries_y else ok
     keep = (ok | ok2 | ok3).astype(ydt) * 0
     dargs_bar = unravel_p((s["pacc"] + keep.astype(s["pacc"].dtype)).astype(pflat0.dtype))
