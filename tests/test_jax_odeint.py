@@ -106,6 +106,7 @@ def test_closure_over_traced_values():
     np.testing.assert_allclose(float(jax.jit(jax.grad(loss))(1.5)), expected, rtol=1e-8)
 
 
+@pytest.mark.slow  # ~10 s; PyTree states and args are in the default run's diffrax comparison
 def test_pytree_state_and_args():
     def loss(y0, p):
         ys = gj.odeint(f_tree, y0, T, p, rtol=1e-10, atol=1e-10)

@@ -51,6 +51,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # ~20-40 s (two strategies compiled in a fresh process)
 def test_soak_no_deadlock_no_memory_growth():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                          timeout=120)
