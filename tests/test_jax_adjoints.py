@@ -98,8 +98,9 @@ def test_grad_through_vmap(adjoint):
 
 
 # -- the same decisions as the core -------------------------------------------------------------
+@pytest.mark.parametrize("reverse", [False, pytest.param(True, marks=_slow)])
 @pytest.mark.parametrize("adjoint", _some({"gq"}))
-def test_same_gradient_as_the_core(adjoint):
+def test_same_gradient_as_the_core(adjoint, reverse):
     """At a loose tolerance (where strategies differ by ~rtol) the adapter's gradient equals the
     core's gradient() on a NumPy field to round-off: same steps, restarts, node counts, nodes."""
     from adjoint_fields import TanhField
@@ -112,6 +113,8 @@ def test_same_gradient_as_the_core(adjoint):
     field_np = TanhField(W, b)
     y0 = np.array([0.5, -0.2, 0.9])
     t = np.array([0.0, 0.5, 1.3, 2.0])
+    if reverse:  # integrate backwards in time
+        t = t[::-1].copy()
     G = rng.standard_normal((4, 3))
     kw = dict(rtol=1e-6, atol=1e-8)
     strategy = gqlib.adjoint.as_strategy(adjoint)

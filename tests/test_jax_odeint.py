@@ -41,6 +41,17 @@ def test_forward_takes_the_cores_steps(method):
     np.testing.assert_allclose(np.asarray(ys), sol.y, rtol=1e-11, atol=1e-13)
 
 
+def test_options_first_step_max_norm_and_controller():
+    y0 = np.array([1.0, 2.0])
+    ctrl = gqlib.PIController(safety=0.8, beta2=0.04)
+    kw = dict(rtol=1e-6, atol=1e-8, first_step=0.01, norm="max", controller=ctrl,
+              max_step=0.3)
+    ys, st = gj.odeint(f_lin, jnp.asarray(y0), T, 1.5, return_stats=True, **kw)
+    sol = gqlib.solve(lambda t, y: -1.5 * y + np.sin(t), y0, np.asarray(T), **kw)
+    assert {k: int(v) for k, v in st.items()} == sol.stats
+    np.testing.assert_allclose(np.asarray(ys), sol.y, rtol=1e-12)
+
+
 def test_fixed_step_and_backwards_in_time():
     y0 = np.array([1.0])
     t = jnp.array([1.0, 0.7, 0.0])
@@ -241,3 +252,11 @@ def test_collocation_is_not_run_yet_and_says_what_is():
     with pytest.raises(NotImplementedError, match="CollocationAdjoint.*checkpoint.*gq"):
         gj.odeint(f_lin, jnp.ones(2), T, 1.0, adjoint="collocation")
 
+
+
+def test_docstring_examples():
+    import doctest
+
+    import gqlib.jax._odeint as mod
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 4 and result.failed == 0
