@@ -133,3 +133,20 @@ def test_same_gradient_as_the_core(adjoint, reverse):
     for got, want in ((gy0, ref.y0), (np.concatenate([np.ravel(gW), gb]), ref.params),
                       (gt, ref.t)):
         assert _rel(got, want) < 1e-10, (adjoint, got, want)
+
+
+def test_a_short_node_rule_warns_as_in_the_core():
+    """nodes=1 cannot resolve the backward state at rtol 1e-8: the core's warning, from the
+    adapter's quadrature too; the adaptive rule does not warn."""
+    from gqlib.errors import GradientAccuracyWarning
+
+    def loss(k, adjoint):
+        return jnp.sum(gj.odeint(lin, jnp.array([1.0, 2.0]), T, k, rtol=1e-8, atol=1e-8,
+                                 adjoint=adjoint) ** 2)
+    k = jnp.array([1.5, 0.5])
+    with pytest.warns(GradientAccuracyWarning, match="nodes=1 put 1 Gauss-Legendre"):
+        jax.block_until_ready(jax.grad(loss)(k, GQAdjoint(nodes=1)))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientAccuracyWarning)
+        jax.block_until_ready(jax.grad(loss)(k, "gq"))

@@ -25,7 +25,8 @@ from ._nodes import (
     resolved_degree,
 )
 
-__all__ = ["NodeRule", "ParameterQuadrature", "node_count", "resolution_tolerances"]
+__all__ = ["NodeRule", "ParameterQuadrature", "node_count", "resolution_tolerances", "shortfall",
+           "warn_short"]
 
 NODE_RULES = ("adaptive", "paper")
 
@@ -64,6 +65,35 @@ def node_count(rule: NodeRule, length: float, depth: int, *, span: float, nfe_fo
     if need is None and depth < MAX_SPLITS:
         return None
     return adaptive_count(SAMPLES - 4 if need is None else need, rule.extra_nodes, rule.max_nodes)
+
+
+def shortfall(short, n: int, d: int | None, t: float):
+    """The worse of a recorded shortfall ``short`` (``(nodes given, nodes needed or None, t)``
+    or None) and a panel's: ``n`` nodes where the backward state is resolved at Chebyshev degree
+    ``d`` (None: not at any degree sampled) near ``t``."""
+    if d is None:  # not resolved at degree SAMPLES - 4: no single rule can be trusted here
+        if short is None or short[1] is not None:
+            return (n, None, t)
+        return short
+    need = max(1, (d + 2) // 2)  # the fewest nodes exact to degree d (2 n - 1 >= d), no margin
+    if n < need and (short is None or (short[1] is not None
+                                       and need / n > short[1] / short[0])):
+        return (n, need, t)
+    return short
+
+
+def warn_short(rule: NodeRule, short, who: str, stacklevel: int = 2) -> None:
+    """One GradientAccuracyWarning for a rule that left a panel under-resolved."""
+    if short is None:
+        return
+    n, need, t = short
+    needs = (f"needs {need}" if need is not None else
+             f"is not resolved by a polynomial of degree {SAMPLES - 4}, so no single rule")
+    warnings.warn(
+        f"{who}: nodes={rule.nodes!r} put {n} Gauss-Legendre node(s) on a panel (near "
+        f"t = {t!r}) whose backward state {needs} to reach the backward tolerance: the "
+        "parameter gradient may be inaccurate. Remedy: nodes='adaptive' (the default, which "
+        "splits such panels), or more nodes", GradientAccuracyWarning, stacklevel=stacklevel)
 
 
 @dataclass(frozen=True)
@@ -144,15 +174,8 @@ class ParameterQuadrature:
     def _check_fixed(self, reader, a: float, b: float, n: int) -> None:
         """A rule without error control (paper, fixed): compare it with the resolved degree
         (interpolant samples only, no field calls) and remember the worst shortfall."""
-        d = self._needed(reader, a, b, resolution=1.0)
-        if d is None:  # not resolved at degree SAMPLES - 4: no single rule can be trusted here
-            if self.short is None or self.short[1] is not None:
-                self.short = (n, None, 0.5 * (a + b))
-            return
-        need = max(1, (d + 2) // 2)  # the fewest nodes exact to degree d (2 n - 1 >= d), no margin
-        if n < need and (self.short is None or (self.short[1] is not None
-                                                 and need / n > self.short[1] / self.short[0])):
-            self.short = (n, need, 0.5 * (a + b))
+        self.short = shortfall(self.short, n, self._needed(reader, a, b, resolution=1.0),
+                               0.5 * (a + b))
 
     def _needed(self, reader, a: float, b: float, resolution: float = RESOLUTION):
         """Chebyshev degree at which the sampled backward state is resolved on [a, b]."""
@@ -168,16 +191,7 @@ class ParameterQuadrature:
 
     def warn_short(self, who: str) -> None:
         """One GradientAccuracyWarning for a rule that left a panel under-resolved."""
-        if self.short is None:
-            return
-        n, need, t = self.short
-        needs = (f"needs {need}" if need is not None else
-                 f"is not resolved by a polynomial of degree {SAMPLES - 4}, so no single rule")
-        warnings.warn(
-            f"{who}: nodes={self.rule.nodes!r} put {n} Gauss-Legendre node(s) on a panel (near "
-            f"t = {t!r}) whose backward state {needs} to reach the backward tolerance: the "
-            "parameter gradient may be inaccurate. Remedy: nodes='adaptive' (the default, which "
-            "splits such panels), or more nodes", GradientAccuracyWarning, stacklevel=5)
+        warn_short(self.rule, self.short, who, stacklevel=6)
 
     def _panel(self, reader, a: float, b: float, depth: int):
         """``integral_a^b a^T df/dtheta dt`` (a < b) on one smooth panel."""

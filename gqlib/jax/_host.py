@@ -34,7 +34,7 @@ import numpy as np
 
 from .._jit import plain
 from ..adjoint._nodes import resolved_degree
-from ..adjoint._quadrature import node_count, resolution_tolerances
+from ..adjoint._quadrature import node_count, resolution_tolerances, shortfall, warn_short
 from ..adjoint._solved import DRIFT_LIMIT
 from ..errors import GQLibError, GradientAccuracyWarning, TooManySteps
 from ..integrate._policy import (
@@ -233,28 +233,52 @@ def fail_non_finite(what: str):
 
 
 class Panels:
-    """The host side of the quadrature: a panel's node count (0: split it) and its rule."""
+    """The host side of the quadrature: a panel's node count (0: split it), its rule, and for
+    rules without error control (paper, fixed) the worst shortfall so far (the core's
+    :func:`~gqlib.adjoint._quadrature.shortfall`), encoded as ``(nodes, needed, t)`` with
+    nodes 0 for none and needed -1 for "not resolved at any degree sampled"."""
 
     def __init__(self, rule, rtol, atol, eps):
         self.rule = rule
         self.tols = resolution_tolerances(rtol, atol, eps)
+        self.check_tols = resolution_tolerances(rtol, atol, eps, 1.0)
         self.max_nodes = rule.max_nodes
 
-    def __call__(self, active, a, b, depth, samples, span, nfe_forward):
+    def __call__(self, active, a, b, depth, samples, span, nfe_forward, s_n, s_need, s_t):
         xr = np.zeros(self.max_nodes)
         wr = np.zeros(self.max_nodes)
         if not active:
-            return 0, xr, wr
+            return 0, xr, wr, s_n, s_need, s_t
+        samples = np.asarray(samples, dtype=np.float64)
         need = None
         if self.rule.nodes == "adaptive":
-            need = resolved_degree(np, np.asarray(samples, dtype=np.float64), *self.tols)
+            need = resolved_degree(np, samples, *self.tols)
         n = node_count(self.rule, b - a, depth, span=abs(span), nfe_forward=nfe_forward,
                        need=need)
         if n is None:
-            return 0, xr, wr
+            return 0, xr, wr, s_n, s_need, s_t
+        if self.rule.nodes != "adaptive":
+            short = None if s_n == 0 else (s_n, None if s_need < 0 else s_need, s_t)
+            short = shortfall(short, n, resolved_degree(np, samples, *self.check_tols),
+                              0.5 * (a + b))
+            if short is not None:
+                s_n, s_need, s_t = short[0], -1 if short[1] is None else short[1], short[2]
         x, w = gauss_legendre(n)
         xr[:n], wr[:n] = x, w
-        return n, xr, wr
+        return n, xr, wr, s_n, s_need, s_t
+
+
+def short_rule_warning(rule, who: str):
+    """A host callback: the core's warning for a node rule that under-resolved a panel."""
+    def callback(s_n, s_need, s_t):
+        s_n, s_need, s_t = (np.asarray(x).reshape(-1) for x in (s_n, s_need, s_t))
+        for m in range(s_n.size):
+            if s_n[m] > 0:
+                need = None if s_need[m % s_need.size] < 0 else int(s_need[m % s_need.size])
+                warn_short(rule, (int(s_n[m]), need, float(s_t[m % s_t.size])), who,
+                           stacklevel=2)
+        return np.asarray(False)
+    return callback
 
 
 def warn_drift(strategy, fixed: bool):
@@ -291,4 +315,4 @@ def overflow_error(what):
 
 
 __all__ = ["Decisions", "Panels", "batched", "remember", "recall", "fail_non_finite",
-           "warn_drift", "overflow_error", "GQLibError"]
+           "warn_drift", "overflow_error", "short_rule_warning", "GQLibError"]

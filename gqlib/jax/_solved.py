@@ -32,7 +32,7 @@ from ..adjoint._nodes import MAX_SPLITS, SAMPLES, chebyshev_points
 from ..integrate._norms import resolve_norm
 from ._checkpoint import check_finite
 from ._forward import attempt, concrete, controller_memory, host, start, time_dtype
-from ._host import Decisions, Panels, overflow_error, warn_drift
+from ._host import Decisions, Panels, overflow_error, short_rule_warning, warn_drift
 from ._rk import RK
 
 __all__ = ["solved_backward"]
@@ -179,21 +179,22 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
                  jnp.zeros(S, jnp.int32))
 
         def panel(c):
-            sp, (sa, sb, sd), acc, n_nodes, n_vjp = c
+            sp, (sa, sb, sd), acc, n_nodes, (s_n, s_need, s_t) = c
             live = active & (sp > 0)  # under vmap the body also runs for finished members
             sp = sp - 1
             a, b, depth = sa[sp], sb[sp], sd[sp]
             mid, half = 0.5 * (a + b), 0.5 * (b - a)
-            if rule.nodes == "adaptive":
-                tc = mid + half * cheb
-                zc = seg_eval(s, tc)
-                if not carries_y:
-                    zc = jnp.concatenate([jax.vmap(dense_y)(tc), zc], axis=1)
-            else:
-                zc = jnp.zeros((SAMPLES, 1), ydt)
-            n, xr, wr = host(panels, (0, 0, 0, 0, 2, 0, 0), (np.int32, tdt, tdt),
-                             live, a, b, depth, zc, span, nfe_fwd,
-                             out_shapes=[(), (rule.max_nodes,), (rule.max_nodes,)])
+            # the backward state at Chebyshev points: the adaptive rule's count, the other
+            # rules' check (interpolant evaluations only)
+            tc = mid + half * cheb
+            zc = seg_eval(s, tc)
+            if not carries_y:
+                zc = jnp.concatenate([jax.vmap(dense_y)(tc), zc], axis=1)
+            n, xr, wr, s_n, s_need, s_t = host(
+                panels, (0, 0, 0, 0, 2, 0, 0, 0, 0, 0),
+                (np.int32, tdt, tdt, np.int32, np.int32, tdt), live, a, b, depth, zc, span,
+                nfe_fwd, s_n, s_need, s_t,
+                out_shapes=[(), (rule.max_nodes,), (rule.max_nodes,), (), (), ()])
             split = n == 0
             m = mid
             sa = jnp.where(split, sa.at[sp].set(m).at[sp + 1].set(a), sa)
@@ -213,16 +214,17 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
 
             _, acc = lax.while_loop(lambda c2: c2[0] < n, node, (jnp.int32(0), acc))
             return (sp + 2 * split.astype(jnp.int32), (sa, sb, sd), acc, n_nodes + n,
-                    n_vjp + n)
+                    (s_n, s_need, s_t))
 
         zero = jnp.zeros_like(pflat0)
+        short0 = (s["short_n"], s["short_need"], s["short_t"])
         # `active`: under vmap every branch runs for every member; only those really at an
         # output time integrate (the others' loop runs no panel)
-        _, _, acc, n_nodes, n_vjp = lax.while_loop(
+        _, _, acc, n_nodes, short = lax.while_loop(
             lambda c: (c[0] > 0) & active, panel,
-            (jnp.int32(1), stack, zero, jnp.int32(0), jnp.int32(0)))
+            (jnp.int32(1), stack, zero, jnp.int32(0), short0))
         sign = jnp.where(t_hi > t_lo, 1.0, -1.0).astype(acc.dtype)
-        return sign * acc, n_nodes
+        return sign * acc, n_nodes, short
 
     # -- the pass --------------------------------------------------------------------------------
     ys = fw.ys
@@ -243,7 +245,8 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
         seg_z=jnp.zeros((MB, Z), ydt), seg_Q=jnp.zeros((MB, Z, deg), ydt),
         pacc=jnp.zeros_like(pflat0), dt=dt, y0bar=jnp.zeros((D,), ydt),
         drift=jnp.zeros((), tdt), drift_at=tN, overflow=jnp.bool_(False),
-        n_nodes=jnp.int32(0), nfe_f=jnp.int32(0) if carries_y else jnp.int32(1))
+        n_nodes=jnp.int32(0), short_n=jnp.int32(0), short_need=jnp.int32(0),
+        short_t=jnp.zeros((), tdt), nfe_f=jnp.int32(0) if carries_y else jnp.int32(1))
     last = rk.s - 1
     # i indexes the interval [t_out[i-1], t_out[i]] in the loop (outputs 0..N-1): i = N-1 first
 
@@ -287,9 +290,10 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
                 im1 = i - 1
                 pacc, n_nodes = s["pacc"], s["n_nodes"]
                 if rule is not None:
-                    part, nn = quadrature(s, t_out[i], t_out[im1], fw.stats["nfe"],
-                                          accept & landing_now & ~is_ck)
+                    part, nn, short = quadrature(s, t_out[i], t_out[im1], fw.stats["nfe"],
+                                                 accept & landing_now & ~is_ck)
                     pacc, n_nodes = pacc + part, n_nodes + nn
+                    s = dict(s, short_n=short[0], short_need=short[1], short_t=short[2])
                 s = dict(s, pacc=pacc, n_nodes=n_nodes, nseg=jnp.int32(0))
                 a_before = s["y"][ab]
                 worse_dr = drift(s["y"], ys[im1]) if carries_y else jnp.zeros((), tdt)
@@ -337,7 +341,11 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
         "raise `max_steps`"), s["overflow"], t0)
     ok3 = _side_effect(warn_drift(strategy, st["step_size"] is not None), s["drift"],
                        s["drift_at"]) if carries_y else ok
-    keep = (ok | ok2 | ok3).astype(ydt) * 0
+    ok4 = ok
+    if rule is not None and rule.nodes != "adaptive":
+        ok4 = _side_effect(short_rule_warning(rule, type(strategy).__name__), s["short_n"],
+                           s["short_need"], s["short_t"])
+    keep = (ok | ok2 | ok3 | ok4).astype(ydt) * 0
     dargs_bar = unravel_p((s["pacc"] + keep.astype(s["pacc"].dtype)).astype(pflat0.dtype))
     stats = {"nfe_f": s["nfe"] + s["nfe_f"], "n_nodes": s["n_nodes"],
              "n_accepted": s["n_acc"], "n_steps": s["n_steps"]}
