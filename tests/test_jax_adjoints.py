@@ -86,7 +86,7 @@ def test_check_grads(adjoint):
                 modes=["rev"])
 
 
-@pytest.mark.parametrize("adjoint", _some({"gq"})[1:])
+@pytest.mark.parametrize("adjoint", _some(set())[1:])  # checkpoint: test_jax_odeint.py
 def test_grad_through_vmap(adjoint):
     Y = jnp.array([[1.0, 2.0], [3.0, -1.0]])
     solve = lambda y0, k: gj.odeint(lin, y0, T, k, rtol=1e-10, atol=1e-10,  # noqa: E731
