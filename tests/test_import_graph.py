@@ -122,3 +122,29 @@ def test_layers():
     wrong = sorted((m, d) for m, deps in graph.items() for d in deps
                    if _top(m) != _top(d) and RANK[_top(d)] >= RANK[_top(m)])
     assert not wrong, wrong
+
+
+def _external_imports(path: Path) -> set[str]:
+    """Top-level names of the non-gqlib modules a file imports (anywhere in it)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_adapters_import_their_frameworks():
+    """jax only in gqlib/jax, torch only in gqlib/torch; the jax adapter's host callbacks
+    (gqlib/jax/_host.py) are NumPy-only: a callback that calls into JAX deadlocks."""
+    wrong = []
+    for path in ROOT.rglob("*.py"):
+        top = path.relative_to(ROOT).parts[0]
+        ext = _external_imports(path)
+        for framework in ("jax", "jaxlib", "torch", "equinox", "diffrax"):
+            allowed = top == "jax" if framework in ("jax", "jaxlib") else top == "torch"
+            if framework in ext and not allowed:
+                wrong.append((str(path.relative_to(ROOT)), framework))
+    assert not wrong, wrong
+    assert not _external_imports(ROOT / "jax" / "_host.py") & {"jax", "jaxlib"}

@@ -25,7 +25,8 @@ from ._nodes import (
     resolved_degree,
 )
 
-__all__ = ["NodeRule", "ParameterQuadrature"]
+__all__ = ["NodeRule", "ParameterQuadrature", "node_count", "resolution_tolerances", "shortfall",
+           "warn_short"]
 
 NODE_RULES = ("adaptive", "paper")
 
@@ -38,6 +39,61 @@ RESOLUTION = 0.1
 # relative resolution asked for is floored at this many units of the dtype's epsilon (float32 at
 # rtol 1e-7 otherwise split every panel to the limit: 39,000-76,000 backward evaluations).
 ROUNDOFF_FLOOR = 100.0
+
+
+def resolution_tolerances(rtol: float, atol: float, eps: float,
+                          resolution: float = RESOLUTION) -> tuple[float, float]:
+    """The tolerances the adaptive rule resolves the sampled backward state to: ``resolution``
+    times the backward ones, never below ROUNDOFF_FLOOR eps (samples carry round-off of about
+    eps |z|)."""
+    floor = ROUNDOFF_FLOOR * eps
+    return max(resolution * rtol, floor), max(resolution * atol, floor * 1e-300)
+
+
+def node_count(rule: NodeRule, length: float, depth: int, *, span: float, nfe_forward: int,
+               need: int | None = None) -> int | None:
+    """Gauss-Legendre nodes for a panel of ``length`` at split ``depth``, or None to halve it.
+
+    ``need`` is the resolved Chebyshev degree of the sampled backward state
+    (:func:`~gqlib.adjoint._nodes.resolved_degree`; None when unresolved), used by the adaptive
+    rule only. Plain Python: the jax adapter calls it from a host callback.
+    """
+    if rule.nodes == "paper":
+        return paper_count(length, span, nfe_forward, rule.gtol, rule.max_nodes)
+    if isinstance(rule.nodes, int):
+        return min(rule.nodes, rule.max_nodes)
+    if need is None and depth < MAX_SPLITS:
+        return None
+    return adaptive_count(SAMPLES - 4 if need is None else need, rule.extra_nodes, rule.max_nodes)
+
+
+def shortfall(short, n: int, d: int | None, t: float):
+    """The worse of a recorded shortfall ``short`` (``(nodes given, nodes needed or None, t)``
+    or None) and a panel's: ``n`` nodes where the backward state is resolved at Chebyshev degree
+    ``d`` (None: not at any degree sampled) near ``t``."""
+    if d is None:  # not resolved at degree SAMPLES - 4: no single rule can be trusted here
+        if short is None or short[1] is not None:
+            return (n, None, t)
+        return short
+    need = max(1, (d + 2) // 2)  # the fewest nodes exact to degree d (2 n - 1 >= d), no margin
+    if n < need and (short is None or (short[1] is not None
+                                       and need / n > short[1] / short[0])):
+        return (n, need, t)
+    return short
+
+
+def warn_short(rule: NodeRule, short, who: str, stacklevel: int = 2) -> None:
+    """One GradientAccuracyWarning for a rule that left a panel under-resolved."""
+    if short is None:
+        return
+    n, need, t = short
+    needs = (f"needs {need}" if need is not None else
+             f"is not resolved by a polynomial of degree {SAMPLES - 4}, so no single rule")
+    warnings.warn(
+        f"{who}: nodes={rule.nodes!r} put {n} Gauss-Legendre node(s) on a panel (near "
+        f"t = {t!r}) whose backward state {needs} to reach the backward tolerance: the "
+        "parameter gradient may be inaccurate. Remedy: nodes='adaptive' (the default, which "
+        "splits such panels), or more nodes", GradientAccuracyWarning, stacklevel=stacklevel)
 
 
 @dataclass(frozen=True)
@@ -108,32 +164,18 @@ class ParameterQuadrature:
     def _count(self, reader, a: float, b: float, depth: int):
         """Nodes for ``[a, b]``, or None when the panel must be halved."""
         rule = self.rule
-        if rule.nodes == "paper":
-            n = paper_count(b - a, self.span, self.nfe_forward, rule.gtol, rule.max_nodes)
-            self._check_fixed(reader, a, b, n)
-            return n
-        if isinstance(rule.nodes, int):
-            n = min(rule.nodes, rule.max_nodes)
-            self._check_fixed(reader, a, b, n)
-            return n
-        need = self._needed(reader, a, b)
-        if need is None and depth < MAX_SPLITS:
-            return None
-        return adaptive_count(SAMPLES - 4 if need is None else need, rule.extra_nodes,
-                              rule.max_nodes)
+        if rule.nodes == "adaptive":  # from the sampled backward state
+            return node_count(rule, b - a, depth, span=self.span, nfe_forward=self.nfe_forward,
+                              need=self._needed(reader, a, b))
+        n = node_count(rule, b - a, depth, span=self.span, nfe_forward=self.nfe_forward)
+        self._check_fixed(reader, a, b, n)
+        return n
 
     def _check_fixed(self, reader, a: float, b: float, n: int) -> None:
         """A rule without error control (paper, fixed): compare it with the resolved degree
         (interpolant samples only, no field calls) and remember the worst shortfall."""
-        d = self._needed(reader, a, b, resolution=1.0)
-        if d is None:  # not resolved at degree SAMPLES - 4: no single rule can be trusted here
-            if self.short is None or self.short[1] is not None:
-                self.short = (n, None, 0.5 * (a + b))
-            return
-        need = max(1, (d + 2) // 2)  # the fewest nodes exact to degree d (2 n - 1 >= d), no margin
-        if n < need and (self.short is None or (self.short[1] is not None
-                                                 and need / n > self.short[1] / self.short[0])):
-            self.short = (n, need, 0.5 * (a + b))
+        self.short = shortfall(self.short, n, self._needed(reader, a, b, resolution=1.0),
+                               0.5 * (a + b))
 
     def _needed(self, reader, a: float, b: float, resolution: float = RESOLUTION):
         """Chebyshev degree at which the sampled backward state is resolved on [a, b]."""
@@ -143,23 +185,13 @@ class ParameterQuadrature:
         if self.y_source is not None:
             yc = evaluate_pieces(self.y_source.pieces_between(a, b), *tc, zc)
             zc = xp.concat([xp.reshape(yc, (SAMPLES, -1)), zc], axis=1)
-        # samples carry round-off of about eps |z|: never ask for less than ROUNDOFF_FLOOR eps
-        floor = ROUNDOFF_FLOOR * float(xp.finfo(zc.dtype).eps)
-        return resolved_degree(xp, zc, max(resolution * self.rtol, floor),
-                               max(resolution * self.atol, floor * 1e-300))
+        rtol, atol = resolution_tolerances(self.rtol, self.atol, float(xp.finfo(zc.dtype).eps),
+                                           resolution)
+        return resolved_degree(xp, zc, rtol, atol)
 
     def warn_short(self, who: str) -> None:
         """One GradientAccuracyWarning for a rule that left a panel under-resolved."""
-        if self.short is None:
-            return
-        n, need, t = self.short
-        needs = (f"needs {need}" if need is not None else
-                 f"is not resolved by a polynomial of degree {SAMPLES - 4}, so no single rule")
-        warnings.warn(
-            f"{who}: nodes={self.rule.nodes!r} put {n} Gauss-Legendre node(s) on a panel (near "
-            f"t = {t!r}) whose backward state {needs} to reach the backward tolerance: the "
-            "parameter gradient may be inaccurate. Remedy: nodes='adaptive' (the default, which "
-            "splits such panels), or more nodes", GradientAccuracyWarning, stacklevel=5)
+        warn_short(self.rule, self.short, who, stacklevel=6)
 
     def _panel(self, reader, a: float, b: float, depth: int, into, sign: float):
         """``into + sign * integral_a^b a^T df/dtheta dt`` (a < b) on one smooth panel, in

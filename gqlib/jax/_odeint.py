@@ -1,0 +1,311 @@
+"""``gqlib.jax.odeint``: jax.experimental.ode's interface on gqlib's solver and adjoints."""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ..adjoint import as_strategy
+from ..adjoint._strategy import AdjointStrategy
+from ..errors import GQLibError
+from ..integrate._controller import PIController
+from ..integrate._norms import resolve_norm
+from ..integrate._policy import check_times, lands_on_outputs
+from ..integrate._validation import check_max_steps, check_positive, check_tolerance
+from ..tableaux import get_method
+from ._backward import backward_pass, record_of
+from ._forward import forward, time_dtype
+from ._host import Decisions, recall
+from ._problem import Problem
+
+__all__ = ["odeint", "reraise"]
+
+MAX_STEPS = 4096  # diffrax's default: the checkpoint buffers hold this many steps
+
+
+@dataclass(frozen=True)
+class _Config:
+    method: str
+    rtol: float
+    atol: float
+    step_size: float | None
+    first_step: float | None
+    max_steps: int
+    norm: Any
+    controller: Any
+    min_step: float
+    max_step: float
+    strategy: AdjointStrategy
+    check_t: bool
+
+    def decisions(self) -> Decisions:
+        tab = get_method(self.method)
+        ctrl = None
+        if self.step_size is None:
+            ctrl = (self.controller or PIController()).start(
+                tab.error_order, min_step=self.min_step, max_step=self.max_step)
+        return Decisions(ctrl, self.step_size, tab.error_order, self.first_step,
+                         self.max_steps, self.check_t)
+
+
+def reraise(fn):
+    """Wrap ``fn`` (typically a jitted function) so that a gqlib error raised inside a compiled
+    computation reaches the caller with its own class (``StepSizeTooSmall``, ``NonFiniteState``,
+    ``TooManySteps``; ValueError for traced output times that fail validation), chained from
+    JAX's ``JaxRuntimeError``.
+
+    JAX re-raises an exception from a host callback as ``JaxRuntimeError``, whose message names
+    the gqlib class, t, h and the remedy; :func:`odeint` called outside ``jit`` restores the
+    class itself, and this wrapper does the same around a jitted function.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, gqlib.jax
+    >>> @gqlib.jax.reraise
+    ... @jax.jit
+    ... def final(y0):
+    ...     return gqlib.jax.odeint(lambda y, t: -y, y0, jnp.array([0.0, 1.0]))[-1]
+    >>> float(final(jnp.array([1.0]))[0])  # doctest: +ELLIPSIS
+    0.36787...
+    """
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            out = fn(*args, **kwargs)
+            jax.block_until_ready(out)
+            return out
+        except Exception as exc:
+            if isinstance(exc, GQLibError):
+                raise
+            original = recall(exc)
+            if original is None:
+                raise
+            raise original from exc
+    return wrapped
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_y0(y0):
+    leaves = jax.tree_util.tree_leaves(y0)
+    if not leaves:
+        raise ValueError("`y0` must hold at least one array")
+    for leaf in leaves:
+        if isinstance(leaf, bool) or not hasattr(leaf, "dtype") and not isinstance(
+                leaf, numbers.Real):
+            raise TypeError(f"`y0` leaves must be floating arrays, got {type(leaf).__name__}")
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise TypeError(f"`y0` must hold floating-point arrays, got dtype "
+                            f"{jnp.result_type(leaf)}")
+
+
+def _check_scalar_tol(value, name):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a positive number (a scalar: the jax adapter takes "
+                        f"no array tolerances), got {type(value).__name__}")
+    return check_tolerance(float(value), name)
+
+
+def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
+           method: str = "dopri5", adjoint: str | AdjointStrategy | None = None,
+           step_size: float | None = None, first_step: float | None = None,
+           max_steps: int = MAX_STEPS, norm: Any = "rms", controller: PIController | None = None,
+           min_step: float = 0.0, max_step: float = math.inf, return_stats: bool = False):
+    r"""Solve ``dy/dt = func(y, t, *args)``, ``y(t[0]) = y0``, differentiable by a gqlib adjoint.
+
+    jax.experimental.ode's calling convention: ``func(y, t, *args)``; ``y0`` and ``args`` are
+    PyTrees of arrays; ``func`` may close over traced arrays (handled with
+    ``jax.closure_convert``). The step loops run as ``lax.while_loop`` in XLA, every decision
+    (step size, accept/reject, targets, node counts, Gauss-Legendre nodes) comes from the core on
+    the host. Works under ``jax.jit``, ``jax.grad``, ``jax.vmap`` and ``jax.disable_jit()``.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(y, t, *args)`` returning dy/dt with y's tree structure, shapes and dtypes.
+    y0 : PyTree of floating arrays
+        Initial state.
+    t : array, shape (N,)
+        Output times, strictly monotonic (either direction); ``t[0]`` is the initial time.
+    *args : PyTrees of arrays
+        Extra arguments of ``func``; gradients flow to every floating leaf.
+    rtol, atol : float
+        Tolerances (jax.experimental.ode's defaults, 1.4e-8).
+    method : str
+        A name in :data:`gqlib.METHODS` (``dopri5`` default).
+    adjoint : str or AdjointStrategy, optional
+        How gradients are computed: a strategy of :mod:`gqlib.adjoint` or its alias; default
+        the core's default (``"checkpoint"``, as ``gqlib.torch.odeint_adjoint``). Supported:
+        ``"checkpoint"``, ``"gq"``, ``"backsolve"`` (``seminorm``), ``"interpolated"``.
+    step_size : float, optional
+        Fixed-step mode (required for methods without an error estimate).
+    first_step, min_step, max_step, controller, norm
+        As in :func:`gqlib.solve` (``norm``: ``"rms"``, ``"max"`` or a callable on jax arrays).
+    max_steps : int
+        Most step attempts; also the number of steps the fixed-size checkpoint buffers hold
+        (default 4096, diffrax's; ``TooManySteps`` past it).
+    return_stats : bool
+        Also return the forward ``{"nfe", "n_steps", "n_accepted", "n_rejected"}``.
+
+    Returns
+    -------
+    ys : PyTree like y0, leaves shaped ``(N, *leaf.shape)``
+    stats : dict, only when ``return_stats``
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input, naming the argument.
+    StepSizeTooSmall, NonFiniteState, TooManySteps
+        A failed solve, with t and h: with their class outside ``jit`` (and inside
+        :func:`reraise`); inside ``jit`` as JAX's ``JaxRuntimeError``, whose message names the
+        class, t, h and the remedy.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, gqlib.jax
+    >>> def loss(k):
+    ...     ys = gqlib.jax.odeint(lambda y, t, k: -k * y, jnp.ones(2), jnp.linspace(0, 1, 3), k)
+    ...     return ys[-1].sum()
+    >>> round(float(jax.grad(loss)(1.0)), 6)  # d/dk 2 exp(-k) at k = 1
+    -0.735759
+    """
+    if not callable(func):
+        raise TypeError(f"`func` must be callable, got {type(func).__name__}")
+    _check_y0(y0)
+    y0 = jax.tree_util.tree_map(jnp.asarray, y0)
+    try:
+        t_arr = jnp.asarray(t)
+    except TypeError as exc:
+        raise TypeError(f"`t` must be a 1-D array of times, got {type(t).__name__}") from exc
+    if t_arr.ndim != 1 or t_arr.shape[0] < 1:
+        raise ValueError(f"`t` must be a 1-D array of times (non-empty), got shape {t_arr.shape}")
+    if not jnp.issubdtype(t_arr.dtype, jnp.floating) and not jnp.issubdtype(t_arr.dtype,
+                                                                             jnp.integer):
+        raise TypeError(f"`t` must hold real numbers, got dtype {t_arr.dtype}")
+    check_t = not _is_concrete(t_arr)
+    if not check_t:
+        check_times(np.asarray(t_arr))
+    if not isinstance(method, str):
+        raise TypeError(f"`method` must be a string, got {type(method).__name__}")
+    tab = get_method(method)
+    rtol = _check_scalar_tol(rtol, "rtol")
+    atol = _check_scalar_tol(atol, "atol")
+    step_size = check_positive(step_size, "step_size")
+    first_step = check_positive(first_step, "first_step")
+    max_steps = check_max_steps(max_steps)
+    resolve_norm(norm)
+    if step_size is None and not tab.adaptive:
+        raise ValueError(f"method {tab.name!r} is fixed-step (no error estimate): give "
+                         "`step_size`")
+    if controller is not None and not isinstance(controller, PIController):
+        raise TypeError(f"`controller` must be a PIController, got {type(controller).__name__}")
+    min_step = 0.0 if min_step in (None, 0, 0.0) else check_positive(min_step, "min_step")
+    max_step = math.inf if max_step in (None, math.inf) else check_positive(max_step, "max_step")
+    if min_step > max_step:
+        raise ValueError(f"`min_step` ({min_step}) must not exceed `max_step` ({max_step})")
+    if not isinstance(return_stats, bool):
+        raise TypeError(f"`return_stats` must be a bool, got {type(return_stats).__name__}")
+    strategy = as_strategy(adjoint)
+    record_of(strategy)  # raises for a strategy the adapter does not run
+    for leaf in jax.tree_util.tree_leaves(args):
+        if not (isinstance(leaf, jax.core.Tracer) or hasattr(leaf, "dtype")
+                or isinstance(leaf, numbers.Number)):
+            raise TypeError(f"`args` must be PyTrees of arrays; got a leaf of type "
+                            f"{type(leaf).__name__}")
+    args = jax.tree_util.tree_map(jnp.asarray, args)
+    if not jnp.issubdtype(t_arr.dtype, jnp.floating):
+        t_arr = t_arr.astype(jnp.result_type(float))
+    # func's output must match y0 (checked abstractly, at trace time)
+    out = jax.eval_shape(func, y0, t_arr[0], *args)
+    if jax.tree_util.tree_structure(out) != jax.tree_util.tree_structure(y0):
+        raise TypeError(f"`func` returned a tree {jax.tree_util.tree_structure(out)}; expected "
+                        f"y0's {jax.tree_util.tree_structure(y0)}")
+    for o, y in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(y0), strict=True):
+        if o.shape != y.shape:
+            raise ValueError(f"`func` returned shape {o.shape}; expected y0's shape {y.shape}")
+        if o.dtype != y.dtype:
+            raise TypeError(f"`func` returned dtype {o.dtype}; expected y0's dtype {y.dtype}")
+    cfg = _Config(tab.name, rtol, atol, step_size, first_step, max_steps, norm, controller,
+                  min_step, max_step, strategy, check_t)
+    if t_arr.shape[0] == 1:
+        ys = jax.tree_util.tree_map(lambda x: x[None], y0)
+        zero = jnp.int32(0)
+        stats = {"nfe": zero, "n_steps": zero, "n_accepted": zero, "n_rejected": zero}
+        return (ys, stats) if return_stats else ys
+    converted, consts = jax.closure_convert(func, y0, t_arr[0], *args)
+    run = functools.partial(_solve_jit, converted, cfg)
+    if not _traced(y0, t_arr, args, consts):
+        run = reraise(run)
+    ys, stats = run(y0, t_arr, *args, *consts)
+    return (ys, stats) if return_stats else ys
+
+
+def _traced(*trees) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trees))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _solve_jit(func, cfg, y0, t, *args):
+    return _solve(func, cfg, y0, t, *args)
+
+
+def _setup(func, cfg, y0, t, args):
+    from ._rk import RK
+
+    tab = get_method(cfg.method)
+    prob = Problem(func, y0, t.dtype, args)
+    rk = RK(tab, resolve_norm(cfg.norm), cfg.rtol, cfg.atol)
+    return prob, rk
+
+
+def _run_forward(func, cfg, y0, t, args, record):
+    prob, rk = _setup(func, cfg, y0, t, args)
+    t_out = t.astype(time_dtype())
+    fw = forward(prob.F, prob.y0_flat, t_out, rk, cfg.decisions(),
+                 lands=lands_on_outputs(rk.tab, cfg.step_size), record=record[0],
+                 record_dense=record[1], max_steps=cfg.max_steps)
+    ys = jax.vmap(prob.unravel)(fw.ys)
+    return prob, rk, t_out, fw, ys
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _solve(func, cfg, y0, t, *args):
+    _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=(False, False))
+    return ys, fw.stats
+
+
+def _solve_fwd(func, cfg, y0, t, *args):
+    record = record_of(cfg.strategy)
+    _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=record)
+    return (ys, fw.stats), (y0, t, args, fw)
+
+
+def _solve_bwd(func, cfg, res, cts):
+    run = functools.partial(_backward_jit, func, cfg)
+    if not _traced(res, cts[0]):  # eager jax.grad: restore gqlib's error classes
+        run = reraise(run)
+    return run(res, cts[0])
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _backward_jit(func, cfg, res, ys_bar):
+    y0, t, args, fw = res
+    prob, rk = _setup(func, cfg, y0, t, args)
+    t_out = t.astype(time_dtype())
+    g = jax.vmap(lambda row: ravel_pytree(row)[0])(ys_bar).astype(prob.y0_flat.dtype)
+    y0_bar, dargs_bar, t_bar, _ = backward_pass(cfg, prob, rk, fw, t_out, g)
+    return (prob.unravel(y0_bar), t_bar.astype(t.dtype), *prob.args_cotangent(dargs_bar))
+
+
+_solve.defvjp(_solve_fwd, _solve_bwd)
