@@ -108,6 +108,25 @@ def test_check_grads_checkpoint():
     check_grads(loss, (jnp.array([1.0, 2.0]), 1.5, T), order=1, modes=["rev"])
 
 
+def test_default_is_the_cores_auto_resolved_from_shapes():
+    # "auto" (the core's default) resolves at trace time: checkpoint for a small parameter
+    # count, its interpolated candidate where the parameters outnumber the state ratio times
+    from gqlib.adjoint import DEFAULT_ADJOINT, AutoAdjoint
+    assert DEFAULT_ADJOINT == "auto"
+
+    def grad(adjoint):
+        def loss(W):
+            ys = gj.odeint(lambda y, t, W: jnp.tanh(W @ y), jnp.ones(3), T, W, adjoint=adjoint,
+                           rtol=1e-10, atol=1e-10)
+            return jnp.sum(ys ** 2)
+        return jax.jit(jax.grad(loss))(0.5 * jnp.eye(3) + 0.1)
+
+    default, checkpoint = grad(None), grad("checkpoint")
+    np.testing.assert_array_equal(default, checkpoint)  # 9 parameters, state 3: checkpoint
+    np.testing.assert_array_equal(grad(AutoAdjoint(ratio=1e-3)), grad("interpolated"))
+    np.testing.assert_allclose(grad("interpolated"), checkpoint, rtol=1e-7)
+
+
 def test_closure_over_traced_values():
     y0 = jnp.array([1.0, 2.0])
 

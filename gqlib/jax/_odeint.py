@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..adjoint import as_strategy
+from ..adjoint import AutoAdjoint, as_strategy
 from ..adjoint._strategy import AdjointStrategy
 from ..errors import GQLibError
 from ..integrate._controller import PIController
@@ -145,8 +146,10 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
         A name in :data:`gqlib.METHODS` (``dopri5`` default).
     adjoint : str or AdjointStrategy, optional
         How gradients are computed: a strategy of :mod:`gqlib.adjoint` or its alias; default
-        the core's default (``"checkpoint"``, as ``gqlib.torch.odeint_adjoint``). Supported:
-        ``"checkpoint"``, ``"gq"``, ``"backsolve"`` (``seminorm``), ``"interpolated"``.
+        the core's default (``"auto"``, as ``gqlib.torch.odeint_adjoint``: checkpoint, or
+        interpolated where the parameters outnumber the state ``ratio`` times, chosen at trace
+        time from the shapes). Supported: ``"auto"``, ``"checkpoint"``, ``"gq"``,
+        ``"backsolve"`` (``seminorm``), ``"interpolated"``.
     step_size : float, optional
         Fixed-step mode (required for methods without an error estimate).
     first_step, min_step, max_step, controller, norm
@@ -217,7 +220,8 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
     if not isinstance(return_stats, bool):
         raise TypeError(f"`return_stats` must be a bool, got {type(return_stats).__name__}")
     strategy = as_strategy(adjoint)
-    record_of(strategy)  # raises for a strategy the adapter does not run
+    if not isinstance(strategy, AutoAdjoint):
+        record_of(strategy)  # raises for a strategy the adapter does not run
     for leaf in jax.tree_util.tree_leaves(args):
         if not (isinstance(leaf, jax.core.Tracer) or hasattr(leaf, "dtype")
                 or isinstance(leaf, numbers.Number)):
@@ -244,11 +248,27 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
         stats = {"nfe": zero, "n_steps": zero, "n_accepted": zero, "n_rejected": zero}
         return (ys, stats) if return_stats else ys
     converted, consts = jax.closure_convert(func, y0, t_arr[0], *args)
+    if isinstance(strategy, AutoAdjoint):
+        cfg = dataclasses.replace(cfg, strategy=_auto_choice(strategy, y0, (args, consts)))
     run = functools.partial(_solve_jit, converted, cfg)
     if not _traced(y0, t_arr, args, consts):
         run = reraise(run)
     ys, stats = run(y0, t_arr, *args, *consts)
     return (ys, stats) if return_stats else ys
+
+
+def _auto_choice(auto: AutoAdjoint, y0, params) -> AdjointStrategy:
+    """``"auto"`` resolved at trace time from the shapes, by the core's rule
+    (:meth:`~gqlib.adjoint.AutoAdjoint.record_for`): its continuous candidate where the floating
+    parameters (``args`` and closed-over arrays) outnumber the state ``ratio`` times, else its
+    discrete one. The core's further test, no more output intervals than forward steps, needs
+    the step count, which is known only inside the compiled solve: here it is not applied
+    (both candidates are exact to tolerance either way; it only picks the faster)."""
+    n_params = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(params)
+                   if jnp.issubdtype(jnp.result_type(x), jnp.floating))
+    state_size = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(y0))
+    dense = auto.record_for(n_params, state_size) == "dense"
+    return auto.continuous if dense else auto.discrete
 
 
 def _traced(*trees) -> bool:
