@@ -9,7 +9,7 @@ import jax.numpy as jnp  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
 import gqlib.jax as gj  # noqa: E402
-from gqlib.adjoint import BacksolveAdjoint, GQAdjoint  # noqa: E402
+from gqlib.adjoint import BacksolveAdjoint, CollocationAdjoint, GQAdjoint  # noqa: E402
 
 T = jnp.array([0.0, 0.4, 1.0, 1.7, 2.0])
 
@@ -32,8 +32,10 @@ def loss_of(ys):
 
 
 STRATEGIES = ["checkpoint", "gq", GQAdjoint(nodes="paper"), "backsolve",
-              BacksolveAdjoint(seminorm=True), "interpolated"]
-IDS = ["checkpoint", "gq", "gq-paper", "backsolve", "backsolve-seminorm", "interpolated"]
+              BacksolveAdjoint(seminorm=True), "interpolated", "collocation",
+              CollocationAdjoint(nodes=2, sweeps=2, max_panel=0.3)]
+IDS = ["checkpoint", "gq", "gq-paper", "backsolve", "backsolve-seminorm", "interpolated",
+       "collocation", "collocation-split"]
 # each strategy compiles its own forward and backward loops (5-15 s on 2 busy cores): the
 # default run checks every strategy against diffrax and gq fully; the rest run in `make test-all`
 _slow = pytest.mark.slow
@@ -63,7 +65,7 @@ def _rel(x, ref):
     return float(np.max(np.abs(x - ref)) / np.max(np.abs(ref)))
 
 
-@pytest.mark.parametrize("adjoint", STRATEGIES, ids=IDS)
+@pytest.mark.parametrize("adjoint", STRATEGIES[:-1], ids=IDS[:-1])
 def test_gradients_equal_diffrax(adjoint, diffrax_grads):
     def loss(y0, p, t):
         return loss_of(gj.odeint(field, y0, t, p, rtol=1e-10, atol=1e-10, adjoint=adjoint))
@@ -78,7 +80,8 @@ def lin(y, t, k):
     return -k * y + 0.5 * jnp.sin(t) * y[::-1]
 
 
-@pytest.mark.parametrize("adjoint", _some({"checkpoint", "gq", "backsolve", "interpolated"}))
+@pytest.mark.parametrize("adjoint", _some({"checkpoint", "gq", "backsolve", "interpolated",
+                                           "collocation"}))
 def test_check_grads(adjoint):
     def loss(y0, k, t):
         return jnp.sum(gj.odeint(lin, y0, t, k, rtol=1e-10, atol=1e-10, adjoint=adjoint) ** 2)
@@ -99,7 +102,7 @@ def test_grad_through_vmap(adjoint):
 
 # -- the same decisions as the core -------------------------------------------------------------
 @pytest.mark.parametrize("reverse", [False, pytest.param(True, marks=_slow)])
-@pytest.mark.parametrize("adjoint", _some({"gq"}))
+@pytest.mark.parametrize("adjoint", _some({"gq", "collocation-split"}))
 def test_same_gradient_as_the_core(adjoint, reverse):
     """At a loose tolerance (where strategies differ by ~rtol) the adapter's gradient equals the
     core's gradient() on a NumPy field to round-off: same steps, restarts, node counts, nodes."""

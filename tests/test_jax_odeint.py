@@ -267,9 +267,24 @@ def test_traced_bad_times_are_validated_on_the_host():
         fn(jnp.array([0.0, 1.0, 0.5]))
 
 
-def test_collocation_is_not_run_yet_and_says_what_is():
-    with pytest.raises(NotImplementedError, match="CollocationAdjoint.*checkpoint.*gq"):
-        gj.odeint(f_lin, jnp.ones(2), T, 1.0, adjoint="collocation")
+def test_a_strategy_not_run_says_what_is():
+    from gqlib.adjoint import CollocationAdjoint
+
+    class Mine(CollocationAdjoint):
+        pass
+    with pytest.raises(NotImplementedError, match="Mine.*checkpoint.*gq.*collocation"):
+        gj.odeint(f_lin, jnp.ones(2), T, 1.0, adjoint=Mine())
+
+
+def test_collocation_past_max_panels_raises_too_many_steps():
+    from gqlib.adjoint import CollocationAdjoint
+    from gqlib.errors import TooManySteps
+
+    def loss(k):
+        return jnp.sum(gj.odeint(f_lin, jnp.ones(2), T, k,
+                                 adjoint=CollocationAdjoint(max_panels=2)) ** 2)
+    with pytest.raises(TooManySteps, match="max_panels = 2 collocation panels .t = "):
+        gj.reraise(jax.grad(loss))(1.0)
 
 
 

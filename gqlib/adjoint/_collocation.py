@@ -46,8 +46,8 @@ from ..quadrature import gauss_legendre
 from ..tableaux import get_method
 from ._strategy import AdjointGradient, AdjointStrategy, _check_int
 
-__all__ = ["collocation_coefficients", "CollocationAdjoint", "CollocationBackward",
-           "default_nodes"]
+__all__ = ["collocation_coefficients", "collocation_panels", "CollocationAdjoint",
+           "CollocationBackward", "default_nodes"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,11 +86,15 @@ class CollocationAdjoint(AdjointStrategy):
     def forward_record(self):
         return "dense"
 
-    def backward(self, cf, sol, grad_y, xp, t_np, *, grad_t: bool) -> AdjointGradient:
+    def counts(self, method: str) -> tuple[int, int]:
+        """``(nodes, sweeps)`` per panel for a forward solved with ``method``."""
         nodes = self.nodes
         if nodes is None:
-            nodes = default_nodes(get_method(sol.options.get("method", "dopri5")).order)
-        sweeps = 2 * nodes - 1 if self.sweeps is None else self.sweeps
+            nodes = default_nodes(get_method(method).order)
+        return nodes, 2 * nodes - 1 if self.sweeps is None else self.sweeps
+
+    def backward(self, cf, sol, grad_y, xp, t_np, *, grad_t: bool) -> AdjointGradient:
+        nodes, sweeps = self.counts(sol.options.get("method", "dopri5"))
         job = CollocationBackward(cf, sol, grad_y, xp, t_np, nodes=nodes, sweeps=sweeps,
                                   max_panel=self.max_panel, grad_t=grad_t,
                                   max_panels=self.max_panels)
@@ -128,6 +132,32 @@ def default_nodes(forward_order: int) -> int:
     return max(1, math.ceil(forward_order / 2))
 
 
+def collocation_panels(s: float, e: float, step_ends: np.ndarray, tstops: np.ndarray,
+                       max_panel: float | None) -> list[tuple[float, float]]:
+    """Panels of the output interval from ``s`` to ``e`` (in that order), for forward steps
+    ending at ``step_ends`` (all boundaries, in either order of time) and ``tstops`` (sorted):
+    see :meth:`CollocationBackward.panels`."""
+    lo, hi = sorted((s, e))
+    ends = step_ends
+    inner = ends[(ends > lo) & (ends < hi)]
+    if len(inner):
+        # the forward steps overlapping [lo, hi]: from the last end <= lo to the first >= hi
+        below, above = ends[ends <= lo], ends[ends >= hi]
+        left = below.max() if below.size else lo
+        right = above.min() if above.size else hi
+        around = np.concatenate([[left], np.sort(inner), [right]])
+        if hi - lo <= np.min(np.diff(around)):
+            inner = np.array([x for x in tstops if lo < x < hi], dtype=np.float64)
+    inner = np.sort(inner)
+    edges = np.concatenate([[s], inner[::-1] if e < s else inner, [e]])
+    out = []
+    for p, q in zip(edges[:-1], edges[1:], strict=True):
+        k = 1 if max_panel is None else max(1, math.ceil(abs(q - p) / max_panel))
+        cuts = [p + (q - p) * j / k for j in range(k)] + [float(q)]
+        out.extend(zip(cuts[:-1], cuts[1:], strict=True))
+    return out
+
+
 class CollocationBackward:
     """One backward pass of the collocation adjoint (see the module docstring)."""
 
@@ -153,25 +183,7 @@ class CollocationBackward:
         where the forward steps end too); a longer interval is cut at every forward step end
         inside it. Each panel is at most ``max_panel`` long.
         """
-        lo, hi = sorted((s, e))
-        ends = self.step_ends
-        inner = ends[(ends > lo) & (ends < hi)]
-        if len(inner):
-            # the forward steps overlapping [lo, hi]: from the last end <= lo to the first >= hi
-            below, above = ends[ends <= lo], ends[ends >= hi]
-            left = below.max() if below.size else lo
-            right = above.min() if above.size else hi
-            around = np.concatenate([[left], np.sort(inner), [right]])
-            if hi - lo <= np.min(np.diff(around)):
-                inner = np.array([x for x in self.tstops if lo < x < hi], dtype=np.float64)
-        inner = np.sort(inner)
-        edges = np.concatenate([[s], inner[::-1] if e < s else inner, [e]])
-        out = []
-        for p, q in zip(edges[:-1], edges[1:], strict=True):
-            k = 1 if self.max_panel is None else max(1, math.ceil(abs(q - p) / self.max_panel))
-            cuts = [p + (q - p) * j / k for j in range(k)] + [float(q)]
-            out.extend(zip(cuts[:-1], cuts[1:], strict=True))
-        return out
+        return collocation_panels(s, e, self.step_ends, self.tstops, self.max_panel)
 
     def run(self):
         xp, cf, t, g, ys = self.xp, self.cf, self.t, self.g, self.sol.y

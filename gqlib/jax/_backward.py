@@ -7,8 +7,15 @@ implementation runs each one. What the forward pass records for it is the strate
 
 from __future__ import annotations
 
-from ..adjoint import BacksolveAdjoint, CheckpointAdjoint, GQAdjoint, InterpolatedAdjoint
+from ..adjoint import (
+    BacksolveAdjoint,
+    CheckpointAdjoint,
+    CollocationAdjoint,
+    GQAdjoint,
+    InterpolatedAdjoint,
+)
 from ._checkpoint import checkpoint_backward
+from ._collocation import collocation_backward
 from ._solved import solved_backward
 
 __all__ = ["backward_pass", "record_of", "SUPPORTED"]
@@ -19,7 +26,8 @@ def _checkpoint(cfg, prob, rk, fw, t_out, g):
 
 
 _PASSES = {CheckpointAdjoint: _checkpoint, GQAdjoint: solved_backward,
-           BacksolveAdjoint: solved_backward, InterpolatedAdjoint: solved_backward}
+           BacksolveAdjoint: solved_backward, InterpolatedAdjoint: solved_backward,
+           CollocationAdjoint: collocation_backward}
 SUPPORTED = tuple(cls.name for cls in _PASSES)
 
 

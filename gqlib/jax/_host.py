@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._jit import plain
+from ..adjoint._collocation import collocation_panels
 from ..adjoint._nodes import resolved_degree
 from ..adjoint._quadrature import node_count, resolution_tolerances, shortfall, warn_short
 from ..adjoint._solved import DRIFT_LIMIT
@@ -269,6 +270,29 @@ class Panels:
         return n, xr, wr, s_n, s_need, s_t
 
 
+class CollocationPanels:
+    """The host side of the collocation adjoint: panel ``j`` of the output interval from ``s``
+    to ``e`` (the core's :func:`~gqlib.adjoint._collocation.collocation_panels` on the forward's
+    accepted steps), as ``(start, end, last)``; raises the core's TooManySteps past
+    ``max_panels`` panels in all."""
+
+    def __init__(self, max_panel, max_panels):
+        self.max_panel, self.max_panels = max_panel, max_panels
+
+    def __call__(self, active, s, e, j, ck_t0, ck_t1, n_acc, n_panels):
+        if not active:
+            return 0.0, 0.0, True
+        n_acc = int(n_acc)
+        ends = np.concatenate([np.asarray(ck_t0[:n_acc], dtype=np.float64),
+                               [float(ck_t1[n_acc - 1])]])
+        panels = collocation_panels(float(s), float(e), ends, _NO_STOPS, self.max_panel)
+        p, q = panels[int(j)]
+        if n_panels + 1 > self.max_panels:
+            _fail(TooManySteps(f"more than max_panels = {self.max_panels} collocation panels",
+                               t=float(p), h=float(q - p)))
+        return p, q, int(j) + 1 == len(panels)
+
+
 def short_rule_warning(rule, who: str):
     """A host callback: the core's warning for a node rule that under-resolved a panel."""
     def callback(s_n, s_need, s_t):
@@ -315,5 +339,5 @@ def overflow_error(what):
     return callback
 
 
-__all__ = ["Decisions", "Panels", "batched", "remember", "recall", "fail_non_finite",
+__all__ = ["Decisions", "Panels", "CollocationPanels", "batched", "remember", "recall", "fail_non_finite",
            "warn_drift", "overflow_error", "short_rule_warning", "GQLibError"]
