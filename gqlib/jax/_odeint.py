@@ -149,7 +149,7 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
         the core's default (``"auto"``, as ``gqlib.torch.odeint_adjoint``: checkpoint, or
         interpolated where the parameters outnumber the state ``ratio`` times, chosen at trace
         time from the shapes). Supported: ``"auto"``, ``"checkpoint"``, ``"gq"``,
-        ``"backsolve"`` (``seminorm``), ``"interpolated"``.
+        ``"backsolve"`` (``seminorm``), ``"interpolated"``, ``"collocation"``.
     step_size : float, optional
         Fixed-step mode (required for methods without an error estimate).
     first_step, min_step, max_step, controller, norm
