@@ -22,6 +22,7 @@ from ._validation import (
     check_derivative,
     check_max_steps,
     check_positive,
+    check_step_bounds,
     check_tolerance,
     check_tstops,
 )
@@ -122,12 +123,7 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     if not callable(f):
         raise TypeError(f"`f` must be callable, got {type(f).__name__}")
     stops = check_tstops(tstops, float(t_np[0]), float(t_np[-1]))
-    if controller is not None and not isinstance(controller, PIController):
-        raise TypeError(f"`controller` must be a PIController, got {type(controller).__name__}")
-    min_step = 0.0 if min_step in (None, 0, 0.0) else check_positive(min_step, "min_step")
-    max_step = math.inf if max_step in (None, math.inf) else check_positive(max_step, "max_step")
-    if min_step > max_step:
-        raise ValueError(f"`min_step` ({min_step}) must not exceed `max_step` ({max_step})")
+    min_step, max_step = check_step_bounds(controller, min_step, max_step)
     span = abs(float(t_np[-1]) - float(t_np[0]))
     if step_size is not None and span / max_steps > step_size:
         # certain to fail, and a count past 2**63 would overflow the compiled loop's int64

@@ -11,7 +11,7 @@ import numpy as np
 from .._backend import to_host
 from ._policy import check_times  # the one time validator; re-exported for the adjoints
 
-__all__ = ["check_times", "check_tolerance", "check_positive", "check_max_steps", "check_tstops",
+__all__ = ["check_step_bounds", "check_times", "check_tolerance", "check_positive", "check_max_steps", "check_tstops",
            "check_derivative"]
 
 
@@ -90,3 +90,17 @@ def check_derivative(xp, dy, y0, name: str = "f") -> None:
                          f"{tuple(y0.shape)}")
     if dy.dtype != y0.dtype:
         raise TypeError(f"`{name}(t, y)` returned dtype {dy.dtype}; expected y0's dtype {y0.dtype}")
+
+
+def check_step_bounds(controller: Any, min_step: Any, max_step: Any) -> tuple[float, float]:
+    """A step-size controller (None or a :class:`~gqlib.PIController`) and the step bounds,
+    validated at the door of every solve: ``(min_step, max_step)``, 0 and inf when not given."""
+    from ._controller import PIController
+
+    if controller is not None and not isinstance(controller, PIController):
+        raise TypeError(f"`controller` must be a PIController, got {type(controller).__name__}")
+    min_step = 0.0 if min_step in (None, 0, 0.0) else check_positive(min_step, "min_step")
+    max_step = math.inf if max_step in (None, math.inf) else check_positive(max_step, "max_step")
+    if min_step > max_step:
+        raise ValueError(f"`min_step` ({min_step}) must not exceed `max_step` ({max_step})")
+    return min_step, max_step

@@ -23,6 +23,7 @@ from ..adjoint._collocation import collocation_coefficients
 from ._checkpoint import check_finite, time_gradients
 from ._forward import host, time_dtype
 from ._host import CollocationPanels
+from ._solved import forward_dense_reader
 
 __all__ = ["collocation_backward"]
 
@@ -43,17 +44,9 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
     alpha = jnp.asarray(alpha_np, ydt)
     d = jnp.where(t_out[-1] >= t_out[0], 1.0, -1.0).astype(tdt)
     n_acc = fw.n_acc
-    M = fw.ck_t0.shape[0]
-    idx_m = jnp.arange(M)
     panels = CollocationPanels(strategy.max_panel, strategy.max_panels)
 
-    def dense_y(t):
-        """y(t) from the forward's dense output (as the interpolated adjoint reads it)."""
-        k = jnp.sum((idx_m < n_acc) & (d * (fw.ck_t1 - t) < 0))
-        k = jnp.clip(k, 0, n_acc - 1)
-        t0, t1 = fw.ck_t0[k], fw.ck_t1[k]
-        hs = t1 - t0
-        return rk_fwd.evaluate(fw.ck_y[k], hs, fw.ck_Q[k], (t - t0) / hs)
+    dense_y = forward_dense_reader(fw, rk_fwd, d)  # as the interpolated adjoint reads y
 
     def F_nodes(taus, Y, p):
         return jax.vmap(lambda t, y: prob.Fp(t, y, unravel_p(p)))(taus, Y)

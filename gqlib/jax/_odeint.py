@@ -20,7 +20,12 @@ from ..errors import GQLibError
 from ..integrate._controller import PIController
 from ..integrate._norms import resolve_norm
 from ..integrate._policy import check_times, lands_on_outputs
-from ..integrate._validation import check_max_steps, check_positive, check_tolerance
+from ..integrate._validation import (
+    check_max_steps,
+    check_positive,
+    check_step_bounds,
+    check_tolerance,
+)
 from ..tableaux import get_method
 from ._backward import backward_pass, record_of
 from ._forward import forward, time_dtype
@@ -211,12 +216,7 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
     if step_size is None and not tab.adaptive:
         raise ValueError(f"method {tab.name!r} is fixed-step (no error estimate): give "
                          "`step_size`")
-    if controller is not None and not isinstance(controller, PIController):
-        raise TypeError(f"`controller` must be a PIController, got {type(controller).__name__}")
-    min_step = 0.0 if min_step in (None, 0, 0.0) else check_positive(min_step, "min_step")
-    max_step = math.inf if max_step in (None, math.inf) else check_positive(max_step, "max_step")
-    if min_step > max_step:
-        raise ValueError(f"`min_step` ({min_step}) must not exceed `max_step` ({max_step})")
+    min_step, max_step = check_step_bounds(controller, min_step, max_step)
     if not isinstance(return_stats, bool):
         raise TypeError(f"`return_stats` must be a bool, got {type(return_stats).__name__}")
     strategy = as_strategy(adjoint)

@@ -107,13 +107,7 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
     M = fw.ck_t0.shape[0]
     idx_m = jnp.arange(M)
 
-    def dense_y(t):
-        """y(t) from the forward's dense output (the interpolated adjoint)."""
-        k = jnp.sum((idx_m < n_acc) & (d * (fw.ck_t1 - t) < 0))
-        k = jnp.clip(k, 0, n_acc - 1)
-        t0, t1 = fw.ck_t0[k], fw.ck_t1[k]
-        hs = t1 - t0
-        return rk_fwd.evaluate(fw.ck_y[k], hs, fw.ck_Q[k], (t - t0) / hs)
+    dense_y = forward_dense_reader(fw, rk_fwd, d)  # y(t) for the interpolated adjoint
 
     def rhs(t, z):
         if not carries_y:
@@ -350,3 +344,18 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
     stats = {"nfe_f": s["nfe"] + s["nfe_f"], "n_nodes": s["n_nodes"],
              "n_accepted": s["n_acc"], "n_steps": s["n_steps"]}
     return a + keep, tuple(dargs_bar), s["dt"].astype(t_out.dtype), stats
+
+
+def forward_dense_reader(fw, rk_fwd, d):
+    """``y(t)`` from the forward's recorded dense output: the accepted step holding ``t``
+    (direction ``d``) and its interpolant. Used by the interpolated and collocation passes."""
+    idx_m = jnp.arange(fw.ck_t0.shape[0])
+    n_acc = fw.n_acc
+
+    def dense_y(t):
+        k = jnp.sum((idx_m < n_acc) & (d * (fw.ck_t1 - t) < 0))
+        k = jnp.clip(k, 0, n_acc - 1)
+        t0, t1 = fw.ck_t0[k], fw.ck_t1[k]
+        hs = t1 - t0
+        return rk_fwd.evaluate(fw.ck_y[k], hs, fw.ck_Q[k], (t - t0) / hs)
+    return dense_y
