@@ -35,7 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 RTOL, ATOL = 1e-6, 1e-8
-METHODS = ["gqlib default (checkpoint)", "gqlib gq", "diffrax RecursiveCheckpoint",
+METHODS = ["gqlib default (auto)", "gqlib gq", "diffrax RecursiveCheckpoint",
            "diffrax Backsolve", "diffrax Backsolve seminorm"]
 
 
