@@ -294,3 +294,18 @@ def test_docstring_examples():
     import gqlib.jax._odeint as mod
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_backsolve_float32_args_with_float64_state():
+    # review repro: backsolve's final jump mixed the float64 state block with the float32
+    # parameter accumulator (lax.cond branches must agree); the gradient keeps W's dtype
+    W = jnp.eye(2, dtype=jnp.float32)
+
+    def loss(W, adjoint):
+        ys = gj.odeint(lambda y, t, W: (-(W @ y)).astype(y.dtype), jnp.ones(2),
+                       jnp.array([0.0, 0.5, 1.0]), W, adjoint=adjoint)
+        return ys.sum()
+
+    g = jax.grad(loss)(W, "backsolve")
+    assert g.dtype == jnp.float32
+    np.testing.assert_allclose(g, jax.grad(loss)(W, "checkpoint"), rtol=1e-5)

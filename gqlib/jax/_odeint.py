@@ -130,8 +130,10 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
     r"""Solve ``dy/dt = func(y, t, *args)``, ``y(t[0]) = y0``, differentiable by a gqlib adjoint.
 
     jax.experimental.ode's calling convention: ``func(y, t, *args)``; ``y0`` and ``args`` are
-    PyTrees of arrays; ``func`` may close over traced arrays (handled with
-    ``jax.closure_convert``). The step loops run as ``lax.while_loop`` in XLA, every decision
+    PyTrees of arrays; ``func`` may close over traced floating arrays (handled with
+    ``jax.closure_convert``). Pass values that change between calls as ``args``: as in
+    jax.experimental.ode, the compiled solve is cached per ``func``, and a non-traced value in its
+    closure is baked into that cache (docs/jax.md). The step loops run as ``lax.while_loop`` in XLA, every decision
     (step size, accept/reject, targets, node counts, Gauss-Legendre nodes) comes from the core on
     the host. Works under ``jax.jit``, ``jax.grad``, ``jax.vmap`` and ``jax.disable_jit()``.
 

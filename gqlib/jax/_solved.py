@@ -297,7 +297,7 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
 
                 def final(s):
                     f_0 = prob.F(t0, ys[0])
-                    pacc = s["y"][blocks["params"]] if with_g else s["pacc"]
+                    pacc = (s["y"][blocks["params"]].astype(s["pacc"].dtype) if with_g else s["pacc"])
                     return dict(s, dt=s["dt"].at[0].set(-jnp.sum(a_before * f_0).astype(tdt)),
                                 y0bar=a_before + g[0], pacc=pacc, i=jnp.int32(0),
                                 nfe_f=s["nfe_f"] + 1)
