@@ -65,15 +65,20 @@ def ball(mod, adjoint: bool, nbounces: int):
     return [t.item() for t in times], grads, seconds
 
 
-def training(mods, no_events: bool, iterations: int, lr: float = 0.1):
-    """learn_physics' ``__main__`` loop; the losses, the seconds of each iteration and the
-    first iteration's gradient (all parameters, flat)."""
+def _learn_physics_setup(mods, no_events: bool):
+    """learn_physics' data (the first 300 observations of 4 bounces) and its model, seeded."""
     lp = mods["learn_physics"]
     torch.manual_seed(0)
     with torch.no_grad():
         obs_times, gt, _, _ = mods["bouncing_ball"].BouncingBallExample().simulate(nbounces=4)
-    obs_times, gt = obs_times[:300], gt[:300]
     model = lp.NeuralODE() if no_events else lp.NeuralPhysics()
+    return lp, obs_times[:300], gt[:300], model
+
+
+def training(mods, no_events: bool, iterations: int, lr: float = 0.1):
+    """learn_physics' ``__main__`` loop; the losses, the seconds of each iteration and the
+    first iteration's gradient (all parameters, flat)."""
+    lp, obs_times, gt, model = _learn_physics_setup(mods, no_events)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses, seconds, grad0 = [], [], None
     for itr in range(iterations):
@@ -95,12 +100,7 @@ def training(mods, no_events: bool, iterations: int, lr: float = 0.1):
 def at_start(mods, no_events: bool):
     """One forward + backward of the first iteration (the initial parameters), as a function
     returning its seconds and the dynamics' calls (NFE, forward and backward)."""
-    lp = mods["learn_physics"]
-    torch.manual_seed(0)
-    with torch.no_grad():
-        obs_times, gt, _, _ = mods["bouncing_ball"].BouncingBallExample().simulate(nbounces=4)
-    obs_times, gt = obs_times[:300], gt[:300]
-    model = lp.NeuralODE() if no_events else lp.NeuralPhysics()
+    _, obs_times, gt, model = _learn_physics_setup(mods, no_events)
     field = model.odefunc if no_events else model.dynamics_fn
     calls = [0]
     field.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
