@@ -309,3 +309,10 @@ def test_backsolve_float32_args_with_float64_state():
     g = jax.grad(loss)(W, "backsolve")
     assert g.dtype == jnp.float32
     np.testing.assert_allclose(g, jax.grad(loss)(W, "checkpoint"), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.int32])
+def test_y0_dtype_at_the_door(dtype):
+    # float16 reached the solver and failed as a NaN first step (misleading NonFiniteState)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        gj.odeint(lambda y, t: -y, jnp.ones(2, dtype=dtype), jnp.linspace(0.0, 1.0, 3))

@@ -110,9 +110,10 @@ def _check_y0(y0):
         if isinstance(leaf, bool) or not hasattr(leaf, "dtype") and not isinstance(
                 leaf, numbers.Real):
             raise TypeError(f"`y0` leaves must be floating arrays, got {type(leaf).__name__}")
-        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-            raise TypeError(f"`y0` must hold floating-point arrays, got dtype "
-                            f"{jnp.result_type(leaf)}")
+        dtype = jnp.result_type(leaf)
+        if dtype not in (jnp.float32, jnp.float64):  # as the core: float16 and bfloat16 too
+            raise TypeError(f"`y0` must hold real floating arrays (float32 or float64), got "
+                            f"dtype {dtype}")
 
 
 def _check_scalar_tol(value, name):
