@@ -40,3 +40,22 @@ def test_g1d_iteration_table(tmp_path):
                      f"torchdiffeq direct;gqlib default ({default_alias()})"]) == 0
     text = out.read_text()
     assert "| torchdiffeq direct |" in text and f"gqlib default ({default_alias()})" in text
+
+
+def test_runner_resume_trains_only_the_missing_runs(tmp_path):
+    """``--resume`` keeps the runs already in the CSVs (their numbers unchanged) and trains only the
+    (width, seed, method) triples that are missing."""
+    first, second = "torchdiffeq direct", f"gqlib default ({default_alias()})"
+    common = ["--tiny", "--only", "g1d", "--epochs", "2", "--out", str(tmp_path), "--no-progress"]
+    assert main(common + ["--methods", first]) == 0
+    with open(tmp_path / "g1d_runs.csv") as fh:
+        before = list(csv.DictReader(fh))
+    assert main(common + ["--methods", f"{first};{second}", "--resume"]) == 0
+    with open(tmp_path / "g1d_runs.csv") as fh:
+        after = list(csv.DictReader(fh))
+    assert [r["method"] for r in after] == [first, second]
+    assert after[0] == before[0]  # kept, not retrained (wall time and loads identical)
+    with open(tmp_path / "g1d_epochs.csv") as fh:
+        epochs = list(csv.DictReader(fh))
+    assert sorted({e["method"] for e in epochs}) == sorted([first, second])
+    assert len(epochs) == 4

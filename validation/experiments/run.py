@@ -55,11 +55,42 @@ def epoch_time(hist):
     return sum(times) / len(times)
 
 
-def run_task(mod, task, cfg, methods, out, bar, log):
+def read_csv(path):
+    """Rows written by :func:`write_csv`, numbers parsed back (``[]`` if there is no file)."""
+    if not os.path.exists(path):
+        return []
+
+    def parse(key, value):
+        if key in ("task", "method"):
+            return value
+        return int(value) if key in ("width", "seed", "epochs", "epoch") else float(value)
+
+    with open(path, newline="") as fh:
+        return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def run_task(mod, task, cfg, methods, out, bar, log, resume=False):
+    """Train every (width, seed, method) of ``cfg``; with ``resume``, keep the runs already in
+    ``<task>_runs.csv`` and train only the missing ones. The CSVs are rewritten after every
+    run, so an interrupted run loses one training run at most."""
+    runs_csv = os.path.join(out, f"{task}_runs.csv")
+    epochs_csv = os.path.join(out, f"{task}_epochs.csv")
+    wanted = {(w, s, m) for w in cfg["widths"] for s in range(cfg["seeds"]) for m in methods}
     rows, epochs = [], []
+    if resume:
+        rows = [r for r in read_csv(runs_csv) if (r["width"], r["seed"], r["method"]) in wanted]
+        done_keys = {(r["width"], r["seed"], r["method"]) for r in rows}
+        epochs = [e for e in read_csv(epochs_csv)
+                  if (e["width"], e["seed"], e["method"]) in done_keys]
+        if rows:
+            log(f"{task}: resuming, {len(rows)} of {len(wanted)} runs already in {runs_csv}")
+    done_keys = {(r["width"], r["seed"], r["method"]) for r in rows}
     for width in cfg["widths"]:
         for seed in range(cfg["seeds"]):
             for method in methods:
+                if (width, seed, method) in done_keys:
+                    bar.update(cfg["epochs"])
+                    continue
                 bar.set_description(f"{task} W={width} seed={seed} {method}")
                 l0 = os.getloadavg()[0]
                 t0 = time.perf_counter()
@@ -83,8 +114,8 @@ def run_task(mod, task, cfg, methods, out, bar, log):
                 log(f"{task} W={width} seed={seed} {method}: {rows[-1]['time_per_epoch_s']:.4f} "
                     f"s/epoch, NFE {rows[-1]['fwd_nfe']:.1f}/{rows[-1]['bwd_nfe']:.1f}, "
                     f"{mod.METRIC} {hist['metric']:.4g}")
-    write_csv(os.path.join(out, f"{task}_runs.csv"), rows)
-    write_csv(os.path.join(out, f"{task}_epochs.csv"), epochs)
+                write_csv(runs_csv, rows)
+                write_csv(epochs_csv, epochs)
     table = aggregate(rows, methods, cfg["widths"])
     write_markdown(os.path.join(out, f"{task}.md"), mod, task, cfg, table, methods, rows)
     plots(os.path.join(out, task), mod, table, methods, cfg["widths"], epochs)
@@ -253,6 +284,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="", help="';'-separated subset of the methods")
     ap.add_argument("--out", default="", help="output folder (default by mode)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the runs already in the output folder's CSVs; train the rest")
     args = ap.parse_args(argv)
     mode = args.mode or "quick"
     out = args.out or OUT[mode]
@@ -304,7 +337,8 @@ def main(argv=None) -> int:
                 for task in mod.tasks(cfg):
                     total = len(cfg["widths"]) * cfg["seeds"] * len(methods) * cfg["epochs"]
                     with tqdm(total=total, disable=args.no_progress, desc=task) as bar:
-                        table = run_task(mod, task, cfg, methods, out, bar, log)
+                        table = run_task(mod, task, cfg, methods, out, bar, log,
+                                         resume=args.resume)
                     rows.append(headline(mod, task, table, cfg["widths"]))
             meta["experiments"][name] = dict(
                 command=command, mode=mode, config=cfg, started=started,
