@@ -26,7 +26,7 @@ from gqlib.tableaux import METHODS, ButcherTableau, get_method
 Tree = tuple  # a rooted tree is the sorted tuple of its children's trees; the leaf is ()
 
 NAMES = ("euler", "midpoint", "heun", "ralston", "heun3", "bosh3", "rk4", "rk38", "fehlberg2",
-         "adaptive_heun", "dopri5", "tsit5", "dop853", "dopri8")
+         "adaptive_heun", "dopri5", "dopri5_shampine", "tsit5", "dop853", "dopri8")
 ADAPTIVE = tuple(n for n in NAMES if METHODS[n].adaptive)
 DENSE = tuple(n for n in NAMES if METHODS[n].dense is not None)
 
@@ -170,7 +170,7 @@ def test_registry_attributes(name):
 def test_fsal_flags():
     fsal = {n for n in NAMES if METHODS[n].fsal}
     assert {"dopri5", "tsit5", "bosh3", "dop853"} <= fsal
-    assert fsal == {"dopri5", "tsit5", "bosh3", "dop853", "dopri8"}
+    assert fsal == {"dopri5", "dopri5_shampine", "tsit5", "bosh3", "dop853", "dopri8"}
     for n in fsal:
         assert METHODS[n].new_evals_per_step == METHODS[n].stages - 1
 

@@ -9,7 +9,7 @@ from ._tableau import ButcherTableau
 
 # one module per method; each defines TABLEAU
 _MODULES = ("euler", "midpoint", "heun", "ralston", "heun3", "bosh3", "rk4", "rk38", "fehlberg2",
-            "adaptive_heun", "dopri5", "tsit5", "dop853", "dopri8")
+            "adaptive_heun", "dopri5", "dopri5_shampine", "tsit5", "dop853", "dopri8")
 
 
 def _load() -> dict[str, ButcherTableau]:

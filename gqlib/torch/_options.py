@@ -26,9 +26,11 @@ from ..integrate._policy import substep_count
 __all__ = ["METHOD_NAMES", "UNSUPPORTED_METHODS", "resolve_method",
            "ForwardConfig", "AdjointConfig", "resolve_forward", "resolve_adjoint"]
 
-# torchdiffeq's explicit Runge-Kutta names -> gqlib tableaux. torchdiffeq's `rk4` is the 3/8 rule.
+# torchdiffeq's explicit Runge-Kutta names -> gqlib tableaux. torchdiffeq's `rk4` is the 3/8 rule;
+# its `dopri5` estimates the error with Shampine's embedded formula (so do diffrax and
+# jax.experimental.ode), which gqlib's core `dopri5` (scipy's RK45) does not.
 _TORCHDIFFEQ_NAMES = {
-    "dopri8": "dopri8", "dopri5": "dopri5", "tsit5": "tsit5", "bosh3": "bosh3",
+    "dopri8": "dopri8", "dopri5": "dopri5_shampine", "tsit5": "tsit5", "bosh3": "bosh3",
     "fehlberg2": "fehlberg2", "adaptive_heun": "adaptive_heun", "euler": "euler",
     "midpoint": "midpoint", "heun2": "heun2", "heun3": "heun3", "rk4": "rk38",
 }
@@ -53,7 +55,7 @@ _DEFAULT_MAX_STEPS = 2 ** 31 - 1  # torchdiffeq's max_num_steps default
 def resolve_method(method: Any, name: str = "method") -> str:
     """torchdiffeq method name -> gqlib tableau name (``None`` means ``dopri5``)."""
     if method is None:
-        return "dopri5"
+        return METHOD_NAMES["dopri5"]
     if not isinstance(method, str):
         raise TypeError(f"`{name}` must be a string, got {type(method).__name__}")
     if method in METHOD_NAMES:
