@@ -14,6 +14,7 @@ from ._collocation import CollocationAdjoint
 from ._field import CountedField, FunctionField, LinearizationUnavailable, VectorField
 from ._gradient import gradient
 from ._quadrature import NODE_RULES, NodeRule
+from ._rows import RowwiseMismatch
 from ._solved import DRIFT_LIMIT, BacksolveAdjoint, GQAdjoint, InterpolatedAdjoint
 from ._strategy import AdjointGradient, AdjointStrategy
 
@@ -23,4 +24,5 @@ __all__ = ["gradient", "AdjointGradient", "AdjointStrategy", "GQAdjoint", "Backs
            "InterpolatedAdjoint", "CollocationAdjoint", "CheckpointAdjoint", "AutoAdjoint",
            "AUTO_RATIO", "as_strategy",
            "NodeRule", "VectorField", "FunctionField", "CountedField", "ADJOINTS", "ALIASES",
-           "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT", "LinearizationUnavailable"]
+           "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT", "LinearizationUnavailable",
+           "RowwiseMismatch"]

@@ -107,6 +107,9 @@ class CountedField:
         self.field = field
         self.has_params = callable(getattr(field, "vjp_params", None))
         self.accumulates = bool(getattr(field, "accumulates_params", False))
+        # the field ignores t and maps each row of y on its own (the user's word; checked by
+        # every stacked call, see gqlib.adjoint._rows)
+        self.rowwise = bool(getattr(field, "rowwise", False))
         self.stats = {"nfe_f": 0, "nfe_vjp_y": 0, "nfe_vjp_params": 0}
         self.seconds = {"f": 0.0, "vjp_y": 0.0, "vjp_params": 0.0}
         self.observer = None  # observer(event, t0, a0, h) of the backward steps (gradient())

@@ -24,6 +24,7 @@ from ._nodes import (
     paper_count,
     resolved_degree,
 )
+from ._rows import RowStack, stack_rows_for
 
 __all__ = ["NodeRule", "ParameterQuadrature", "node_count", "resolution_tolerances", "shortfall",
            "warn_short"]
@@ -148,6 +149,8 @@ class ParameterQuadrature:
         self.n_nodes = 0
         self.n_panels = 0
         self.short = None  # (nodes given, nodes needed, t) of the worst under-resolved panel
+        rows = stack_rows_for(cf, shape)  # a row-wise field at a small batch: nodes stacked
+        self.stack = RowStack(cf, xp, rows) if rows else None
 
     def interval(self, segments, t_hi: float, t_lo: float, into=None):
         """``into + integral_{t_lo}^{t_hi}`` over one output interval, oriented forward
@@ -217,8 +220,15 @@ class ParameterQuadrature:
             else:
                 y, av = xp.reshape(z[k, :D], self.shape), xp.reshape(z[k, D:2 * D], self.shape)
             # the VJP is linear in a: weight the state-sized adjoint, not the P-sized result
-            into = self.cf.vjp_params_into(float(x[k]), y, (sign * float(w[k])) * av, into)
+            if self.stack is not None:
+                into = self.stack.add(float(x[k]), y, None, (sign * float(w[k])) * av, into)
+            else:
+                into = self.cf.vjp_params_into(float(x[k]), y, (sign * float(w[k])) * av, into)
         return into
+
+    def finish(self, into):
+        """``into`` with the nodes still queued in a row stack added (call once, at the end)."""
+        return into if self.stack is None else self.stack.flush(into)
 
 
 class _SegmentReader:

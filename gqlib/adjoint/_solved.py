@@ -385,6 +385,7 @@ class _SolvedPass:
                 dldt[i - 1] = self.dot(g[i - 1], self.f_at_output(stepper, i - 1))
         self.warn_drift()
         if self.quadrature is not None:
+            params = self.quadrature.finish(params)
             self.quadrature.warn_short(type(self.s).__name__)
         return AdjointGradient(dy0, params, xp.stack(dldt) if self.grad_t else None,
                                self.stats(stepper))
@@ -418,6 +419,7 @@ class _SolvedPass:
         s = dict(self.cf.stats)
         q = self.quadrature
         s["n_nodes"] = 0 if q is None else q.n_nodes
+        s["n_row_stacks"] = 0 if q is None or q.stack is None else q.stack.n_stacks
         s["n_panels"] = 0 if q is None else q.n_panels
         for key in ("n_accepted", "n_rejected", "n_steps"):
             s[key] = stepper.stats[key]

@@ -39,6 +39,7 @@ class AdjointJob:
     shape: torch.Size
     observer: Any = None  # the _adjoint callbacks (._callbacks)
     sol: Any = None
+    rowwise: bool = False  # adjoint_options['rowwise']: func ignores t, maps rows on their own
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -100,7 +101,8 @@ class OdeintAdjointFn(torch.autograd.Function):
         with_params = any(need[3:])
         fn = UserFunc(job.fn.func, job.fn.shapes, job.fn.dtype, job.fn.device, check=False,
                       time_map=job.fn.time_map)
-        fld = TorchParamField(fn, job.params) if with_params else TorchField(fn)
+        fld = TorchParamField(fn, job.params, rowwise=job.rowwise) if with_params else \
+            TorchField(fn)
         if not need[1]:  # row 0 feeds only dL/dy0 (a NaN there, from a 0/0 at t0, is unused)
             grad_ys = torch.cat([torch.zeros_like(grad_ys[:1]), grad_ys[1:]])
         g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),

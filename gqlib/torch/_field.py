@@ -210,8 +210,9 @@ class TorchParamField(TorchField):
     """A :class:`TorchField` with parameters: ``vjp_params`` is one flat vector (length P) in
     the state's dtype, the parameters' gradients concatenated in order."""
 
-    def __init__(self, fn: UserFunc, params: Sequence[torch.Tensor]):
+    def __init__(self, fn: UserFunc, params: Sequence[torch.Tensor], rowwise: bool = False):
         super().__init__(fn)
+        self.rowwise = bool(rowwise)  # see gqlib.adjoint._rows
         self.params = tuple(params)
         self.numels = [p.numel() for p in self.params]
         self.n_params = sum(self.numels)  # AutoAdjoint chooses by it

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -169,8 +170,9 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     rtol_c = _tolerance(rtol, "rtol", shapes, state)
     atol_c = _tolerance(atol, "atol", shapes, state)
     fwd = resolve_forward(method, options, rtol=rtol_c, atol=atol_c)
+    adj_options, rowwise = _rowwise_option(adjoint_options, adjoint, shapes, state)
     if adjoint is not None:
-        acfg = resolve_adjoint(adjoint, fwd, method=adjoint_method, options=adjoint_options,
+        acfg = resolve_adjoint(adjoint, fwd, method=adjoint_method, options=adj_options,
                                adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
                                atol=atol, forward_method=method)
         params = adjoint_params_of(func, adjoint_params)
@@ -219,7 +221,8 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         ys = _direct(fn, state, t, t_np, kw, stats)
     else:
         ctx = AdjointJob(fn=fn, t=t, t_np=t_np, solve_kwargs=kw, cfg=acfg, fwd=fwd, span=span,
-                          stats=stats, params=params, shape=state.shape, observer=bwd_obs)
+                          stats=stats, params=params, shape=state.shape, observer=bwd_obs,
+                          rowwise=rowwise)
         ys = OdeintAdjointFn.apply(ctx, state, t, *params)
     out = ys if shapes is None else fn.split(ys)
     return (out, stats) if return_stats else out
@@ -259,6 +262,29 @@ def odeint_adjoint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9,
 
 
 # -- validation at the door --------------------------------------------------------------------
+def _rowwise_option(options: Any, adjoint: Any, shapes, state: torch.Tensor):
+    """``adjoint_options`` without gqlib's ``rowwise`` key, and that key (default False).
+
+    ``rowwise=True`` is the user's word that ``func`` ignores ``t`` and maps each row of ``y``
+    (dim 0) on its own: a small-batch backward pass then stacks the rows of many calls into one
+    parameter VJP (``gqlib.adjoint._rows``; every stack is checked against the calls' values).
+    """
+    if not isinstance(options, dict) or "rowwise" not in options:
+        return options, False
+    options = dict(options)
+    rowwise = options.pop("rowwise")
+    if not isinstance(rowwise, bool):
+        raise TypeError(f"adjoint_options['rowwise'] must be a bool, got {type(rowwise).__name__}")
+    if adjoint is None:
+        raise ValueError("adjoint_options['rowwise'] needs an adjoint (adjoint=None "
+                         "backpropagates directly)")
+    if rowwise and (shapes is not None or state.ndim < 2):
+        got = "a tuple" if shapes is not None else f"shape {tuple(state.shape)}"
+        raise ValueError("adjoint_options['rowwise']=True needs a tensor y0 with a batch "
+                         f"dimension (dim 0) of rows, got {got}")
+    return options or None, rowwise
+
+
 
 def _state(y0) -> tuple[torch.Tensor, list[torch.Size] | None]:
     """The core's state: ``y0`` itself, or the flat concatenation of a tuple ``y0``."""
