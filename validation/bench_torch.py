@@ -43,6 +43,10 @@ METHODS = {
     "gq direct": ("gqlib", None, {}),
     "auto": ("gqlib", "auto", {}),
     "default": ("gqlib", "default", {}),  # odeint_adjoint's strategy (DEFAULT_ADJOINT)
+    # the user's word that the MLP ignores t and maps rows on their own: parameter VJPs of
+    # many calls stacked into one (at <= 16 rows per call; gqlib.adjoint._rows)
+    "default rowwise": ("gqlib", "default", {"rowwise": True}),
+    "checkpoint rowwise": ("gqlib", "checkpoint", {"rowwise": True}),
 }
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -124,7 +128,7 @@ def one_pass(name, model, z0, t, device, rtol=RTOL, atol=ATOL):
     else:
         if adjoint == "default":
             ys, st = gt.odeint_adjoint(model, z0, t, rtol=rtol, atol=atol, method="dopri5",
-                                       return_stats=True)
+                                       adjoint_options=dict(opts) or None, return_stats=True)
         else:
             ys, st = gt.odeint(model, z0, t, rtol=rtol, atol=atol, method="dopri5",
                                adjoint=adjoint, adjoint_options=dict(opts) or None,
@@ -320,7 +324,7 @@ def main() -> int:
                     vs_direct = f"{r['bwd'] / direct:.2f}" if direct else "-"
                     vs_semi = f"{r['bwd'] / semi:.3f}" if semi else "-"
                     vs_peak = f"{r['peak_mib'] / peak_direct:.2f}" if peak_direct else "-"
-                    label = m if m not in ("auto", "default") or "strategy" not in s else \
+                    label = m if m not in ("auto", "default", "default rowwise") or "strategy" not in s else \
                         f"{m} → {s['strategy']}"
                     load = "/".join(f"{x:.1f}" for x in r.get("load", []))
                     row = (f"| {W} | {B} | {label} | {r['fwd']:.3f} | {r['bwd']:.3f} | "
@@ -344,7 +348,7 @@ def main() -> int:
             continue
         s = r["stats"]
         rest = r["bwd"] - sec["vjp_y"] - sec["vjp_params"] - sec["f"]
-        name = r["method"] + (f" → {s['strategy']}" if r["method"] in ("auto", "default")
+        name = r["method"] + (f" → {s['strategy']}" if r["method"] in ("auto", "default", "default rowwise")
                               and "strategy" in s else "")
         breakdown.append(f"| {r['W']} | {r['batch']} | {name} | {r['bwd']:.3f} | "
                          f"{sec['f']:.3f} ({s.get('nfe_f', 0)}) | "

@@ -23,6 +23,11 @@ def default_alias() -> str:
     return DEFAULT_ADJOINT
 
 
+# methods run only when named: the default with rowwise=True (the field must ignore t and map
+# each row of y on its own, as g1d's and sines' do)
+OPT_IN = ["gqlib default rowwise"]
+
+
 def method_names(include=None) -> list[str]:
     """Every method, in table order (``include``: keep only these, in this order)."""
     names = ["torchdiffeq direct", "torchdiffeq adjoint", "torchdiffeq seminorm",
@@ -32,6 +37,7 @@ def method_names(include=None) -> list[str]:
     if f"gqlib {default_alias()}" in names:  # the default's own row stands for it
         names.remove(f"gqlib {default_alias()}")
     if include:
+        names = names + OPT_IN  # only where the experiment's field qualifies
         keep = [n for n in include if n in names]
         unknown = set(include) - set(names)
         if unknown:
@@ -78,6 +84,7 @@ def make_solver(name: str, *, rtol: float, atol: float, gtol: float, method: str
         "gqlib gq paper": gq("gq", {"nodes": "paper", "gtol": gtol}),
         "gqlib interpolated": gq("interpolated", {"gtol": gtol}),
         "gqlib collocation": gq("collocation"),
+        "gqlib default rowwise": gq(default_alias(), {"rowwise": True}),
     }
     if name not in table:
         raise SystemExit(f"unknown method {name!r}; known: {list(table)}")
