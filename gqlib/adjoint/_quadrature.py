@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._backend import constant_like, float64_of
+from .._backend import constant_like, float64_of, namespace
 from ..errors import GradientAccuracyWarning
 from ..integrate._stepper import evaluate_pieces
 from ..quadrature import gauss_legendre
@@ -152,14 +152,19 @@ class ParameterQuadrature:
         rows = stack_rows_for(cf, shape)  # a row-wise field at a small batch: nodes stacked
         self.stack = RowStack(cf, xp, rows) if rows else None
 
-    def interval(self, segments, t_hi: float, t_lo: float, into=None):
+    def interval(self, segments, t_hi: float, t_lo: float, into=None, shifts=None):
         """``into + integral_{t_lo}^{t_hi}`` over one output interval, oriented forward
         (``t_hi`` is the later output time in the forward direction; ``segments`` its backward
-        steps), accumulated in place into ``into`` (a new buffer when None)."""
+        steps), accumulated in place into ``into`` (a new buffer when None).
+
+        ``shifts`` (gq with step checkpoints): per segment, None or the sum of the restart jumps
+        ``y_checkpoint - y_reintegrated`` before it in this interval (y-sized). The node rule
+        samples the segments moved back by their shift, so that restarts, whose jumps are the
+        drift of the re-integrated y and not a feature of the integrand, are not resolved."""
         lo, hi = sorted((t_lo, t_hi))
         sign = 1.0 if t_hi > t_lo else -1.0  # the VJP is linear in a: orient the weights
         edges = sorted({lo, hi, *(s for s in self.tstops if lo < s < hi)})
-        reader = _SegmentReader(segments, segments[0].y0)
+        reader = _SegmentReader(segments, segments[0].y0, shifts)
         for a, b in zip(edges[:-1], edges[1:], strict=True):
             into = self._panel(reader, a, b, 0, into, sign)
         return into
@@ -184,7 +189,7 @@ class ParameterQuadrature:
         """Chebyshev degree at which the sampled backward state is resolved on [a, b]."""
         xp = self.xp
         tc = reader.times(f"cheb{SAMPLES}", chebyshev_points(SAMPLES), a, b)
-        zc = reader.at(tc, a, b)
+        zc = reader.at(tc, a, b, continuous=True)
         if self.y_source is not None:
             yc = evaluate_pieces(self.y_source.pieces_between(a, b), *tc, zc)
             zc = xp.concat([xp.reshape(yc, (SAMPLES, -1)), zc], axis=1)
@@ -233,11 +238,18 @@ class ParameterQuadrature:
 
 class _SegmentReader:
     """Evaluates the backward interpolant of one output interval at a rule's points, mapped to a
-    panel, entirely on the state's device (see :func:`evaluate_pieces`)."""
+    panel, entirely on the state's device (see :func:`evaluate_pieces`); ``continuous=True``
+    reads the pieces moved back by their ``shifts`` (restart jumps of the re-integrated y)."""
 
-    def __init__(self, segments, like):
+    def __init__(self, segments, like, shifts=None):
         self.pieces = [(s.t0, s.h, s.y0, s.Q) for s in segments]
         self.like = like
+        self.smooth = self.pieces
+        if shifts is not None and any(d is not None for d in shifts):
+            xp = namespace(like)
+            self.smooth = [p if d is None else
+                           (p[0], p[1], p[2] - xp.concat([d, xp.zeros_like(p[2][d.shape[0]:])]),
+                            p[3]) for p, d in zip(self.pieces, shifts, strict=True)]
 
     def times(self, name: str, ref: np.ndarray, a: float, b: float):
         """The points ``ref`` of [-1, 1] mapped to [a, b]: (host array, float64 device array),
@@ -246,7 +258,8 @@ class _SegmentReader:
         mid, half = 0.5 * (a + b), 0.5 * (b - a)
         return mid + half * np.asarray(ref, dtype=np.float64), mid + half * base
 
-    def at(self, times, a: float, b: float):
+    def at(self, times, a: float, b: float, continuous: bool = False):
         t_host, t_dev = times
-        sel = [p for p in self.pieces if min(p[0], p[0] + p[1]) < b and max(p[0], p[0] + p[1]) > a]
+        pieces = self.smooth if continuous else self.pieces
+        sel = [p for p in pieces if min(p[0], p[0] + p[1]) < b and max(p[0], p[0] + p[1]) > a]
         return evaluate_pieces(sel, t_host, t_dev, self.like)

@@ -255,6 +255,7 @@ class _SolvedPass:
             stepper.reset(self.flat(a_new))
             return
         y_ref = self.flat(y_ref)
+        self.jump = y_ref - z[:D]
         scaled = (z[:D] - y_ref) / (self.drift_atol + self.drift_rtol * xp.abs(y_ref))
         self._drifts.append(xp.sqrt(xp.mean(scaled * scaled)))
         self._drift_times.append(t)
@@ -358,7 +359,7 @@ class _SolvedPass:
         ck = self.sol.checkpoints
         for i in range(N, 0, -1):
             t_lo = float(t[i - 1])
-            segments = []
+            segments, shifts, shift = [], [], None  # shift: the restart jumps so far
             for k in [*self.inner_checkpoints(float(t[i]), t_lo), None]:
                 target = t_lo if k is None else float(ck.t[k])
                 while stepper.t != target:
@@ -366,10 +367,13 @@ class _SolvedPass:
                     if self.quadrature is not None:
                         _ = seg.Q  # now: a Hermite f(t1, y1) is then the next first stage
                         segments.append(seg)
+                        shifts.append(shift)
                 if k is not None:
                     self.restart(stepper, ck.y[k], target)
+                    if self.quadrature is not None:
+                        shift = self.jump if shift is None else shift + self.jump
             if self.quadrature is not None:
-                params = self.quadrature.interval(segments, float(t[i]), t_lo, params)
+                params = self.quadrature.interval(segments, float(t[i]), t_lo, params, shifts)
             a_before = self.unflat(stepper.y[a_slice])
             if i - 1 == 0:
                 if self.s.carries_y:

@@ -152,9 +152,13 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
     panels = None if rule is None else Panels(rule, st["rtol"], st["atol"],
                                                float(jnp.finfo(ydt).eps))
     span = t_out[-1] - t_out[0]
+    # the restart jumps of y so far in the interval, per segment (the core's `shifts`): the node
+    # rule samples the segments moved back by them, so that it does not resolve the drift
+    shifted = use_ck and rule is not None
 
-    def seg_eval(s, x):
-        """The backward interpolant of the current interval at times ``x`` (1-D)."""
+    def seg_eval(s, x, continuous=False):
+        """The backward interpolant of the current interval at times ``x`` (1-D); moved back by
+        the segments' restart shifts when ``continuous``."""
         t0s, hs = s["seg_t0"], s["seg_h"]
         lo = jnp.minimum(t0s, t0s + hs)
         valid = jnp.arange(MB) < s["nseg"]
@@ -163,7 +167,10 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
         j = jnp.where(jnp.any(jnp.isfinite(key), axis=1), jnp.argmax(key, axis=1), first)
         theta = (x - t0s[j]) / hs[j]
         powers = (theta[:, None] ** jnp.arange(1, deg + 1, dtype=tdt)).astype(ydt)
-        return s["seg_z"][j] + hs[j][:, None].astype(ydt) * jnp.einsum(
+        z0 = s["seg_z"][j]
+        if continuous and shifted:
+            z0 = z0.at[:, :D].add(-s["seg_shift"][j])
+        return z0 + hs[j][:, None].astype(ydt) * jnp.einsum(
             "mzd,md->mz", s["seg_Q"][j], powers)
 
     def quadrature(s, t_hi, t_lo, nfe_fwd, active):
@@ -181,7 +188,7 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
             # the backward state at Chebyshev points: the adaptive rule's count, the other
             # rules' check (interpolant evaluations only)
             tc = mid + half * cheb
-            zc = seg_eval(s, tc)
+            zc = seg_eval(s, tc, continuous=True)
             if not carries_y:
                 zc = jnp.concatenate([jax.vmap(dense_y)(tc), zc], axis=1)
             n, xr, wr, s_n, s_need, s_t = host(
@@ -240,7 +247,9 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
         pacc=jnp.zeros_like(pflat0), dt=dt, y0bar=jnp.zeros((D,), ydt),
         drift=jnp.zeros((), tdt), drift_at=tN, overflow=jnp.bool_(False),
         n_nodes=jnp.int32(0), short_n=jnp.int32(0), short_need=jnp.int32(0),
-        short_t=jnp.zeros((), tdt), nfe_f=jnp.int32(0) if carries_y else jnp.int32(1))
+        short_t=jnp.zeros((), tdt), nfe_f=jnp.int32(0) if carries_y else jnp.int32(1),
+        shift=jnp.zeros((D if shifted else 0,), ydt),
+        seg_shift=jnp.zeros((MB if shifted else 0, D), ydt))
     last = rk.s - 1
     # i indexes the interval [t_out[i-1], t_out[i]] in the loop (outputs 0..N-1): i = N-1 first
 
@@ -269,6 +278,8 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
                 s = dict(s, seg_t0=s["seg_t0"].at[k].set(t), seg_h=s["seg_h"].at[k].set(t1 - t),
                          seg_z=s["seg_z"].at[k].set(z), seg_Q=s["seg_Q"].at[k].set(Q),
                          nseg=k + 1, overflow=s["overflow"] | (k >= MB))
+                if shifted:
+                    s = dict(s, seg_shift=s["seg_shift"].at[k].set(s["shift"]))
             s = dict(s, t=t1, y=z1, f0=f1, nfe=nfe, n_acc=s["n_acc"] + 1)
 
             def restart_ck(s):
@@ -276,6 +287,8 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
                 dr = drift(s["y"], y_ref)
                 worse = dr > s["drift"]
                 z = s["y"].at[:D].set(y_ref)
+                if shifted:
+                    s = dict(s, shift=s["shift"] + (y_ref - s["y"][:D]))
                 return dict(s, y=z, f0=rhs(t1, z), nfe=s["nfe"] + 1,
                             drift=jnp.where(worse, dr, s["drift"]),
                             drift_at=jnp.where(worse, t1, s["drift_at"]))
@@ -288,7 +301,8 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
                                                  accept & landing_now & ~is_ck)
                     pacc, n_nodes = pacc + part, n_nodes + nn
                     s = dict(s, short_n=short[0], short_need=short[1], short_t=short[2])
-                s = dict(s, pacc=pacc, n_nodes=n_nodes, nseg=jnp.int32(0))
+                s = dict(s, pacc=pacc, n_nodes=n_nodes, nseg=jnp.int32(0),
+                         shift=jnp.zeros_like(s["shift"]))
                 a_before = s["y"][ab]
                 worse_dr = drift(s["y"], ys[im1]) if carries_y else jnp.zeros((), tdt)
                 worse = worse_dr > s["drift"]
