@@ -75,15 +75,47 @@ class RowStack:
         times = [it[0] for it in items]
         lin = self.cf.linearize(t0, Y)
         if len(items) > 1:  # one call stacked is that call
+            # the call farthest in time from t0: the stacked linearisation is taken at t0
+            far = max(range(len(items)), key=lambda i: abs(items[i][0] - t0))
+            own_p = None
             if all(it[2] is not None for it in items):
                 self._check(lin.value, xp.concat([it[2] for it in items], axis=0), times)
-            else:
-                t1, y1 = items[-1][0], items[-1][1]
-                n1 = int(y1.shape[0])
-                self._check(lin.value[-n1:], self.cf.f(t1, y1), times)
+            else:  # quadrature nodes: no recorded values, one call of its own
+                own, _, own_p = self.cf.f_vjp(items[far][0], items[far][1], items[far][3])
+                n0 = sum(int(it[1].shape[0]) for it in items[:far])
+                n1 = int(items[far][1].shape[0])
+                self._check(lin.value[n0:n0 + n1], own, times)
+            if items[far][0] != t0:
+                self._check_params(items[far], t0, own_p, times)
         _, into = lin.vjp(C, into)
         self.n_stacks += 1
         return into
+
+    def _check_params(self, item, t0: float, own_p, times):
+        """The parameter VJP is what the stack takes at t0 for every call: a field whose values
+        ignore t can still have a parameter Jacobian that reads it (a zero-initialised output
+        layer after a layer fed t; a t term below the value check's round-off bound in
+        float32). Compare one call's parameter VJP at its own time with the same at t0."""
+        xp = self.xp
+        t, y, _, c = item
+        if own_p is None:
+            own_p = self.cf.vjp_params(t, y, c)
+        at_t0 = self.cf.vjp_params(t0, y, c)
+        own_p, at_t0 = xp.reshape(own_p, (-1,)), xp.reshape(at_t0, (-1,))
+        # the same operations on the same inputs: equal to round-off of each element, not of
+        # the largest (a small parameter's gradient must not hide under a large one's)
+        eps = float(np.finfo(_numpy_dtype(own_p)).eps)
+        err = xp.abs(at_t0 - own_p)
+        mag = xp.abs(own_p) + xp.abs(at_t0)
+        floor = 1e-3 * float(xp.max(mag)) if mag.shape[0] else 0.0
+        bad = float(xp.max(err - 1e4 * eps * (mag + floor))) if mag.shape[0] else 0.0
+        if not bad <= 0.0:  # also catches NaN
+            raise RowwiseMismatch(
+                "the field was declared row-wise (rowwise=True), but its parameter VJP at t = "
+                f"{t:.6g} differs from the same at t = {t0:.6g} by up to "
+                f"{float(xp.max(err)):.3g} (largest {float(xp.max(xp.abs(own_p))):.3g}; calls at "
+                f"t = {min(times):.6g} .. {max(times):.6g}): df/dtheta reads t (e.g. a layer fed "
+                "t before a zero-initialised output layer). Remedy: drop rowwise=True")
 
     def _check(self, stacked, recorded, times):
         xp = self.xp
