@@ -46,8 +46,11 @@ def test_stacked_gradient_equals_unstacked(adjoint, stack_rows, monkeypatch):
     stacked, s1 = grads(model, y0, t, adjoint, True)
     assert s0["n_row_stacks"] == 0 and s1["n_row_stacks"] >= (1 if stack_rows == 512 else 3)
     assert float((stacked - plain).abs().max()) <= 1e-12 * float(plain.abs().max())
-    # one stacked call replaces the per-call parameter VJPs
-    assert s1["nfe_vjp_params"] == s1["n_row_stacks"] < s0["nfe_vjp_params"]
+    # one stacked call (and at most two checking calls of one row block) per stack replaces
+    # the per-call parameter VJPs
+    assert s1["n_row_stacks"] < s1["nfe_vjp_params"] <= 3 * s1["n_row_stacks"]
+    if stack_rows == 512:
+        assert s1["nfe_vjp_params"] < s0["nfe_vjp_params"]
 
 
 @pytest.mark.parametrize("adjoint", ["checkpoint", "gq", "interpolated"])
@@ -81,3 +84,38 @@ def test_rowwise_validation_at_the_door():
     from gqlib.torch import odeint
     with pytest.raises(ValueError, match="needs an adjoint"):
         odeint(model, torch.ones(2, 3, dtype=F64), t, adjoint_options={"rowwise": True})
+
+
+class TimeInput(torch.nn.Module):
+    """Reads t through its first layer, with a zero output layer (its values do not read t, its
+    output layer's gradient does), or through a term below float32's value check."""
+
+    def __init__(self, d=3, w=16, small_t=0.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.l1, self.l2 = torch.nn.Linear(d + 1, w), torch.nn.Linear(w, d)
+        self.w = torch.nn.Parameter(torch.ones(d))
+        self.small_t = small_t
+        if not small_t:
+            torch.nn.init.zeros_(self.l2.weight)
+            torch.nn.init.zeros_(self.l2.bias)
+
+    def forward(self, t, y):
+        tin = t * 0.0 if self.small_t else t
+        z = torch.cat([y, tin.expand(*y.shape[:-1], 1)], dim=-1)
+        return self.l2(torch.tanh(self.l1(z))) + self.small_t * t * self.w
+
+
+@pytest.mark.parametrize("adjoint", ["checkpoint", "gq"])
+@pytest.mark.parametrize("case", ["zero output layer", "float32 small t term"])
+def test_a_parameter_jacobian_that_reads_t_raises(adjoint, case):
+    # both were silently wrong before the parameter VJP check (30% and 146% on some
+    # components): the value check cannot see them
+    dtype = torch.float32 if case == "float32 small t term" else F64
+    model = TimeInput(small_t=1e-4 if case == "float32 small t term" else 0.0).to(dtype)
+    y0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(1)).to(dtype)
+    t = torch.linspace(0, 1.5, 3).to(dtype)
+    y = odeint_adjoint(model, y0, t, rtol=1e-6, atol=1e-8, adjoint=adjoint,
+                       adjoint_options={"rowwise": True})
+    with pytest.raises(RowwiseMismatch, match="parameter VJP"):
+        (y ** 2).sum().backward()

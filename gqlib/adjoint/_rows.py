@@ -15,6 +15,8 @@ equal the recorded ones of the separate calls, which they do not for a field tha
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["RowStack", "RowwiseMismatch", "stack_rows_for"]
@@ -23,6 +25,7 @@ __all__ = ["RowStack", "RowwiseMismatch", "stack_rows_for"]
 # arithmetic; measured crossover on CPU (docs/bench_torch.md, W = 1024): see stack_rows_for.
 MAX_CALL_ROWS = 16
 STACK_ROWS = 512  # rows per stacked call: bounds the stacked forward's activations
+_CHUNK = 1 << 18  # elements per piece of the parameter-VJP comparison
 
 
 class RowwiseMismatch(ValueError):
@@ -73,17 +76,63 @@ class RowStack:
         Y = xp.concat([it[1] for it in items], axis=0)
         C = xp.concat([it[3] for it in items], axis=0)
         times = [it[0] for it in items]
-        lin = self.cf.linearize(t0, Y)
+        own = None
         if len(items) > 1:  # one call stacked is that call
-            if all(it[2] is not None for it in items):
+            # the call farthest in time from t0: the stacked linearisation is taken at t0. Its
+            # parameter VJP is checked first, before the stack's graph exists (lower peak)
+            far = max(range(len(items)), key=lambda i: abs(items[i][0] - t0))
+            own_p = None
+            if items[far][2] is None:  # quadrature nodes: no recorded values, one call of its own
+                own, _, own_p = self.cf.f_vjp(items[far][0], items[far][1], items[far][3])
+            if items[far][0] != t0:
+                self._check_params(items[far], t0, own_p, times)
+            del own_p
+        lin = self.cf.linearize(t0, Y)
+        if len(items) > 1:
+            if own is None:
                 self._check(lin.value, xp.concat([it[2] for it in items], axis=0), times)
             else:
-                t1, y1 = items[-1][0], items[-1][1]
-                n1 = int(y1.shape[0])
-                self._check(lin.value[-n1:], self.cf.f(t1, y1), times)
+                n0 = sum(int(it[1].shape[0]) for it in items[:far])
+                n1 = int(items[far][1].shape[0])
+                self._check(lin.value[n0:n0 + n1], own, times)
         _, into = lin.vjp(C, into)
         self.n_stacks += 1
         return into
+
+    def _check_params(self, item, t0: float, own_p, times):
+        """The parameter VJP is what the stack takes at t0 for every call: a field whose values
+        ignore t can still have a parameter Jacobian that reads it (a zero-initialised output
+        layer after a layer fed t; a t term below the value check's round-off bound in
+        float32). Compare one call's parameter VJP at its own time with the same at t0."""
+        xp = self.xp
+        t, y, _, c = item
+        if own_p is None:
+            own_p = self.cf.vjp_params(t, y, c)
+        at_t0 = self.cf.vjp_params(t0, y, c)
+        own_p, at_t0 = xp.reshape(own_p, (-1,)), xp.reshape(at_t0, (-1,))
+        # the same operations on the same inputs: equal to round-off of each element, not of
+        # the largest (a small parameter's gradient must not hide under a large one's); in
+        # chunks, so that the comparison holds no parameter-sized temporaries
+        n = int(own_p.shape[0])
+        if n == 0:
+            return
+        eps = float(np.finfo(_numpy_dtype(own_p)).eps)
+        chunks = [(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK)]
+        top = max(float(xp.max(xp.abs(own_p[i:j]) + xp.abs(at_t0[i:j]))) for i, j in chunks)
+        floor = 1e-3 * top
+        bad, err = -math.inf, 0.0
+        for i, j in chunks:
+            a, b = own_p[i:j], at_t0[i:j]
+            e = xp.abs(b - a)
+            bad = max(bad, float(xp.max(e - 1e4 * eps * (xp.abs(a) + xp.abs(b) + floor))))
+            err = max(err, float(xp.max(e)))
+        if not bad <= 0.0:  # also catches NaN
+            raise RowwiseMismatch(
+                "the field was declared row-wise (rowwise=True), but its parameter VJP at t = "
+                f"{t:.6g} differs from the same at t = {t0:.6g} by up to {err:.3g} (largest "
+                f"{top:.3g}; calls at t = {min(times):.6g} .. {max(times):.6g}): df/dtheta reads "
+                "t (e.g. a layer fed t before a zero-initialised output layer). Remedy: drop "
+                "rowwise=True")
 
     def _check(self, stacked, recorded, times):
         xp = self.xp
