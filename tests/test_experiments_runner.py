@@ -59,3 +59,16 @@ def test_runner_resume_trains_only_the_missing_runs(tmp_path):
         epochs = list(csv.DictReader(fh))
     assert sorted({e["method"] for e in epochs}) == sorted([first, second])
     assert len(epochs) == 4
+
+
+def test_runner_resume_keeps_other_widths_in_the_tables(tmp_path):
+    """A --resume run at another width adds its runs; the folder's tables hold both widths."""
+    first = "torchdiffeq direct"
+    common = ["--tiny", "--only", "g1d", "--epochs", "2", "--out", str(tmp_path), "--no-progress",
+              "--methods", first]
+    assert main(common) == 0
+    assert main(common + ["--widths", "6", "--resume"]) == 0
+    with open(tmp_path / "g1d_runs.csv") as fh:
+        assert sorted(int(r["width"]) for r in csv.DictReader(fh)) == [5, 6]
+    text = (tmp_path / "g1d.md").read_text()
+    assert "g1d, width 5" in text and "g1d, width 6" in text

@@ -77,13 +77,14 @@ def run_task(mod, task, cfg, methods, out, bar, log, resume=False):
     epochs_csv = os.path.join(out, f"{task}_epochs.csv")
     wanted = {(w, s, m) for w in cfg["widths"] for s in range(cfg["seeds"]) for m in methods}
     rows, epochs = [], []
-    if resume:
-        rows = [r for r in read_csv(runs_csv) if (r["width"], r["seed"], r["method"]) in wanted]
+    if resume:  # every run of these methods already in the folder counts, whatever its width
+        rows = [r for r in read_csv(runs_csv) if r["method"] in methods]
         done_keys = {(r["width"], r["seed"], r["method"]) for r in rows}
         epochs = [e for e in read_csv(epochs_csv)
                   if (e["width"], e["seed"], e["method"]) in done_keys]
         if rows:
-            log(f"{task}: resuming, {len(rows)} of {len(wanted)} runs already in {runs_csv}")
+            log(f"{task}: resuming, {len(wanted & done_keys)} of {len(wanted)} runs already in "
+                f"{runs_csv} ({len(rows)} of these methods in all)")
     done_keys = {(r["width"], r["seed"], r["method"]) for r in rows}
     for width in cfg["widths"]:
         for seed in range(cfg["seeds"]):
@@ -116,10 +117,12 @@ def run_task(mod, task, cfg, methods, out, bar, log, resume=False):
                     f"{mod.METRIC} {hist['metric']:.4g}")
                 write_csv(runs_csv, rows)
                 write_csv(epochs_csv, epochs)
-    table = aggregate(rows, methods, cfg["widths"])
+    widths = sorted({*cfg["widths"], *(r["width"] for r in rows)})
+    cfg = {**cfg, "widths": widths}
+    table = aggregate(rows, methods, widths)
     write_markdown(os.path.join(out, f"{task}.md"), mod, task, cfg, table, methods, rows)
-    plots(os.path.join(out, task), mod, table, methods, cfg["widths"], epochs)
-    return table
+    plots(os.path.join(out, task), mod, table, methods, widths, epochs)
+    return table, widths
 
 
 def write_csv(path, rows):
@@ -140,15 +143,16 @@ def aggregate(rows, methods, widths):
                 continue
             table[method, width] = {k: _mean_std([r[k] for r in sel]) for k in
                                     ("time_per_epoch_s", "fwd_nfe", "bwd_nfe", "final_loss",
-                                     "metric", "load1_start")}
+                                     "metric", "load1_start", "epochs")}
             table[method, width]["n"] = len(sel)
     return table
 
 
 def write_markdown(path, mod, task, cfg, table, methods, rows):
     lines = [f"**{mod.TITLE}** (`{task}`)", "",
-             f"Widths {cfg['widths']}, {cfg['epochs']} epochs, {cfg['seeds']} seeds; mean ± std "
-             "over seeds. Time: wall seconds per epoch (forward + backward + Adam step, first "
+             f"Widths {cfg['widths']}, {cfg['epochs']} epochs, {cfg['seeds']} seeds (a folder "
+             "grown with --resume may hold other runs: the seeds and epochs columns count each "
+             "row's runs); mean ± std over seeds. Time: wall seconds per epoch (forward + backward + Adam step, first "
              "epoch left out), one torch thread. NFE: calls of the field per iteration, forward / "
              f"backward (direct backprop: backward = forward). Metric: {mod.METRIC}. Ratios: mean "
              "time per epoch over torchdiffeq direct's and adjoint's at the same width.", ""]
@@ -157,16 +161,17 @@ def write_markdown(path, mod, task, cfg, table, methods, rows):
         ref_a = table.get(("torchdiffeq adjoint", width), {}).get("time_per_epoch_s",
                                                                     (math.nan,))[0]
         lines += [f"#### {task}, width {width}", "",
-                  f"| method | s / epoch | x tdq direct | x tdq adjoint | NFE fwd | NFE bwd | "
-                  f"final loss | {mod.METRIC} | load (1 min) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  f"| method | seeds | epochs | s / epoch | x tdq direct | x tdq adjoint | NFE fwd | "
+                  f"NFE bwd | final loss | {mod.METRIC} | load (1 min) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for method in methods:
             r = table.get((method, width))
             if r is None:
                 continue
             t = r["time_per_epoch_s"][0]
             lines.append(
-                f"| {method} | {_fmt(*r['time_per_epoch_s'])} | {t / ref_d:.2f} | "
+                f"| {method} | {r['n']} | {r['epochs'][0]:.0f} | {_fmt(*r['time_per_epoch_s'])} | "
+                f"{t / ref_d:.2f} | "
                 f"{t / ref_a:.2f} | {_fmt(*r['fwd_nfe'])} | {_fmt(*r['bwd_nfe'])} | "
                 f"{_fmt(*r['final_loss'])} | {_fmt(*r['metric'])} | {r['load1_start'][0]:.1f} |")
         lines.append("")
@@ -337,9 +342,9 @@ def main(argv=None) -> int:
                 for task in mod.tasks(cfg):
                     total = len(cfg["widths"]) * cfg["seeds"] * len(methods) * cfg["epochs"]
                     with tqdm(total=total, disable=args.no_progress, desc=task) as bar:
-                        table = run_task(mod, task, cfg, methods, out, bar, log,
-                                         resume=args.resume)
-                    rows.append(headline(mod, task, table, cfg["widths"]))
+                        table, widths = run_task(mod, task, cfg, methods, out, bar, log,
+                                                 resume=args.resume)
+                    rows.append(headline(mod, task, table, widths))
             meta["experiments"][name] = dict(
                 command=command, mode=mode, config=cfg, started=started,
                 wall_s=time.perf_counter() - t0, load_start=l0, load_end=load(),
