@@ -15,8 +15,8 @@ import sys
 
 from .run import EXPERIMENTS, _mean_std
 
-FOLDERS = ("docs/results", "docs/results/g1d_3000_repeat", "docs/results/g1d_widths",
-           "docs/results/quick")
+FOLDERS = ("docs/results", "docs/results/g1d_full", "docs/results/sines_full",
+           "docs/results/g1d_3000_repeat", "docs/results/g1d_widths", "docs/results/quick")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 GQ, DEFAULT = "gqlib gq adaptive", "gqlib default"
 
@@ -24,6 +24,14 @@ GQ, DEFAULT = "gqlib gq adaptive", "gqlib default"
 def _runs(folder, task):
     with open(os.path.join(folder, f"{task}_runs.csv")) as fh:
         return list(csv.DictReader(fh))
+
+
+def _n(rows, method_prefix, width):
+    return sum(1 for r in rows if r["method"].startswith(method_prefix) and int(r["width"]) == width)
+
+
+def _ratio(num, den):
+    return "-" if not (num == num and den == den and den) else f"{num / den:.2f}x"
 
 
 def _at(rows, method_prefix, width, key):
@@ -54,11 +62,17 @@ def row(folder, name, entry):
          ("torchdiffeq direct", "torchdiffeq adjoint", GQ, DEFAULT)}
     met = {m: _at(rows, m, w, "metric") for m in ("torchdiffeq direct", "torchdiffeq adjoint",
                                                    GQ, DEFAULT)}
-    return (f"| {task} | W = {w}, {cfg['epochs']} epochs, {cfg['seeds']} seed(s) | "
-            f"{t['torchdiffeq adjoint'] / t[GQ]:.2f}x | {t['torchdiffeq direct'] / t[GQ]:.2f}x | "
-            f"{t['torchdiffeq direct'] / t[DEFAULT]:.2f}x | {mod_metric}: tdq direct "
-            f"{met['torchdiffeq direct']:.3g}, tdq adjoint {met['torchdiffeq adjoint']:.3g}, gq "
-            f"{met[GQ]:.3g}, default {met[DEFAULT]:.3g} | {where} |")
+    seeds = _n(rows, GQ, w)
+    n_adj = _n(rows, "torchdiffeq adjoint", w)
+    run = f"W = {w}, {cfg['epochs']} epochs, {seeds} seed(s)" + (
+        f" (tdq adjoint: {n_adj})" if n_adj != seeds else "")
+
+    def m(key):
+        return "-" if met[key] != met[key] else f"{met[key]:.3g}"
+    return (f"| {task} | {run} | {_ratio(t['torchdiffeq adjoint'], t[GQ])} | "
+            f"{_ratio(t['torchdiffeq direct'], t[GQ])} | {_ratio(t['torchdiffeq direct'], t[DEFAULT])} | "
+            f"{mod_metric}: tdq direct {m('torchdiffeq direct')}, tdq adjoint "
+            f"{m('torchdiffeq adjoint')}, gq {m(GQ)}, default {m(DEFAULT)} | {where} |")
 
 
 def table() -> str:
