@@ -124,7 +124,7 @@ def _check_scalar_tol(value, name):
 
 
 def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
-           method: str = "dopri5", adjoint: str | AdjointStrategy | None = None,
+           method: str = "dopri5_shampine", adjoint: str | AdjointStrategy | None = None,
            step_size: float | None = None, first_step: float | None = None,
            max_steps: int = MAX_STEPS, norm: Any = "rms", controller: PIController | None = None,
            min_step: float = 0.0, max_step: float = math.inf, return_stats: bool = False):
@@ -151,7 +151,9 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
     rtol, atol : float
         Tolerances (jax.experimental.ode's defaults, 1.4e-8).
     method : str
-        A name in :data:`gqlib.METHODS` (``dopri5`` default).
+        A name in :data:`gqlib.METHODS`; default ``"dopri5_shampine"``, the ``dopri5`` of
+        jax.experimental.ode and diffrax (Shampine's error estimate; the core's ``"dopri5"``
+        is scipy's RK45).
     adjoint : str or AdjointStrategy, optional
         How gradients are computed: a strategy of :mod:`gqlib.adjoint` or its alias; default
         the core's default (``"auto"``, as ``gqlib.torch.odeint_adjoint``: checkpoint, or
