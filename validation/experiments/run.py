@@ -287,6 +287,7 @@ def main(argv=None) -> int:
     ap.add_argument("--widths", default="", help="override the widths (comma-separated)")
     ap.add_argument("--epochs", type=int, default=None, help="override the epochs")
     ap.add_argument("--methods", default="", help="';'-separated subset of the methods")
+    ap.add_argument("--variants", default="", help="sines: comma-separated subset of the variants")
     ap.add_argument("--out", default="", help="output folder (default by mode)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     ap.add_argument("--resume", action="store_true",
@@ -330,6 +331,8 @@ def main(argv=None) -> int:
                 cfg["widths"] = [int(w) for w in args.widths.split(",")]
             if args.epochs is not None and "epochs" in cfg:
                 cfg["epochs"] = args.epochs
+            if args.variants and "variants" in cfg:
+                cfg["variants"] = [v.strip() for v in args.variants.split(",") if v.strip()]
             t0, l0 = time.perf_counter(), load()
             started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
             if hasattr(mod, "run"):  # an experiment with its own protocol
