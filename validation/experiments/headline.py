@@ -65,7 +65,8 @@ def row(folder, name, entry):
     seeds = _n(rows, GQ, w)
     n_adj = _n(rows, "torchdiffeq adjoint", w)
     run = f"W = {w}, {cfg['epochs']} epochs, {seeds} seed(s)" + (
-        f" (tdq adjoint: {n_adj})" if n_adj != seeds else "")
+        "" if n_adj == seeds else " (tdq adjoint not run)" if n_adj == 0 else
+        f" (tdq adjoint: {n_adj})")
 
     def m(key):
         return "-" if met[key] != met[key] else f"{met[key]:.3g}"
