@@ -42,7 +42,10 @@ class VectorField(Protocol):
     A field with ``accumulates_params = True`` takes ``into=buf`` in its linearisation's
     ``vjp`` and its pullback's ``vjp``: thetabar is added into ``buf`` in place (a new buffer
     when None) and returned, so that a backward pass holds one parameter-sized accumulator
-    instead of a fresh thetabar per call.
+    instead of a fresh thetabar per call. A field with ``rowwise = True`` declares that f ignores
+    t and maps each row of y (axis 0) on its own: at a few rows per call the checkpoint adjoint
+    and the quadratures then take the parameter VJPs of many calls as one call on their stacked
+    rows, each stack checked (:mod:`gqlib.adjoint._rows`, :class:`RowwiseMismatch`).
     """
 
     def __call__(self, t: float, y: Any) -> Any: ...
