@@ -469,3 +469,44 @@ def test_every_strategy_with_every_method(adjoint, method):
     assert _rel(g.y0, dy0) < bound
     assert _rel(g.params, dA.ravel()) < bound
     assert _rel(g.t, dt) < bound
+
+
+def test_rowwise_stacking_in_the_numpy_core():
+    """A NumPy field declaring ``rowwise = True`` (f ignores t, maps rows of y on their own): the
+    checkpoint adjoint and GQ stack its parameter VJPs and return the unstacked gradient; the
+    same field reading t raises RowwiseMismatch."""
+    import gqlib
+    from gqlib.adjoint import CheckpointAdjoint, FunctionField, GQAdjoint, RowwiseMismatch, gradient
+
+    rng = np.random.default_rng(5)
+    W = 0.7 * rng.standard_normal((3, 3))
+
+    def make(t_weight):
+        def f(t, y):
+            return np.tanh(y @ W.T) * (1.0 + t_weight * t)
+
+        def vjp_y(t, y, a):
+            return ((a * (1.0 + t_weight * t)) * (1.0 - np.tanh(y @ W.T) ** 2)) @ W
+
+        def vjp_params(t, y, a):
+            g = (a * (1.0 + t_weight * t)) * (1.0 - np.tanh(y @ W.T) ** 2)
+            return (g.T @ y).ravel()
+        return FunctionField(f, vjp_y, vjp_params)
+
+    y0 = rng.standard_normal((4, 3))
+    t = np.array([0.0, 0.4, 1.0])
+    G = rng.standard_normal((3, 4, 3))
+    for strategy in (CheckpointAdjoint(), GQAdjoint()):
+        sol = gqlib.solve(make(0.0), y0, t, rtol=1e-8, atol=1e-10, checkpoints=True)
+        plain = gradient(make(0.0), sol, G, adjoint=strategy)
+        field = make(0.0)
+        field.rowwise = True
+        stacked = gradient(field, sol, G, adjoint=strategy)
+        assert stacked.stats["n_row_stacks"] >= 1 and plain.stats["n_row_stacks"] == 0
+        np.testing.assert_allclose(stacked.params, plain.params, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(stacked.y0, plain.y0, rtol=1e-12, atol=1e-14)
+        bad = make(0.5)
+        bad.rowwise = True
+        sol_bad = gqlib.solve(bad, y0, t, rtol=1e-8, atol=1e-10, checkpoints=True)
+        with pytest.raises(RowwiseMismatch):
+            gradient(bad, sol_bad, G, adjoint=strategy)
