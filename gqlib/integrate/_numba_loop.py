@@ -270,12 +270,7 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
                     for k in range(n):
                         v = (h * acc[k]) / scale[k]
                         work[k] = v * v
-                    if n < 8:
-                        ss = -0.0
-                        for k in range(n):
-                            ss += work[k]
-                    else:
-                        ss = pairwise_sum(work, 0, n)
+                    ss = pairwise_sum(work, 0, n)  # its leaf sums n < 8 from -0.0, as NumPy
                     e = math.sqrt(ss / n)
                 if q == 0:
                     e5 = e
@@ -286,12 +281,7 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
             err = e5
             if checks:
                 # a non-finite y1 with finite stages would give scale = inf and err = 0: poison it
-                if n < 8:
-                    sy = -0.0
-                    for k in range(n):
-                        sy += y1[k]
-                else:
-                    sy = pairwise_sum(y1, 0, n)
+                sy = pairwise_sum(y1, 0, n)
                 err = e5 + 0.0 * sy
             accept, status, hnew, err_prev, after_reject, n_bad = pi_decide(
                 err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety, min_factor,
