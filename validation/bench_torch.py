@@ -47,8 +47,12 @@ METHODS = {
     # many calls stacked into one (at <= 16 rows per call; gqlib.adjoint._rows)
     "default rowwise": ("gqlib", "default", {"rowwise": True}),
     "checkpoint rowwise": ("gqlib", "checkpoint", {"rowwise": True}),
+    # without the forward's kept stage graphs: every step recomputed from its checkpoint
+    "checkpoint recompute": ("gqlib", "checkpoint", {"keep_stages": 0}),
+    "default recompute": ("gqlib", "default", {"keep_stages": 0}),
 }
 RTOL, ATOL = 1e-6, 1e-8
+_CHOOSING = ("auto", "default", "default rowwise", "default recompute")  # rows name the choice
 
 
 def build(W: int, batch: int, device: str):
@@ -324,7 +328,7 @@ def main() -> int:
                     vs_direct = f"{r['bwd'] / direct:.2f}" if direct else "-"
                     vs_semi = f"{r['bwd'] / semi:.3f}" if semi else "-"
                     vs_peak = f"{r['peak_mib'] / peak_direct:.2f}" if peak_direct else "-"
-                    label = m if m not in ("auto", "default", "default rowwise") or "strategy" not in s else \
+                    label = m if m not in _CHOOSING or "strategy" not in s else \
                         f"{m} → {s['strategy']}"
                     load = "/".join(f"{x:.1f}" for x in r.get("load", []))
                     row = (f"| {W} | {B} | {label} | {r['fwd']:.3f} | {r['bwd']:.3f} | "
@@ -348,7 +352,7 @@ def main() -> int:
             continue
         s = r["stats"]
         rest = r["bwd"] - sec["vjp_y"] - sec["vjp_params"] - sec["f"]
-        name = r["method"] + (f" → {s['strategy']}" if r["method"] in ("auto", "default", "default rowwise")
+        name = r["method"] + (f" → {s['strategy']}" if r["method"] in _CHOOSING
                               and "strategy" in s else "")
         breakdown.append(f"| {r['W']} | {r['batch']} | {name} | {r['bwd']:.3f} | "
                          f"{sec['f']:.3f} ({s.get('nfe_f', 0)}) | "

@@ -13,6 +13,7 @@ from ._checkpoint import CheckpointAdjoint
 from ._collocation import CollocationAdjoint
 from ._field import CountedField, FunctionField, LinearizationUnavailable, VectorField
 from ._gradient import gradient
+from ._kept import StageKeeper
 from ._quadrature import NODE_RULES, NodeRule
 from ._rows import RowwiseMismatch
 from ._solved import DRIFT_LIMIT, BacksolveAdjoint, GQAdjoint, InterpolatedAdjoint
@@ -25,4 +26,4 @@ __all__ = ["gradient", "AdjointGradient", "AdjointStrategy", "GQAdjoint", "Backs
            "AUTO_RATIO", "as_strategy",
            "NodeRule", "VectorField", "FunctionField", "CountedField", "ADJOINTS", "ALIASES",
            "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT", "LinearizationUnavailable",
-           "RowwiseMismatch"]
+           "RowwiseMismatch", "StageKeeper"]

@@ -85,6 +85,12 @@ class AutoAdjoint(AdjointStrategy):
         be chosen, else the step checkpoints."""
         return "dense" if self._params_dominate(n_params, state_size) else "checkpoints"
 
+    def keep_bytes(self, n_params: int | None, itemsize: int, state_size: int = 0) -> int:
+        """The discrete candidate's budget of kept stages, where only it can be chosen."""
+        if self._params_dominate(n_params, state_size):
+            return 0
+        return self.discrete.keep_bytes(n_params, itemsize)
+
     def _params_dominate(self, n_params, state_size) -> bool:
         return n_params is not None and n_params >= self.ratio * max(int(state_size), 1)
 

@@ -25,13 +25,15 @@ from ..integrate._validation import check_times
 from ..interpolate import Solution
 from ._aliases import as_strategy
 from ._field import CountedField
+from ._kept import StageKeeper
 from ._strategy import AdjointGradient, AdjointStrategy
 
 __all__ = ["gradient"]
 
 
 def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy | str | None = None,
-             grad_t: bool = True, observer: Any = None, **settings: Any) -> AdjointGradient:
+             grad_t: bool = True, observer: Any = None, kept: StageKeeper | None = None,
+             **settings: Any) -> AdjointGradient:
     r"""Gradients of ``L = sum_i l_i(y(t_i))`` from ``grad_y[i] = dl_i/dy(t_i)``.
 
     Parameters
@@ -58,6 +60,10 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
         ``"accept"`` or ``"reject"``, with ``a0`` the adjoint dL/dy (y's shape) at its start and
         ``h`` its signed size. A backward solver's steps (GQ, backsolve, interpolated); each
         recomputed forward step (checkpoint); each panel (collocation, always accepted).
+    kept : StageKeeper, optional
+        The forward's stage linearisations, when the forward solve ran with a
+        :class:`StageKeeper` as its field and observer: the checkpoint adjoint back-propagates
+        the steps it kept without recomputing them (other strategies ignore it).
     **settings
         With a string ``adjoint``: the strategy's constructor arguments
         (``gradient(..., adjoint="gq", nodes=3)`` is ``adjoint=GQAdjoint(nodes=3)``).
@@ -92,6 +98,9 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
         raise TypeError(f"`observer` must be callable as observer(event, t0, a0, h), got "
                         f"{type(observer).__name__}")
     cf.observer = observer
+    if kept is not None and not isinstance(kept, StageKeeper):
+        raise TypeError(f"`kept` must be a StageKeeper, got {type(kept).__name__}")
+    cf.kept = kept
     xp = namespace(sol.y)
     if tuple(getattr(grad_y, "shape", ())) != tuple(sol.y.shape):
         raise ValueError(f"`grad_y` must have shape {tuple(sol.y.shape)} (len(t), *y0.shape), got "

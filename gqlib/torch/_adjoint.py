@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 import gqlib
-from gqlib.adjoint import AdjointStrategy, AutoAdjoint, gradient
+from gqlib.adjoint import AdjointStrategy, AutoAdjoint, StageKeeper, gradient
 from gqlib.adjoint._strategy import SolverSettings
+from gqlib.tableaux import get_method
 
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
 
@@ -40,6 +41,8 @@ class AdjointJob:
     observer: Any = None  # the _adjoint callbacks (._callbacks)
     sol: Any = None
     rowwise: bool = False  # adjoint_options['rowwise']: func ignores t, maps rows on their own
+    keeper: Any = None  # the forward's stage graphs (StageKeeper), until the backward pass
+    grad_params: bool = True  # a backward pass may ask for the parameters' gradients
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -78,12 +81,23 @@ class OdeintAdjointFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, job: AdjointJob, y0: torch.Tensor, t: torch.Tensor, *params):
         with torch.no_grad():
-            record = job.cfg.strategy.record_for(job.n_params() if job.params else None,
-                                                 y0.numel())
-            sol = gqlib.solve(job.fn, y0.detach(), job.t_np, dense_output=record == "dense",
-                              checkpoints=record == "checkpoints", **job.solve_kwargs)
+            strategy = job.cfg.strategy
+            n_params = job.n_params() if job.params else None
+            record = strategy.record_for(n_params, y0.numel())
+            f, kw = job.fn, job.solve_kwargs
+            budget = strategy.keep_bytes(n_params, y0.element_size(), y0.numel()) \
+                if record == "checkpoints" and job.grad_params else 0
+            if budget > 0:  # the stages' graphs, kept if they fit (gqlib.adjoint.StageKeeper)
+                fld = TorchParamField(job.fn, job.params) if job.params else TorchField(job.fn)
+                f = job.keeper = StageKeeper(fld, get_method(job.fwd.method), budget,
+                                                  min_steps=len(job.t_np) - 1)
+                kw = {**kw, "observer": _both(kw.get("observer"), job.keeper.observe)}
+            sol = gqlib.solve(f, y0.detach(), job.t_np, dense_output=record == "dense",
+                              checkpoints=record == "checkpoints", **kw)
         job.sol = sol
         job.stats.forward = dict(sol.stats)
+        if job.keeper is not None:  # what the backward pass will not recompute, and its cost
+            job.stats.forward.update(kept_steps=job.keeper.n_kept, kept_bytes=job.keeper.nbytes)
         ctx.job = job
         ys = sol.y
         ctx.save_for_backward(ys)  # raises at backward if the caller edits ys in place
@@ -105,8 +119,11 @@ class OdeintAdjointFn(torch.autograd.Function):
             TorchField(fn)
         if not need[1]:  # row 0 feeds only dL/dy0 (a NaN there, from a 0/0 at t0, is unused)
             grad_ys = torch.cat([torch.zeros_like(grad_ys[:1]), grad_ys[1:]])
+        kept, job.keeper = job.keeper, None  # freed with this pass
+        if kept is not None and not with_params:
+            kept = None  # kept with the parameters in their graphs: not this pass's field
         g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
-                     adjoint=job.strategy(with_params), observer=job.observer)
+                     adjoint=job.strategy(with_params), observer=job.observer, kept=kept)
         job.stats.backward = dict(g.stats)
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None
@@ -115,6 +132,17 @@ class OdeintAdjointFn(torch.autograd.Function):
         else:
             grad_params = [None] * len(job.params)
         return (None, grad_y0, grad_t, *grad_params)
+
+
+def _both(first, second):
+    """One step observer calling ``first`` (None: none) and then ``second``."""
+    if first is None:
+        return second
+
+    def observe(event, t0, y0, h):
+        first(event, t0, y0, h)
+        second(event, t0, y0, h)
+    return observe
 
 
 def _module_params(func) -> tuple[torch.Tensor, ...] | None:

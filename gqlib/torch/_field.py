@@ -198,6 +198,32 @@ class TorchField:
             return grads[0], (self._into(grads[1:], into) if params else None)
         return [o.detach() for o in outputs], vjp
 
+    def linearize_measured(self, t: float, y: torch.Tensor) -> tuple[TorchLinearization, int]:
+        """:meth:`linearize` and the bytes its graph holds: the tensors autograd saved for the
+        backward pass (each storage once, the parameters' own not counted), the state and
+        the value (:class:`gqlib.adjoint.StageKeeper` keeps graphs within a budget by it)."""
+        skip = self._param_storages()
+        seen: dict[int, int] = {}
+
+        def pack(x):
+            try:
+                st = x.untyped_storage()
+            except (RuntimeError, NotImplementedError):  # a tensor without storage
+                return x
+            ptr = st.data_ptr()
+            if ptr not in skip:
+                seen[ptr] = st.nbytes()
+            return x
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
+            lin = self.linearize(t, y)
+        for x in (lin.y, lin.f):
+            seen[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+        return lin, sum(seen.values())
+
+    def _param_storages(self) -> set[int]:
+        return {p.untyped_storage().data_ptr() for p in getattr(self, "params", ())}
+
     def linearize(self, t: float, y: torch.Tensor) -> TorchLinearization:
         """One forward pass with a graph, kept for several backward passes."""
         with torch.enable_grad():
@@ -274,6 +300,10 @@ class TorchLinearization:
     def vjp(self, a: torch.Tensor, into=None):
         vy, *vp = self._retained((self.y, *self.params), a)
         return vy, self.field._into(vp, into)
+
+
+def _unpack(x):
+    return x
 
 
 def _grad(f: torch.Tensor, inputs, a: torch.Tensor, retain: bool = False):

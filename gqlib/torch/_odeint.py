@@ -222,7 +222,8 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     else:
         ctx = AdjointJob(fn=fn, t=t, t_np=t_np, solve_kwargs=kw, cfg=acfg, fwd=fwd, span=span,
                           stats=stats, params=params, shape=state.shape, observer=bwd_obs,
-                          rowwise=rowwise)
+                          rowwise=rowwise,
+                          grad_params=torch.is_grad_enabled() and bool(params))
         ys = OdeintAdjointFn.apply(ctx, state, t, *params)
     out = ys if shapes is None else fn.split(ys)
     return (out, stats) if return_stats else out

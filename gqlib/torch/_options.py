@@ -291,6 +291,8 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
         given = options is not None
         options = dict(options or {})
         own = {k: options.pop(k) for k in ("ratio",) if k in options}
+        if "keep_stages" in options:  # the discrete candidate's
+            own["discrete"] = _construct("checkpoint", {"keep_stages": options.pop("keep_stages")})
         cont = resolve_adjoint("interpolated", fwd, method=method,
                                options=options if given else None,
                                adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,

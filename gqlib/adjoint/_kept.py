@@ -1,0 +1,150 @@
+"""The forward's stage linearisations, kept for the discrete adjoint within a memory budget.
+
+:class:`CheckpointAdjoint` recomputes each forward step from its checkpoint before
+back-propagating it: one extra forward pass. Where the activations that a field's backward pass
+needs are small against its parameters (a wide network at a small batch), the forward can record
+each stage call's graph instead, as direct backpropagation does, and the backward pass then
+recomputes nothing. :class:`StageKeeper` is that forward field: it linearises every call, drops the
+calls of rejected attempts at once, and keeps the stages of every accepted step while the kept
+bytes fit its budget. It keeps all steps or none: the first step over the budget frees every
+kept stage and the rest of the forward runs without graphs (the backward pass then recomputes
+every step, as without a keeper), so the backward pass never holds more than the budget besides
+what the checkpoint adjoint holds.
+
+The backward pass uses a kept step only if its stage times and its first stage's state equal the
+checkpoint's (:meth:`StageKeeper.step`); any other step is recomputed. Its gradient is the
+discrete adjoint of the forward's own stage evaluations, which the recomputation reproduces to
+round-off.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .._backend import namespace
+
+__all__ = ["StageKeeper"]
+
+
+class StageKeeper:
+    """A forward field that records the accepted steps' stage linearisations (see module doc).
+
+    Parameters
+    ----------
+    field : VectorField
+        The forward field; it must have ``linearize(t, y)`` (an object with ``value``,
+        ``vjp_y(a)`` and ``vjp(a, into)``), and may have ``linearize_measured(t, y)``, the same
+        with the bytes the linearisation holds (default: the state's and the value's).
+    tableau : ButcherTableau
+        The forward method; methods with stages beyond the step's own (dense-output extras) are
+        not kept.
+    budget : int
+        Bytes the kept stages may hold; 0 keeps nothing.
+    min_steps : int
+        The fewest steps the forward is expected to take (a step per output interval, say): a
+        first call too big for ``min_steps`` steps of the method's stages within the budget
+        stops the keeper at once, before the forward holds more graphs than it can keep.
+
+    Use it as the forward's ``f`` and ``observer``:
+    ``gqlib.solve(keeper, y0, t, checkpoints=True, observer=keeper.observe)``, then
+    ``gradient(field, sol, grad_y, adjoint="checkpoint", kept=keeper)``.
+    """
+
+    def __init__(self, field: Any, tableau: Any, budget: int, min_steps: int = 1):
+        self.field = field
+        self.stages = int(tableau.stages)
+        self.fsal = bool(tableau.fsal)
+        self.budget = int(budget)
+        self.min_steps = max(int(min_steps), 1)
+        self.active = (self.budget > 0 and tableau.A.shape[0] == tableau.stages
+                       and callable(getattr(field, "linearize", None)))
+        self.full = not self.active  # over budget (or never active): plain calls from now on
+        self._measured = getattr(field, "linearize_measured", None)
+        self.nbytes = 0  # bytes of the calls held now (kept steps, the current attempt)
+        self.peak_bytes = 0
+        self._steps: dict[int, list] = {}
+        self._pre: list = []  # calls since the last accepted step (before the next attempt)
+        self._attempt: list | None = None
+        self._f0 = None  # the current step's first stage
+        self._fsal_last = None  # the last accepted step's last stage
+        self._new_step = True  # the next attempt starts a step (not a retry)
+        self._n_accepted = 0
+
+    # -- the forward --------------------------------------------------------------------------
+    def __call__(self, t: float, y):
+        if self.full:
+            return self.field(t, y)
+        if self._measured is not None:
+            lin, nbytes = self._measured(t, y)
+        else:
+            lin = self.field.linearize(t, y)
+            nbytes = int(getattr(y, "nbytes", 0)) + int(getattr(lin.value, "nbytes", 0))
+        rec = (t, y, lin, int(nbytes))
+        if self._n_accepted == 0 and not self._pre and \
+                rec[3] * self.stages * self.min_steps > self.budget:
+            self.stop()
+            return lin.value
+        self.nbytes += rec[3]
+        (self._pre if self._attempt is None else self._attempt).append(rec)
+        self.peak_bytes = max(self.peak_bytes, self.nbytes)
+        return lin.value
+
+    def observe(self, event: str, t0: float, y0, h: float) -> None:
+        """The forward stepper's observer: ``"step"``, then ``"accept"`` or ``"reject"``."""
+        if self.full:
+            return
+        if event == "step":
+            if self._new_step:
+                # f(t0, y0) called anew (the first step, after a tstop, without FSAL: the first
+                # call since the last step; the initial-step probe follows it), else FSAL's
+                self._f0 = self._pre[0] if self._pre else self._fsal_last
+                self._release(self._pre[1:])
+                self._pre, self._new_step = [], False
+            self._attempt = []
+        elif event == "reject":
+            self._release(self._attempt or [])
+            self._attempt = None
+        elif event == "accept":
+            stages = [self._f0, *(self._attempt or [])]
+            self._attempt, self._new_step = None, True
+            self._steps[self._n_accepted] = stages
+            self._n_accepted += 1
+            self._fsal_last = stages[-1] if self.fsal else None
+            if self.nbytes > self.budget:
+                self.stop()
+
+    def _release(self, calls) -> None:
+        for rec in calls:
+            if rec is not None:
+                self.nbytes -= rec[3]
+
+    def stop(self) -> None:
+        """Free every kept stage; the rest of the forward (and this keeper) keeps nothing."""
+        self.full = True
+        self._steps.clear()
+        self._pre, self._attempt, self._f0, self._fsal_last = [], None, None, None
+        self.nbytes = 0
+
+    # -- the backward -------------------------------------------------------------------------
+    @property
+    def n_kept(self) -> int:
+        """Steps kept (0 once the budget was exceeded)."""
+        return len(self._steps)
+
+    def step(self, k: int, times: list[float], y0) -> list | None:
+        """Step ``k``'s stages ``[(t, Y, lin)]`` (removed from the keeper), or None unless all
+        were kept, at the times ``times`` (to a few ulps: the stepper's ``t0 + c h`` and the
+        checkpoints' ``t0 + c (t1 - t0)`` may round apart) and with the first stage at the
+        state ``y0`` (exactly)."""
+        stages = self._steps.pop(k, None)
+        if stages is None or len(stages) != self.stages or any(s is None for s in stages):
+            return None
+        tol = 8 * math.ulp(max(abs(t) for t in times))
+        if any(abs(s[0] - t) > tol for s, t in zip(stages, times, strict=True)):
+            return None
+        y = stages[0][1]
+        xp = namespace(y0)
+        if tuple(y.shape) != tuple(y0.shape) or not bool(xp.all(y == y0)):
+            return None
+        return [s[:3] for s in stages]

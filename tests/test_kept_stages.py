@@ -1,0 +1,232 @@
+"""The forward's kept stage linearisations (gqlib.adjoint.StageKeeper): the checkpoint adjoint
+back-propagates the steps the forward kept without recomputing them. The gradient must equal the
+recomputed one (and direct backpropagation) to round-off whatever the steps did (rejections,
+tstops, interior outputs, fixed steps, methods it cannot keep), the budget must hold (all steps
+or none), and a keeper that does not belong to the solution must be ignored, never trusted."""
+
+import numpy as np
+import pytest
+
+import gqlib
+from gqlib.adjoint import CheckpointAdjoint, StageKeeper, gradient
+from gqlib.tableaux import get_method
+
+# -- the NumPy core: a field with `linearize` -------------------------------------------------
+
+
+class _Lin:
+    def __init__(self, field, t, y):
+        self.field, self.t, self.y = field, t, y.copy()
+        self.value = field(t, y)
+        field.n_lin += 1
+
+    def vjp_y(self, a):
+        return self.field.vjp_y(self.t, self.y, a)
+
+    def vjp(self, a, into=None):
+        vp = self.field.vjp_params(self.t, self.y, a)
+        return self.vjp_y(a), vp if into is None else into + vp
+
+
+class Pendulum:
+    """``y' = (y1, -sin(y0) k0 - k1 y1 + k2 cos(3 t))``: nonlinear, t-dependent, stiff enough at
+    tight tolerances to reject steps."""
+
+    def __init__(self, k):
+        self.k = np.asarray(k, dtype=float)
+        self.n_lin = 0
+
+    def __call__(self, t, y):
+        return np.array([y[1], -self.k[0] * np.sin(y[0]) - self.k[1] * y[1]
+                         + self.k[2] * np.cos(3 * t)])
+
+    def vjp_y(self, t, y, a):
+        return np.array([-a[1] * self.k[0] * np.cos(y[0]), a[0] - a[1] * self.k[1]])
+
+    def vjp_params(self, t, y, a):
+        return np.array([-a[1] * np.sin(y[0]), -a[1] * y[1], a[1] * np.cos(3 * t)])
+
+    def linearize(self, t, y):
+        return _Lin(self, t, y)
+
+
+def _solve_kept(field, y0, t, budget=10 ** 9, **kw):
+    method = kw.setdefault("method", "dopri5")
+    keeper = StageKeeper(field, get_method(method), budget, min_steps=len(t) - 1)
+    sol = gqlib.solve(keeper, y0, t, checkpoints=True, observer=keeper.observe, **kw)
+    return sol, keeper
+
+
+@pytest.mark.parametrize("method", ["dopri5", "dopri5_shampine", "tsit5", "bosh3"])
+@pytest.mark.parametrize("tstops", [(), (0.37, 1.3)])
+def test_kept_gradient_equals_recomputed(method, tstops):
+    field = Pendulum([4.0, 0.3, 0.7])
+    y0, t = np.array([1.2, 0.0]), np.linspace(0.0, 2.5, 7)
+    # too long a first step: rejected attempts, whose calls must be dropped
+    kw = dict(method=method, rtol=1e-9, atol=1e-11, tstops=tstops, first_step=0.3)
+    sol, keeper = _solve_kept(field, y0, t, **kw)
+    assert sol.stats["n_rejected"] > 0
+    n_steps = len(sol.checkpoints) - 1
+    assert keeper.n_kept == n_steps
+    gy = np.ones_like(sol.y)
+    field.n_lin = 0
+    kept = gradient(field, sol, gy, adjoint="checkpoint", kept=keeper)
+    # nothing recomputed: the only f calls are dL/dt's, one per output time
+    assert field.n_lin == 0 and kept.stats["nfe_f"] == len(t)
+    assert kept.stats["n_kept_steps"] == n_steps and keeper.n_kept == 0  # freed as used
+    ref_sol = gqlib.solve(field, y0, t, checkpoints=True, **kw)
+    ref = gradient(field, ref_sol, gy, adjoint="checkpoint")
+    assert ref.stats["n_kept_steps"] == 0
+    np.testing.assert_allclose(kept.params, ref.params, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(kept.y0, ref.y0, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(kept.t, ref.t, rtol=1e-12, atol=1e-14)
+
+
+def test_fixed_step_and_unkeepable_methods():
+    """rk4 (fixed steps, no FSAL) is kept; dop853 (dense-output stages beyond the step's) is not,
+    and its gradient is the recomputed one."""
+    field = Pendulum([2.0, 0.1, 0.5])
+    y0, t = np.array([0.5, 0.1]), np.linspace(0.0, 1.0, 5)
+    sol, keeper = _solve_kept(field, y0, t, method="rk4", step_size=0.05)
+    assert keeper.n_kept == len(sol.checkpoints) - 1
+    g = gradient(field, sol, np.ones_like(sol.y), adjoint="checkpoint", kept=keeper)
+    ref = gradient(field, gqlib.solve(field, y0, t, method="rk4", step_size=0.05,
+                                      checkpoints=True), np.ones_like(sol.y), adjoint="checkpoint")
+    np.testing.assert_allclose(g.params, ref.params, rtol=1e-12)
+    sol, keeper = _solve_kept(field, y0, t, method="dop853", rtol=1e-8, atol=1e-10)
+    assert keeper.n_kept == 0 and field(0.0, y0) is not None
+    g = gradient(field, sol, np.ones_like(sol.y), adjoint="checkpoint", kept=keeper)
+    assert g.stats["n_kept_steps"] == 0 and g.stats["nfe_f"] > 0
+
+
+def test_budget_keeps_all_steps_or_none():
+    field = Pendulum([4.0, 0.3, 0.7])
+    y0, t = np.array([1.2, 0.0]), np.linspace(0.0, 2.5, 7)
+    sol, keeper = _solve_kept(field, y0, t, rtol=1e-8, atol=1e-10)
+    need = keeper.peak_bytes
+    assert keeper.n_kept > 0 and need > 0
+    # over the budget after some steps: every kept step freed, the rest run without graphs
+    sol, keeper = _solve_kept(field, y0, t, budget=need // 2, rtol=1e-8, atol=1e-10)
+    assert keeper.n_kept == 0 and keeper.full and keeper.nbytes == 0
+    assert keeper.peak_bytes <= need // 2 + 8 * 2 * 8 * 3  # the calls of one more attempt
+    g = gradient(field, sol, np.ones_like(sol.y), adjoint="checkpoint", kept=keeper)
+    assert g.stats["n_kept_steps"] == 0
+    # a first call too big for one step per output interval: stopped before the first step
+    sol, keeper = _solve_kept(field, y0, t, budget=10, rtol=1e-8, atol=1e-10)
+    assert keeper.full and keeper.peak_bytes == 0
+
+
+def test_a_keeper_of_another_solve_is_not_used():
+    """The keeper's steps must start where the solution's checkpoints do; otherwise each step
+    is recomputed (never a gradient of another trajectory)."""
+    field = Pendulum([4.0, 0.3, 0.7])
+    t = np.linspace(0.0, 2.5, 7)
+    _, keeper = _solve_kept(field, np.array([1.2, 0.0]), t, rtol=1e-8, atol=1e-10)
+    sol = gqlib.solve(field, np.array([1.1, 0.0]), t, rtol=1e-8, atol=1e-10, checkpoints=True)
+    g = gradient(field, sol, np.ones_like(sol.y), adjoint="checkpoint", kept=keeper)
+    ref = gradient(field, sol, np.ones_like(sol.y), adjoint="checkpoint")
+    assert g.stats["n_kept_steps"] == 0
+    np.testing.assert_array_equal(g.params, ref.params)
+
+
+def test_validation_at_the_door():
+    field = Pendulum([1.0, 0.0, 0.0])
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], checkpoints=True)
+    with pytest.raises(TypeError, match="`kept` must be a StageKeeper"):
+        gradient(field, sol, np.ones_like(sol.y), adjoint="checkpoint", kept=object())
+    for bad in (-1.0, float("inf"), "all", True):
+        with pytest.raises(ValueError, match="keep_stages"):
+            CheckpointAdjoint(keep_stages=bad)
+
+
+# -- gqlib.torch: the default and the checkpoint adjoint keep where the budget allows ---------
+
+torch = pytest.importorskip("torch")
+
+from gqlib.torch import odeint, odeint_adjoint  # noqa: E402
+
+
+class Net(torch.nn.Module):
+    def __init__(self, d=3, w=64, t_weight=0.5, wide=False):
+        super().__init__()
+        torch.manual_seed(1)
+        self.l1, self.l2 = torch.nn.Linear(d, w), torch.nn.Linear(w, d)
+        self.mid = torch.nn.Linear(w, w) if wide else torch.nn.Identity()
+        self.t_weight = t_weight
+        self.steps = 0
+
+    def forward(self, t, y):
+        h = torch.tanh(self.mid(torch.tanh(self.l1(y))))
+        return self.l2(h) + self.t_weight * torch.sin(3 * t) * y
+
+    def callback_step(self, t0, y0, dt):  # the user's observer runs beside the keeper's
+        self.steps += 1
+
+
+def _torch_grads(adjoint, dtype=torch.float64, **kw):
+    model = Net().to(dtype)
+    y0 = torch.linspace(-1, 1, 2 * 3, dtype=dtype).reshape(2, 3).requires_grad_(True)
+    t = torch.tensor([0.0, 0.4, 0.45, 1.3, 2.0], dtype=dtype)
+    tol = dict(rtol=1e-9, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    if adjoint is None:
+        ys, stats = odeint(model, y0, t, **tol, return_stats=True, **kw)
+    else:
+        ys, stats = odeint_adjoint(model, y0, t, **tol, adjoint=adjoint, return_stats=True, **kw)
+    (ys ** 2).sum().backward()
+    return torch.cat([y0.grad.reshape(-1)] + [p.grad.reshape(-1) for p in model.parameters()]), \
+        stats, model
+
+
+@pytest.mark.parametrize("options", [{}, {"step_t": [0.7]}, {"jump_t": [0.9]}])
+def test_torch_kept_equals_direct_and_recomputed(options):
+    kw = {"options": options} if options else {}
+    direct, _, _ = _torch_grads(None, **kw)
+    kept, st, model = _torch_grads(CheckpointAdjoint(keep_stages=1e6), **kw)
+    again, st0, _ = _torch_grads(CheckpointAdjoint(keep_stages=0), **kw)
+    assert st.backward["n_kept_steps"] == st.backward["n_steps"] > 0
+    assert st.backward["nfe_f"] == 0 and st0.backward["n_kept_steps"] == 0  # t needs no grad
+    assert model.steps > 0
+    torch.testing.assert_close(kept, again, rtol=1e-11, atol=1e-13)
+    torch.testing.assert_close(kept, direct, rtol=1e-11, atol=1e-13)
+
+
+def test_torch_float32_and_default_budget():
+    """float32 keeps too; the default budget (one parameter-gradient's bytes) keeps nothing for
+    this small network at this batch (its activations outweigh its 451 parameters)."""
+    direct, _, _ = _torch_grads(None, dtype=torch.float32)
+    kept, st, _ = _torch_grads(CheckpointAdjoint(keep_stages=1e6), dtype=torch.float32)
+    assert st.backward["n_kept_steps"] > 0
+    torch.testing.assert_close(kept, direct, rtol=2e-5, atol=1e-6)
+    _, st, _ = _torch_grads("checkpoint")
+    assert st.backward["n_kept_steps"] == 0
+
+
+def test_torch_wide_network_keeps_by_default():
+    """Parameters outweighing the activations: the default keeps every step."""
+    model = Net(w=512, wide=True).double()
+    y0 = torch.randn(2, 3, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    ys, st = odeint_adjoint(model, y0, t, rtol=1e-7, atol=1e-9, return_stats=True)
+    (ys ** 2).sum().backward()
+    assert st.backward["strategy"] == "checkpoint"
+    assert st.backward["n_kept_steps"] == st.backward["n_steps"] > 0
+    assert st.backward["nfe_f"] == 0
+    ref = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    ys = odeint_adjoint(model, y0, t, rtol=1e-7, atol=1e-9,
+                        adjoint_options={"keep_stages": 0})
+    (ys ** 2).sum().backward()
+    for a, b in zip(ref, [p.grad for p in model.parameters()], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_torch_no_graph_without_grad():
+    """Under torch.no_grad nothing is kept (no backward pass can come)."""
+    model = Net(w=512, wide=True).double()
+    y0 = torch.randn(2, 3, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    with torch.no_grad():
+        ys, st = odeint_adjoint(model, y0, t, rtol=1e-7, atol=1e-9, return_stats=True)
+    assert not ys.requires_grad and "kept_steps" not in st.forward
+    ys, st = odeint_adjoint(model, y0, t, rtol=1e-7, atol=1e-9, return_stats=True)
+    assert st.forward["kept_steps"] == st.forward["n_accepted"] and st.forward["kept_bytes"] > 0
