@@ -95,7 +95,8 @@ def test_kernels_compiled_and_plain_agree():
         err = float(rng.choice([0.0, math.inf, math.nan, 10.0 ** rng.uniform(-6, 3)]))
         h, h_ctrl, t0 = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-5, 5)
         args = (err, h, h_ctrl, bool(rng.integers(2)), t0, 10.0 ** rng.uniform(-4, 0),
-                bool(rng.integers(2)), int(rng.integers(6)), 0.9, 0.2, 10.0, 0.2, 0.04,
+                bool(rng.integers(2)), int(rng.integers(6)), 0.9, 0.2, 10.0,
+                float(rng.choice([0.2, 1.0])), 0.2, 0.04,
                 float(rng.choice([0.0, 0.01])), float(rng.choice([math.inf, 0.5])),
                 int(rng.choice([1, 4, 7])), float(t0 + rng.choice([-1.0, 1e-15, 1.0])))
         got, want = pi_decide(*args), P[pi_decide](*args)
@@ -153,6 +154,8 @@ def test_pi_controller_api():
         PIController(safety=1.5)
     with pytest.raises(ValueError, match="min_factor"):
         PIController(min_factor=2.0)
+    with pytest.raises(TypeError, match="shrink_after_accept"):
+        PIController(shrink_after_accept=1)
     with pytest.raises(TypeError, match="beta2"):
         PIController(beta2="0.04")
 
@@ -176,3 +179,16 @@ def test_dop853_with_default_controller_matches_no_controller():
     b = gqlib.solve(f, y0, [0.0, 10.0], method="dop853")
     assert a.stats == b.stats
     np.testing.assert_array_equal(a.y, b.y)
+
+
+@pytest.mark.parametrize("shrink", [True, False])
+def test_no_shrinking_after_an_accepted_step(shrink):
+    """``shrink_after_accept=False`` (torchdiffeq's and diffrax's rule): an accepted step is
+    followed by one at least as long; a rejected one still shrinks by the controller's factor."""
+    c = PIController(shrink_after_accept=shrink).start(4)
+    accept, _, hnew = c.decide(0.9, 0.1, 0.1, False, 0.0)  # factor 0.9 * 0.9^-0.2 < 1
+    assert accept and (hnew < 0.1 if shrink else hnew == 0.1)
+    accept, _, hnew = c.decide(1e-6, 0.1, 0.1, False, 0.0)
+    assert accept and hnew == pytest.approx(1.0)  # growth is unchanged (max_factor 10)
+    accept, _, hnew = c.decide(4.0, 0.1, 0.1, False, 0.0)
+    assert not accept and hnew < 0.1

@@ -437,3 +437,40 @@ def test_torch_func_transforms_raise_a_clear_error(transform, adjoint):
           "jacrev": tf.jacrev(last)}[transform]
     with pytest.raises(NotImplementedError, match="torch.func transforms"):
         fn(torch.ones(3, 2, dtype=F64) if transform == "vmap" else torch.ones(2, dtype=F64))
+
+
+# -- the same steps as torchdiffeq ------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+@pytest.mark.parametrize("batch", [4, 64])
+def test_same_steps_as_torchdiffeq(method, batch):
+    """torchdiffeq's step-size rule (Shampine's error estimate for dopri5, no shrinking after an
+    accepted step): the same steps, to the rounding of the error norms, on a random MLP field
+    where gqlib's scipy rule took 80 evaluations against torchdiffeq's 74 (W = 1024, batch 4).
+    They part only where torchdiffeq's last step overshoots the span's end (it interpolates
+    back; gqlib lands on it)."""
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 128), torch.nn.Tanh(), torch.nn.Linear(128, 128),
+                              torch.nn.Tanh(), torch.nn.Linear(128, 16)).double()
+    calls = {"gq": [], "tdq": []}
+
+    def field(key):
+        def f(t, y):
+            calls[key].append(float(t))
+            return net(y)
+        return f
+
+    y0 = torch.randn(batch, 16, dtype=F64)
+    t = torch.linspace(0, 1, 11, dtype=F64)
+    with torch.no_grad():
+        a = odeint(field("gq"), y0, t, rtol=1e-6, atol=1e-8, method=method)
+        b = torchdiffeq.odeint(field("tdq"), y0, t, rtol=1e-6, atol=1e-8, method=method)
+    gq, tdq = calls["gq"], calls["tdq"]
+    same = 0
+    while same < min(len(gq), len(tdq)) and gq[same] == pytest.approx(tdq[same], rel=1e-8):
+        same += 1
+    stages = 7 if method == "dopri5" else 4
+    assert same == len(gq) == len(tdq) or max(tdq[same:same + stages]) > 1.0, (same, gq, tdq)
+    assert abs(len(gq) - len(tdq)) < stages
+    torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-3)  # at the global error, ~1e-4

@@ -70,6 +70,10 @@ class PIController:
     beta2 : float
         Exponent of the previous accepted error (integral gain); default 0, the I controller of
         scipy and torchdiffeq. Hairer's DOPRI5 uses 0.04.
+    shrink_after_accept : bool
+        Whether an accepted step may be followed by a smaller one (default True, as scipy and
+        Hairer's codes do). False keeps the step size after an accepted step whose factor is
+        below 1, as torchdiffeq and diffrax do (gqlib.torch's default, for the same steps).
 
     Examples
     --------
@@ -84,7 +88,7 @@ class PIController:
 
     def __init__(self, *, safety: float = SAFETY, min_factor: float = MIN_FACTOR,
                  max_factor: float = MAX_FACTOR, beta1: float | None = None,
-                 beta2: float = PI_BETA):
+                 beta2: float = PI_BETA, shrink_after_accept: bool = True):
         for name, v in (("safety", safety), ("min_factor", min_factor),
                         ("max_factor", max_factor), ("beta2", beta2)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -97,8 +101,12 @@ class PIController:
         if not (0 < min_factor <= 1 <= max_factor):
             raise ValueError("`min_factor` must be in (0, 1] and `max_factor` >= 1, "
                              f"got {min_factor} and {max_factor}")
+        if not isinstance(shrink_after_accept, bool):
+            raise TypeError(f"`shrink_after_accept` must be a bool, got {shrink_after_accept!r}")
         self.safety = float(safety)
         self.min_factor = float(min_factor)
+        self.shrink_after_accept = shrink_after_accept
+        self.min_accept_factor = self.min_factor if shrink_after_accept else 1.0
         self.max_factor = float(max_factor)
         self.beta2 = float(beta2)
         self._beta1 = None if beta1 is None else float(beta1)
@@ -110,7 +118,8 @@ class PIController:
 
     def __repr__(self) -> str:
         return (f"PIController(safety={self.safety}, min_factor={self.min_factor}, "
-                f"max_factor={self.max_factor}, beta1={self._beta1}, beta2={self.beta2})")
+                f"max_factor={self.max_factor}, beta1={self._beta1}, beta2={self.beta2}, "
+                f"shrink_after_accept={self.shrink_after_accept})")
 
     def start(self, error_order: int | None, *, min_step: float = 0.0,
               max_step: float = math.inf) -> PIController:
@@ -141,7 +150,8 @@ class PIController:
         landing point ``target`` with scaled error norm ``err``; updates the memory."""
         accept, status, hnew, self.err_prev, self.after_reject, self.n_bad = _pi_decide(
             err, h, h_ctrl, landing, t0, self.err_prev, self.after_reject, self.n_bad, self.safety,
-            self.min_factor, self.max_factor, self.beta1, self.beta2, self.min_step,
+            self.min_factor, self.max_factor, self.min_accept_factor, self.beta1, self.beta2,
+            self.min_step,
             self.max_step, self.error_order, target)
         return accept, status, hnew
 

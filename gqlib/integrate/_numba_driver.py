@@ -65,7 +65,7 @@ def _types():
                    a2, a1, a1, a1, a1, a2, b1,  # A, B, C, E, E_low, P, P_rows
                    i8, bl, bl, bl, i8,          # stages, fsal, has_E_low, has_P, error_order
                    a1, a1,                      # rtol, atol
-                   f8, f8, f8, f8, f8,          # safety, min/max factor, beta1, beta2
+                   f8, f8, f8, f8, f8, f8,      # safety, min/max/min-accept factor, beta1, 2
                    f8, f8, f8,                  # min_step, max_step, half
                    bl, f8, f8, i8,              # adaptive, step_size, first_step, max_steps
                    a1, i8, bl, bl,              # tstops, norm_kind, land_on_outputs, dense
@@ -171,13 +171,14 @@ def _controller_args(tab, step_size, controller, min_step, max_step):
     """The started controller's settings, as the kernel takes them (the default controller's
     packed once per error order and step bounds: a few microseconds of every small solve)."""
     if step_size is not None:
-        return (0.9, 0.2, 10.0, 0.0, 0.0, 0.0, math.inf)  # unused in fixed-step mode
+        return (0.9, 0.2, 10.0, 0.2, 0.0, 0.0, 0.0, math.inf)  # unused in fixed-step mode
     key = (tab.error_order, min_step, max_step)
     if controller is None and key in _default_controller_cache:
         return _default_controller_cache[key]
     c = (controller or PIController()).start(tab.error_order, min_step=min_step,
                                              max_step=max_step)
-    args = (c.safety, c.min_factor, c.max_factor, c.beta1, c.beta2, c.min_step, c.max_step)
+    args = (c.safety, c.min_factor, c.max_factor, c.min_accept_factor, c.beta1, c.beta2,
+            c.min_step, c.max_step)
     if controller is None:
         _default_controller_cache[key] = args
     return args

@@ -54,8 +54,8 @@ __all__ = ["solve_kernel"]
 
 @jit
 def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages, fsal, has_E_low,
-                 has_P, error_order, rtol, atol, safety, min_factor, max_factor, beta1, beta2,
-                 min_step, max_step, half, adaptive, step_size, first_step, max_steps, tstops,
+                 has_P, error_order, rtol, atol, safety, min_factor, max_factor, min_accept_factor,
+                 beta1, beta2, min_step, max_step, half, adaptive, step_size, first_step, max_steps, tstops,
                  norm_kind, land_on_outputs, dense, checks, fail):
     """Solve from ``t_out[0]`` to ``t_out[-1]`` as ``solve`` drives ``Stepper``.
 
@@ -285,7 +285,8 @@ def solve_kernel(f, t_out, y_init, f_init, A, B, C, E, E_low, P, P_rows, stages,
                 err = e5 + 0.0 * sy
             accept, status, hnew, err_prev, after_reject, n_bad = pi_decide(
                 err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety, min_factor,
-                max_factor, beta1, beta2, min_step, max_step, error_order, target)
+                max_factor, min_accept_factor, beta1, beta2, min_step, max_step, error_order,
+                target)
             if not accept:
                 stats[3] += 1
             h_ctrl = d * hnew

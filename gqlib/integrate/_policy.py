@@ -254,9 +254,11 @@ def _spacing(t, h):
 
 @jit
 def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety, min_factor,
-              max_factor, beta1, beta2, min_step, max_step, error_order, target):
-    """Accept when ``err <= 1`` (and ``h != 0``); the next ``|h|`` from :func:`pi_factor`,
-    clamped to ``[min_step, max_step]``.
+              max_factor, min_accept_factor, beta1, beta2, min_step, max_step, error_order,
+              target):
+    """Accept when ``err <= 1`` (and ``h != 0``); the next ``|h|`` from :func:`pi_factor`, at
+    least ``min_accept_factor`` times ``|h|`` after an accepted step, clamped to
+    ``[min_step, max_step]``.
 
     The float resolution of t. Where the next landing point ``target`` is at most
     :data:`RESOLUTION_SPAN` float spacings of ``t0`` away, the time grid itself limits the step:
@@ -287,6 +289,8 @@ def pi_decide(err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, safety
         near and at_resolution and err <= RESOLUTION_FRACTION ** (-(error_order + 1.0))))
     factor = pi_factor(err, err_prev, safety, min_factor, max_factor, beta1, beta2,
                        after_reject or not accept)
+    if accept and factor < min_accept_factor:
+        factor = min_accept_factor  # 1: no shrinking after an accepted step (torchdiffeq, diffrax)
     hnew = abs(h) * factor
     if accept:
         err_prev = _pymax(err, ERR_PREV_INIT)

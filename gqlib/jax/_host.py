@@ -202,7 +202,8 @@ class Decisions:
         else:
             accept, status, hnew, err_prev, after_reject, n_bad = _pi_decide(
                 err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, c.safety,
-                c.min_factor, c.max_factor, c.beta1, c.beta2, c.min_step, c.max_step,
+                c.min_factor, c.max_factor, c.min_accept_factor, c.beta1, c.beta2, c.min_step,
+                c.max_step,
                 c.error_order, target_rej)  # the attempt's landing point
             h_ctrl = d * hnew
             if status != STATUS_OK:

@@ -148,9 +148,9 @@ def _check_norm(norm: Any, where: str, *, allow_seminorm: bool) -> Any:
     raise ValueError(f"{where} must be {valid}, got {norm!r}")
 
 
-def _controller(options: dict, tab, where: str) -> PIController | None:
-    if not any(k in options for k in ("safety", "ifactor", "dfactor")):
-        return None
+def _controller(options: dict, tab, where: str) -> PIController:
+    """torchdiffeq's step-size rule: ``safety``, ``ifactor``, ``dfactor`` and no shrinking after
+    an accepted step (its ``_optimal_step_size``)."""
     safety = _real(options.get("safety", 0.9), f"{where}['safety']")
     ifactor = _real(options.get("ifactor", 10.0), f"{where}['ifactor']")
     dfactor = _real(options.get("dfactor", 0.2), f"{where}['dfactor']")
@@ -160,7 +160,8 @@ def _controller(options: dict, tab, where: str) -> PIController | None:
         raise ValueError(f"{where}['dfactor'] must be in (0, 1], got {dfactor}")
     if ifactor < 1:
         raise ValueError(f"{where}['ifactor'] must be at least 1, got {ifactor}")
-    return PIController(safety=safety, min_factor=dfactor, max_factor=ifactor)
+    return PIController(safety=safety, min_factor=dfactor, max_factor=ifactor,
+                        shrink_after_accept=False)
 
 
 def _max_steps(options: dict, where: str) -> int:
