@@ -82,6 +82,54 @@ def test_kept_gradient_equals_recomputed(method, tstops):
     np.testing.assert_allclose(kept.t, ref.t, rtol=1e-12, atol=1e-14)
 
 
+class JumpInT:
+    """``y' = k0 y`` before ``t = 0.5``, ``k1 y`` from it on: a field discontinuous in t, whose
+    one-sided evaluations at the tstop 0.5 differ (a wrong side is a wrong gradient, not
+    round-off)."""
+
+    def __init__(self, k):
+        self.k = np.asarray(k, dtype=float)
+        self.n_lin = 0
+
+    def _k(self, t):
+        return self.k[0] if t < 0.5 else self.k[1]
+
+    def __call__(self, t, y):
+        return self._k(t) * y
+
+    def vjp_y(self, t, y, a):
+        return self._k(t) * a
+
+    def vjp_params(self, t, y, a):
+        v = float(np.sum(a * y))
+        return np.array([v, 0.0]) if t < 0.5 else np.array([0.0, v])
+
+    def linearize(self, t, y):
+        return _Lin(self, t, y)
+
+
+@pytest.mark.parametrize("method", ["fehlberg2", "adaptive_heun"])
+def test_hermite_f1_before_a_tstop_is_not_the_next_first_stage(method):
+    """Without FSAL and without a dense-output matrix, an output inside the step that ends at a
+    tstop evaluates f(t1, y1) from inside (t1 - ulp) for the Hermite interpolant; the next step
+    evaluates its first stage f(t1 + ulp, y1) anew. The keeper must keep the latter: the former,
+    kept as the first stage, back-propagated k0 for k1 (a silently wrong gradient, review)."""
+    field = JumpInT([1.0, -2.0])
+    y0 = np.array([1.0, 0.5])
+    kw = dict(method=method, rtol=1e-2, atol=1e-2, tstops=[0.5])
+    ck = gqlib.solve(field, y0, [0.0, 1.0], checkpoints=True, **kw).checkpoints.t
+    i = list(ck).index(0.5)
+    t = np.array([0.0, 0.5 * (ck[i - 1] + ck[i]), 1.0])  # inside the step that ends at 0.5
+    sol, keeper = _solve_kept(field, y0, t, **kw)
+    np.testing.assert_array_equal(sol.checkpoints.t, ck)
+    kept = gradient(field, sol, np.ones_like(sol.y), adjoint="checkpoint", kept=keeper)
+    assert kept.stats["n_kept_steps"] == len(ck) - 2  # all but the Hermite step (recomputed)
+    ref = gradient(field, gqlib.solve(field, y0, t, checkpoints=True, **kw),
+                   np.ones_like(sol.y), adjoint="checkpoint")
+    np.testing.assert_allclose(kept.params, ref.params, rtol=1e-13)
+    np.testing.assert_allclose(kept.y0, ref.y0, rtol=1e-13)
+
+
 def test_fixed_step_and_unkeepable_methods():
     """rk4 (fixed steps, no FSAL) is kept; dop853 (dense-output stages beyond the step's) is not,
     and its gradient is the recomputed one."""
