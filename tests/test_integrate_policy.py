@@ -192,3 +192,50 @@ def test_no_shrinking_after_an_accepted_step(shrink):
     assert accept and hnew == pytest.approx(1.0)  # growth is unchanged (max_factor 10)
     accept, _, hnew = c.decide(4.0, 0.1, 0.1, False, 0.0)
     assert not accept and hnew < 0.1
+
+
+@pytest.mark.slow  # compiles a numba kernel and a jax solve (~20 s on 2 busy cores)
+def test_no_shrinking_after_accept_same_steps_in_every_driver():
+    """``shrink_after_accept=False`` reaches the numba kernel and the jax driver: the same
+    accepted and rejected steps and the same outputs as the Python stepper (a Lorenz run where
+    the rule changes the step count), and the default controller's steps are unchanged."""
+    numba = pytest.importorskip("numba")
+
+    def lorenz(t, y):
+        return np.array([10.0 * (y[1] - y[0]), y[0] * (28.0 - y[2]) - y[1],
+                         y[0] * y[1] - 8.0 / 3.0 * y[2]])
+
+    y0, t = np.array([1.0, 1.0, 1.0]), np.linspace(0.0, 5.0, 6)
+    kw = dict(method="dopri5_shampine", rtol=1e-7, atol=1e-9)
+    runs = {}
+    for shrink in (True, False):
+        ctrl = PIController(shrink_after_accept=shrink)
+        py = gqlib.solve(lorenz, y0, t, controller=ctrl, observer=lambda *a: None, **kw)
+        runs[shrink] = py
+        if not DISABLED:
+            nb = gqlib.solve(numba.njit(lorenz), y0, t, controller=ctrl, **kw)
+            assert nb.driver == "numba" and nb.stats == py.stats
+            np.testing.assert_allclose(nb.y, py.y, rtol=1e-13, atol=1e-13)
+    assert runs[True].stats != runs[False].stats  # the rule changes the steps here
+    default = gqlib.solve(lorenz, y0, t, observer=lambda *a: None, **kw)
+    assert default.stats == runs[True].stats
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return
+    from gqlib.jax import odeint as jodeint
+
+    jax.config.update("jax_enable_x64", True)
+
+    def jlorenz(y, t):
+        return jnp.stack([10.0 * (y[1] - y[0]), y[0] * (28.0 - y[2]) - y[1],
+                          y[0] * y[1] - 8.0 / 3.0 * y[2]])
+
+    for shrink in (True, False):
+        ys, st = jodeint(jlorenz, jnp.asarray(y0), jnp.asarray(t), return_stats=True,
+                         controller=PIController(shrink_after_accept=shrink), **kw)
+        py = runs[shrink].stats
+        assert (int(st["n_accepted"]), int(st["n_rejected"])) == \
+            (py["n_accepted"], py["n_rejected"]), shrink
+        np.testing.assert_allclose(np.asarray(ys), runs[shrink].y, rtol=1e-10, atol=1e-10)

@@ -4,6 +4,9 @@ recomputed one (and direct backpropagation) to round-off whatever the steps did 
 tstops, interior outputs, fixed steps, methods it cannot keep), the budget must hold (all steps
 or none), and a keeper that does not belong to the solution must be ignored, never trusted."""
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -80,6 +83,54 @@ def test_kept_gradient_equals_recomputed(method, tstops):
     np.testing.assert_allclose(kept.params, ref.params, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(kept.y0, ref.y0, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(kept.t, ref.t, rtol=1e-12, atol=1e-14)
+
+
+class JumpInT:
+    """``y' = k0 y`` before ``t = 0.5``, ``k1 y`` from it on: a field discontinuous in t, whose
+    one-sided evaluations at the tstop 0.5 differ (a wrong side is a wrong gradient, not
+    round-off)."""
+
+    def __init__(self, k):
+        self.k = np.asarray(k, dtype=float)
+        self.n_lin = 0
+
+    def _k(self, t):
+        return self.k[0] if t < 0.5 else self.k[1]
+
+    def __call__(self, t, y):
+        return self._k(t) * y
+
+    def vjp_y(self, t, y, a):
+        return self._k(t) * a
+
+    def vjp_params(self, t, y, a):
+        v = float(np.sum(a * y))
+        return np.array([v, 0.0]) if t < 0.5 else np.array([0.0, v])
+
+    def linearize(self, t, y):
+        return _Lin(self, t, y)
+
+
+@pytest.mark.parametrize("method", ["fehlberg2", "adaptive_heun"])
+def test_hermite_f1_before_a_tstop_is_not_the_next_first_stage(method):
+    """Without FSAL and without a dense-output matrix, an output inside the step that ends at a
+    tstop evaluates f(t1, y1) from inside (t1 - ulp) for the Hermite interpolant; the next step
+    evaluates its first stage f(t1 + ulp, y1) anew. The keeper must keep the latter: the former,
+    kept as the first stage, back-propagated k0 for k1 (a silently wrong gradient, review)."""
+    field = JumpInT([1.0, -2.0])
+    y0 = np.array([1.0, 0.5])
+    kw = dict(method=method, rtol=1e-2, atol=1e-2, tstops=[0.5])
+    ck = gqlib.solve(field, y0, [0.0, 1.0], checkpoints=True, **kw).checkpoints.t
+    i = list(ck).index(0.5)
+    t = np.array([0.0, 0.5 * (ck[i - 1] + ck[i]), 1.0])  # inside the step that ends at 0.5
+    sol, keeper = _solve_kept(field, y0, t, **kw)
+    np.testing.assert_array_equal(sol.checkpoints.t, ck)
+    kept = gradient(field, sol, np.ones_like(sol.y), adjoint="checkpoint", kept=keeper)
+    assert kept.stats["n_kept_steps"] == len(ck) - 2  # all but the Hermite step (recomputed)
+    ref = gradient(field, gqlib.solve(field, y0, t, checkpoints=True, **kw),
+                   np.ones_like(sol.y), adjoint="checkpoint")
+    np.testing.assert_allclose(kept.params, ref.params, rtol=1e-13)
+    np.testing.assert_allclose(kept.y0, ref.y0, rtol=1e-13)
 
 
 def test_fixed_step_and_unkeepable_methods():
@@ -230,3 +281,52 @@ def test_torch_no_graph_without_grad():
     assert not ys.requires_grad and "kept_steps" not in st.forward
     ys, st = odeint_adjoint(model, y0, t, rtol=1e-7, atol=1e-9, return_stats=True)
     assert st.forward["kept_steps"] == st.forward["n_accepted"] and st.forward["kept_bytes"] > 0
+
+
+class _Probe(torch.nn.Module):
+    """A field whose hidden activations are watched (weak references) as they are created."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.l1, self.l2 = torch.nn.Linear(3, 16), torch.nn.Linear(16, 3)
+        self.refs = []
+
+    def forward(self, t, y):
+        h = torch.tanh(self.l1(y))  # tanh saves its output for its backward pass
+        if h.requires_grad:
+            self.refs.append(weakref.ref(h))
+        return self.l2(h)
+
+
+@pytest.mark.parametrize("backward", [True, False])
+def test_torch_kept_graphs_are_freed(backward):
+    """The measured graphs hold no reference cycle: once the solution (and its backward pass)
+    is gone, every stage's activations are freed, as direct backpropagation's are. A pack hook
+    returning the saved tensor itself made a tanh output and its node a cycle through C++ that
+    not even gc.collect() frees: every kept stage leaked (review)."""
+    model = _Probe().double()
+    ys, st = odeint_adjoint(model, torch.ones(2, 3, dtype=torch.float64),
+                            torch.tensor([0.0, 1.0], dtype=torch.float64),
+                            adjoint=CheckpointAdjoint(keep_stages=1e6), return_stats=True)
+    assert st.forward["kept_steps"] > 0 and len(model.refs) > 0
+    if backward:
+        ys.sum().backward()
+    del ys
+    gc.collect()
+    assert sum(r() is not None for r in model.refs) == 0
+
+
+def test_torch_kept_params_edited_in_place_raise():
+    """A parameter updated in place between the forward and the backward pass: direct
+    backpropagation raises (autograd's version check); the kept graphs must too, never
+    back-propagate old activations through new weights (review: the pack hook skipped the check)."""
+    for adjoint in (None, CheckpointAdjoint(keep_stages=1e6)):
+        model = _Probe().double()
+        ys = odeint(model, torch.ones(2, 3, dtype=torch.float64),
+                    torch.tensor([0.0, 1.0], dtype=torch.float64), adjoint=adjoint,
+                    adjoint_params=None if adjoint is None else tuple(model.parameters()))
+        with torch.no_grad():
+            model.l1.weight.add_(0.1)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            ys.sum().backward()

@@ -55,6 +55,9 @@ class StageKeeper:
         self.field = field
         self.stages = int(tableau.stages)
         self.fsal = bool(tableau.fsal)
+        # stages at the step's ends, where a tstop's one-sided times lie an ulp or two apart:
+        # their times must match exactly
+        self._exact = [j == 0 or float(c) == 1.0 for j, c in enumerate(tableau.C[:self.stages])]
         self.budget = int(budget)
         self.min_steps = max(int(min_steps), 1)
         self.active = (self.budget > 0 and tableau.A.shape[0] == tableau.stages
@@ -96,10 +99,14 @@ class StageKeeper:
             return
         if event == "step":
             if self._new_step:
-                # f(t0, y0) called anew (the first step, after a tstop, without FSAL: the first
-                # call since the last step; the initial-step probe follows it), else FSAL's
-                self._f0 = self._pre[0] if self._pre else self._fsal_last
-                self._release(self._pre[1:])
+                # f(t0, y0) called anew (the first step, after a tstop, without FSAL) is the last
+                # call since the last step at the step's own state y0: the initial-step probe
+                # follows it (at another state), a Hermite f(t1, y1) of the last step may
+                # precede it (one-sided from before a tstop, where f0 is from after it);
+                # none: FSAL's last stage
+                at_y0 = [rec for rec in self._pre if rec[1] is y0]
+                self._f0 = at_y0[-1] if at_y0 else None if self._pre else self._fsal_last
+                self._release([rec for rec in self._pre if rec is not self._f0])
                 self._pre, self._new_step = [], False
             self._attempt = []
         elif event == "reject":
@@ -141,7 +148,8 @@ class StageKeeper:
         if stages is None or len(stages) != self.stages or any(s is None for s in stages):
             return None
         tol = 8 * math.ulp(max(abs(t) for t in times))
-        if any(abs(s[0] - t) > tol for s, t in zip(stages, times, strict=True)):
+        if any(abs(s[0] - t) > (0.0 if exact else tol)
+               for s, t, exact in zip(stages, times, self._exact, strict=True)):
             return None
         y = stages[0][1]
         xp = namespace(y0)

@@ -201,7 +201,11 @@ class TorchField:
     def linearize_measured(self, t: float, y: torch.Tensor) -> tuple[TorchLinearization, int]:
         """:meth:`linearize` and the bytes its graph holds: the tensors autograd saved for the
         backward pass (each storage once, the parameters' own not counted), the state and
-        the value (:class:`gqlib.adjoint.StageKeeper` keeps graphs within a budget by it)."""
+        the value (:class:`gqlib.adjoint.StageKeeper` keeps graphs within a budget by it).
+
+        The hook saves a detached alias with its version (:func:`_unpack` checks it): the
+        tensor itself would make a saved output and its node a reference cycle through C++
+        that no garbage collection frees, and hooks skip autograd's own in-place check."""
         skip = self._param_storages()
         seen: dict[int, int] = {}
 
@@ -213,7 +217,7 @@ class TorchField:
             ptr = st.data_ptr()
             if ptr not in skip:
                 seen[ptr] = st.nbytes()
-            return x
+            return _Saved(x)
 
         with torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
             lin = self.linearize(t, y)
@@ -302,8 +306,27 @@ class TorchLinearization:
         return vy, self.field._into(vp, into)
 
 
-def _unpack(x):
-    return x
+class _Saved:
+    """A tensor saved for a kept graph's backward pass: a detached alias (no reference back to
+    its node) and its version at saving time."""
+
+    __slots__ = ("tensor", "version")
+
+    def __init__(self, x: torch.Tensor):
+        self.tensor, self.version = x.detach(), x._version
+
+
+def _unpack(saved):
+    if not isinstance(saved, _Saved):
+        return saved
+    if saved.tensor._version != saved.version:  # autograd's own check, which hooks skip
+        raise RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: a {saved.tensor.dtype} tensor of shape "
+            f"{tuple(saved.tensor.shape)} that `func` saved in the forward pass is at version "
+            f"{saved.tensor._version}; expected version {saved.version} (a parameter updated "
+            "between odeint's forward and backward passes?)")
+    return saved.tensor
 
 
 def _grad(f: torch.Tensor, inputs, a: torch.Tensor, retain: bool = False):
