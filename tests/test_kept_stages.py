@@ -320,8 +320,10 @@ def test_torch_kept_graphs_are_freed(backward):
 def test_torch_kept_params_edited_in_place_raise():
     """A parameter updated in place between the forward and the backward pass: direct
     backpropagation raises (autograd's version check); the kept graphs must too, never
-    back-propagate old activations through new weights (review: the pack hook skipped the check)."""
-    for adjoint in (None, CheckpointAdjoint(keep_stages=1e6)):
+    back-propagate old activations through new weights (review: the pack hook skipped the check),
+    and so must every adjoint, which would otherwise mix the two models silently."""
+    for adjoint in (None, CheckpointAdjoint(keep_stages=1e6), CheckpointAdjoint(keep_stages=0),
+                    "gq", "interpolated", "backsolve", "collocation"):
         model = _Probe().double()
         ys = odeint(model, torch.ones(2, 3, dtype=torch.float64),
                     torch.tensor([0.0, 1.0], dtype=torch.float64), adjoint=adjoint,

@@ -50,7 +50,9 @@ class CheckpointAdjoint(AdjointStrategy):
         fit in ``keep_stages`` times the parameter gradient's bytes, and the backward pass then
         recomputes nothing (direct backpropagation's cost); otherwise it keeps none. Default 1:
         at most one more parameter-sized buffer, which pays where parameters dwarf the
-        activations (a wide network at a small batch). 0: always recompute.
+        activations (a wide network at a small batch). 0: always recompute. For a field that
+        is not deterministic (dropout), a kept step differentiates the forward's own call and
+        a recomputed one a new call: the gradient then depends on whether the budget fit.
     """
 
     name: ClassVar[str] = "checkpoint"

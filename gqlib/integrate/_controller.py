@@ -74,6 +74,8 @@ class PIController:
         Whether an accepted step may be followed by a smaller one (default True, as scipy and
         Hairer's codes do). False keeps the step size after an accepted step whose factor is
         below 1, as torchdiffeq and diffrax do (gqlib.torch's default, for the same steps).
+        The drivers read it as ``min_accept_factor``: the least factor after an accepted step
+        (``min_factor``, or 1).
 
     Examples
     --------

@@ -85,7 +85,8 @@ class OdeintAdjointFn(torch.autograd.Function):
             n_params = job.n_params() if job.params else None
             record = strategy.record_for(n_params, y0.numel())
             f, kw = job.fn, job.solve_kwargs
-            budget = strategy.keep_bytes(n_params, y0.element_size(), y0.numel()) \
+            itemsize = sum(p.numel() * p.element_size() for p in job.params) / (n_params or 1)
+            budget = strategy.keep_bytes(n_params, itemsize, y0.numel()) \
                 if record == "checkpoints" and job.grad_params else 0
             if budget > 0:  # the stages' graphs, kept if they fit (gqlib.adjoint.StageKeeper)
                 fld = TorchParamField(job.fn, job.params) if job.params else TorchField(job.fn)
@@ -100,7 +101,9 @@ class OdeintAdjointFn(torch.autograd.Function):
             job.stats.forward.update(kept_steps=job.keeper.n_kept, kept_bytes=job.keeper.nbytes)
         ctx.job = job
         ys = sol.y
-        ctx.save_for_backward(ys)  # raises at backward if the caller edits ys in place
+        # raises at backward if the caller edits ys, or a parameter, in place (as direct
+        # backprop does: a parameter updated between the passes would mix two models)
+        ctx.save_for_backward(ys, *params)
         return ys
 
     @staticmethod
