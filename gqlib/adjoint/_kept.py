@@ -20,11 +20,20 @@ round-off.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._backend import namespace
 
 __all__ = ["StageKeeper"]
+
+
+class _Call(NamedTuple):
+    """One forward call, linearised: ``lin.value`` is ``f(t, y)``; ``nbytes`` what it holds."""
+
+    t: float
+    y: Any
+    lin: Any
+    nbytes: int
 
 
 class StageKeeper:
@@ -67,7 +76,10 @@ class StageKeeper:
         self.nbytes = 0  # bytes of the calls held now (kept steps, the current attempt)
         self.peak_bytes = 0
         self._steps: dict[int, list] = {}
-        self._pre: list = []  # calls since the last accepted step (before the next attempt)
+        # the state: calls since the last accepted step, before the next attempt (`_pre`: the
+        # step's f0 among them unless FSAL gives it); the current attempt's stages 1.. (None
+        # between attempts); each accepted step's [f0, *attempt] in `_steps`
+        self._pre: list = []
         self._attempt: list | None = None
         self._f0 = None  # the current step's first stage
         self._fsal_last = None  # the last accepted step's last stage
@@ -83,12 +95,12 @@ class StageKeeper:
         else:
             lin = self.field.linearize(t, y)
             nbytes = int(getattr(y, "nbytes", 0)) + int(getattr(lin.value, "nbytes", 0))
-        rec = (t, y, lin, int(nbytes))
+        rec = _Call(t, y, lin, int(nbytes))
         if self._n_accepted == 0 and not self._pre and \
-                rec[3] * self.stages * self.min_steps > self.budget:
+                rec.nbytes * self.stages * self.min_steps > self.budget:
             self.stop()
             return lin.value
-        self.nbytes += rec[3]
+        self.nbytes += rec.nbytes
         (self._pre if self._attempt is None else self._attempt).append(rec)
         self.peak_bytes = max(self.peak_bytes, self.nbytes)
         return lin.value
@@ -104,7 +116,7 @@ class StageKeeper:
                 # follows it (at another state), a Hermite f(t1, y1) of the last step may
                 # precede it (one-sided from before a tstop, where f0 is from after it);
                 # none: FSAL's last stage
-                at_y0 = [rec for rec in self._pre if rec[1] is y0]
+                at_y0 = [rec for rec in self._pre if rec.y is y0]
                 self._f0 = at_y0[-1] if at_y0 else None if self._pre else self._fsal_last
                 self._release([rec for rec in self._pre if rec is not self._f0])
                 self._pre, self._new_step = [], False
@@ -124,7 +136,7 @@ class StageKeeper:
     def _release(self, calls) -> None:
         for rec in calls:
             if rec is not None:
-                self.nbytes -= rec[3]
+                self.nbytes -= rec.nbytes
 
     def stop(self) -> None:
         """Free every kept stage; the rest of the forward (and this keeper) keeps nothing."""
@@ -148,11 +160,11 @@ class StageKeeper:
         if stages is None or len(stages) != self.stages or any(s is None for s in stages):
             return None
         tol = 8 * math.ulp(max(abs(t) for t in times))
-        if any(abs(s[0] - t) > (0.0 if exact else tol)
+        if any(abs(s.t - t) > (0.0 if exact else tol)
                for s, t, exact in zip(stages, times, self._exact, strict=True)):
             return None
-        y = stages[0][1]
+        y = stages[0].y
         xp = namespace(y0)
         if tuple(y.shape) != tuple(y0.shape) or not bool(xp.all(y == y0)):
             return None
-        return [s[:3] for s in stages]
+        return [(s.t, s.y, s.lin) for s in stages]
