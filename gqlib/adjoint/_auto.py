@@ -85,8 +85,9 @@ class AutoAdjoint(AdjointStrategy):
         be chosen, else the step checkpoints."""
         return "dense" if self._params_dominate(n_params, state_size) else "checkpoints"
 
-    def keep_bytes(self, n_params: int | None, itemsize: int, state_size: int = 0) -> int:
-        """The discrete candidate's budget of kept stages, where only it can be chosen."""
+    def keep_bytes(self, n_params: int | None, itemsize: float, state_size: int = 0) -> int:
+        """The discrete candidate's budget of kept stages where the forward records checkpoints
+        (only it can then be chosen); 0 where the parameters dominate (dense output)."""
         if self._params_dominate(n_params, state_size):
             return 0
         return self.discrete.keep_bytes(n_params, itemsize)

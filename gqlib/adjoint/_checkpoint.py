@@ -68,7 +68,7 @@ class CheckpointAdjoint(AdjointStrategy):
     def forward_record(self):
         return "checkpoints"
 
-    def keep_bytes(self, n_params: int | None, itemsize: int, state_size: int = 0) -> int:
+    def keep_bytes(self, n_params: int | None, itemsize: float, state_size: int = 0) -> int:
         """The budget of the forward's kept stage linearisations: ``keep_stages`` times the
         bytes of the parameter gradient (0 without parameters)."""
         return int(self.keep_stages * (n_params or 0) * itemsize)

@@ -153,9 +153,9 @@ class StageKeeper:
 
     def step(self, k: int, times: list[float], y0) -> list | None:
         """Step ``k``'s stages ``[(t, Y, lin)]`` (removed from the keeper), or None unless all
-        were kept, at the times ``times`` (to a few ulps: the stepper's ``t0 + c h`` and the
-        checkpoints' ``t0 + c (t1 - t0)`` may round apart) and with the first stage at the
-        state ``y0`` (exactly)."""
+        were kept, at the times ``times`` (exactly at the step's ends; inside it to 8 ulps: the
+        stepper's ``t0 + c h`` and the checkpoints' ``t0 + c (t1 - t0)`` may round apart) and
+        with the first stage at the state ``y0`` (exactly)."""
         stages = self._steps.pop(k, None)
         if stages is None or len(stages) != self.stages or any(s is None for s in stages):
             return None

@@ -70,9 +70,11 @@ class AdjointStrategy:
         strategy chooses by size (:class:`AutoAdjoint`)."""
         return self.forward_record
 
-    def keep_bytes(self, n_params: int | None, itemsize: int, state_size: int = 0) -> int:
+    def keep_bytes(self, n_params: int | None, itemsize: float, state_size: int = 0) -> int:
         """Bytes of forward stage linearisations worth keeping for the backward pass
-        (:class:`StageKeeper`); 0 for strategies that do not replay the forward's steps."""
+        (:class:`StageKeeper`); 0 for strategies that do not replay the forward's steps.
+        ``itemsize``: the parameters' bytes per element (their mean, for mixed dtypes);
+        ``state_size``: elements of the state."""
         return 0
 
     def state_blocks(self, D: int, P: int) -> dict[str, slice]:
