@@ -332,3 +332,22 @@ def test_torch_kept_params_edited_in_place_raise():
             model.l1.weight.add_(0.1)
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             ys.sum().backward()
+
+
+@pytest.mark.xfail(strict=True, reason="review: only the differentiated parameters are saved for "
+                   "backward; a frozen one (requires_grad=False) edited in place between the "
+                   "passes is read at its new value without an error")
+def test_torch_frozen_params_edited_in_place_raise():
+    """As test_torch_kept_params_edited_in_place_raise, for a frozen parameter: direct
+    backpropagation raises (nn.Linear saves its weight for the input's gradient), and an
+    adjoint's backward pass, which evaluates the field with the weight's new value, must too."""
+    for adjoint in (None, "checkpoint", "gq"):
+        model = _Probe().double()
+        model.l1.weight.requires_grad_(False)
+        ys = odeint(model, torch.ones(2, 3, dtype=torch.float64),
+                    torch.tensor([0.0, 1.0], dtype=torch.float64), adjoint=adjoint,
+                    adjoint_params=None if adjoint is None else tuple(model.parameters()))
+        with torch.no_grad():
+            model.l1.weight.add_(0.1)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            ys.sum().backward()
