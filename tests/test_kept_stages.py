@@ -334,9 +334,6 @@ def test_torch_kept_params_edited_in_place_raise():
             ys.sum().backward()
 
 
-@pytest.mark.xfail(strict=True, reason="review: only the differentiated parameters are saved for "
-                   "backward; a frozen one (requires_grad=False) edited in place between the "
-                   "passes is read at its new value without an error")
 def test_torch_frozen_params_edited_in_place_raise():
     """As test_torch_kept_params_edited_in_place_raise, for a frozen parameter: direct
     backpropagation raises (nn.Linear saves its weight for the input's gradient), and an

@@ -23,7 +23,8 @@ from gqlib.tableaux import get_method
 
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
 
-__all__ = ["AdjointJob", "OdeintAdjointFn", "backward_adaptive"]
+__all__ = ["AdjointJob", "OdeintAdjointFn", "backward_adaptive", "adjoint_params_of",
+           "frozen_params_of"]
 
 
 @dataclass
@@ -43,6 +44,7 @@ class AdjointJob:
     rowwise: bool = False  # adjoint_options['rowwise']: func ignores t, maps rows on their own
     keeper: Any = None  # the forward's stage graphs (StageKeeper), until the backward pass
     grad_params: bool = True  # a backward pass may ask for the parameters' gradients
+    frozen: tuple = ()  # func's tensors without gradients, saved for the version check
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -103,7 +105,7 @@ class OdeintAdjointFn(torch.autograd.Function):
         ys = sol.y
         # raises at backward if the caller edits ys, or a parameter, in place (as direct
         # backprop does: a parameter updated between the passes would mix two models)
-        ctx.save_for_backward(ys, *params)
+        ctx.save_for_backward(ys, *params, *job.frozen)
         return ys
 
     @staticmethod
@@ -181,3 +183,10 @@ def adjoint_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
                 raise TypeError(f"`adjoint_params[{i}]` must be a torch.Tensor, got "
                                 f"{type(p).__name__}")
     return tuple(p for p in params if p.requires_grad)
+
+
+def frozen_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
+    """The tensors of ``func`` (its module parameters, or ``adjoint_params``) that get no
+    gradient: the backward pass reads them too, so they are saved for its version check."""
+    params = _module_params(func) if adjoint_params is None else tuple(adjoint_params)
+    return tuple(p for p in params or () if torch.is_tensor(p) and not p.requires_grad)

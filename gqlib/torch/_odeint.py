@@ -21,7 +21,13 @@ import gqlib
 from gqlib.adjoint import DEFAULT_ADJOINT, AdjointStrategy
 from gqlib.integrate._policy import check_times
 
-from ._adjoint import AdjointJob, OdeintAdjointFn, adjoint_params_of, backward_adaptive
+from ._adjoint import (
+    AdjointJob,
+    OdeintAdjointFn,
+    adjoint_params_of,
+    backward_adaptive,
+    frozen_params_of,
+)
 from ._callbacks import step_observers
 from ._events import locate_event
 from ._field import UserFunc, state_norm
@@ -176,6 +182,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
                                adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
                                atol=atol, forward_method=method)
         params = adjoint_params_of(func, adjoint_params)
+        frozen = frozen_params_of(func, adjoint_params)
     fn = UserFunc(func, shapes, state.dtype, state.device)
     kw = dict(fwd.solve_kwargs)
     span = abs(float(t_np[-1] - t_np[0]))
@@ -223,7 +230,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         ctx = AdjointJob(fn=fn, t=t, t_np=t_np, solve_kwargs=kw, cfg=acfg, fwd=fwd, span=span,
                           stats=stats, params=params, shape=state.shape, observer=bwd_obs,
                           rowwise=rowwise,
-                          grad_params=torch.is_grad_enabled() and bool(params))
+                          grad_params=torch.is_grad_enabled() and bool(params), frozen=frozen)
         ys = OdeintAdjointFn.apply(ctx, state, t, *params)
     out = ys if shapes is None else fn.split(ys)
     return (out, stats) if return_stats else out
