@@ -474,3 +474,29 @@ def test_same_steps_as_torchdiffeq(method, batch):
     assert same == len(gq) == len(tdq) or max(tdq[same:same + stages]) > 1.0, (same, gq, tdq)
     assert abs(len(gq) - len(tdq)) < stages
     torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-3)  # at the global error, ~1e-4
+
+
+@pytest.mark.parametrize("adjoint", [None, "checkpoint"])
+def test_torch_compile_of_a_caller_breaks_the_graph_at_odeint(adjoint):
+    """A training step compiled with torch.compile that calls odeint: the solve runs eagerly (a
+    graph break at odeint; dynamo cannot trace the host-side step loop), with the eager
+    gradient. It raised AttributeError ('numpy.ndarray' object has no attribute 'detach')."""
+    pytest.importorskip("torch._dynamo")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).to(F64)
+    y0 = torch.randn(2, 3, dtype=F64)
+    t = torch.linspace(0.0, 1.0, 4, dtype=F64)
+    params = tuple(net.parameters())
+
+    def loss():
+        ys = odeint(lambda t, y: net(y), y0, t, rtol=1e-7, atol=1e-9, adjoint=adjoint,
+                    adjoint_params=params)
+        return ys.square().sum()
+
+    def grads(step):
+        for p in params:
+            p.grad = None
+        step().backward()
+        return torch.cat([p.grad.reshape(-1) for p in params])
+
+    torch.testing.assert_close(grads(torch.compile(loss)), grads(loss), rtol=1e-12, atol=0)

@@ -75,6 +75,7 @@ class OdeintStats:
         return int(self.backward.get("nfe_f", 0))
 
 
+@torch.compiler.disable  # a graph break: torch.compile of a caller runs the solve eagerly
 def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method: str | None = "dopri5",
            options: dict | None = None, event_fn: Callable | None = None,
            adjoint: str | AdjointStrategy | None = None,
@@ -236,6 +237,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     return (out, stats) if return_stats else out
 
 
+@torch.compiler.disable
 def odeint_adjoint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9,
                    method: str | None = None, options: dict | None = None,
                    event_fn: Callable | None = None, adjoint_rtol=None, adjoint_atol=None,

@@ -16,6 +16,7 @@ from ._odeint import _state, odeint
 __all__ = ["odeint_event"]
 
 
+@torch.compiler.disable  # a graph break: torch.compile of a caller runs the search eagerly
 def odeint_event(func: Callable, y0, t0: torch.Tensor, *, event_fn: Callable,
                  reverse_time: bool = False, odeint_interface: Callable | None = None, **kwargs):
     """Solve until ``event_fn(t, y) = 0``; the event time differentiable (torchdiffeq's API).
