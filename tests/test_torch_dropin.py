@@ -476,6 +476,7 @@ def test_same_steps_as_torchdiffeq(method, batch):
     torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-3)  # at the global error, ~1e-4
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("adjoint", [None, "checkpoint"])
 def test_torch_compile_of_a_caller_breaks_the_graph_at_odeint(adjoint):
     """A training step compiled with torch.compile that calls odeint: the solve runs eagerly (a
