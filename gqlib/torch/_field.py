@@ -150,6 +150,7 @@ class TorchField:
     """
 
     accumulates_params = True  # vjp(..., into=buf) adds thetabar into buf in place
+    _param_ptrs: frozenset = frozenset()  # the parameters' storages (not counted as saved)
 
     def __init__(self, fn: UserFunc):
         self.fn = fn
@@ -206,7 +207,7 @@ class TorchField:
         The hook saves a detached alias with its version (:func:`_unpack` checks it): the
         tensor itself would make a saved output and its node a reference cycle through C++
         that no garbage collection frees, and hooks skip autograd's own in-place check."""
-        skip = self._param_storages()
+        skip = self._param_ptrs
         seen: dict[int, int] = {}
 
         def pack(x):
@@ -225,9 +226,6 @@ class TorchField:
             seen[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
         return lin, sum(seen.values())
 
-    def _param_storages(self) -> set[int]:
-        return {p.untyped_storage().data_ptr() for p in getattr(self, "params", ())}
-
     def linearize(self, t: float, y: torch.Tensor) -> TorchLinearization:
         """One forward pass with a graph, kept for several backward passes."""
         with torch.enable_grad():
@@ -245,6 +243,7 @@ class TorchParamField(TorchField):
         self.rowwise = bool(rowwise)  # see gqlib.adjoint._rows
         self.params = tuple(params)
         self.numels = [p.numel() for p in self.params]
+        self._param_ptrs = frozenset(p.untyped_storage().data_ptr() for p in self.params)
         self.n_params = sum(self.numels)  # AutoAdjoint chooses by it
 
     def vjp_params(self, t: float, y: torch.Tensor, a: torch.Tensor, into=None) -> torch.Tensor:
