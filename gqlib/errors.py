@@ -7,7 +7,7 @@ Input errors are plain ``ValueError``/``TypeError``. A failure *inside* a solve 
 from __future__ import annotations
 
 __all__ = ["GQLibError", "StepSizeTooSmall", "NonFiniteState", "TooManySteps",
-           "GradientAccuracyWarning"]
+           "NondeterministicField", "GradientAccuracyWarning"]
 
 
 class GQLibError(RuntimeError):
@@ -49,6 +49,17 @@ class TooManySteps(GQLibError):
     """More than ``max_steps`` step attempts were made."""
 
     remedy = "Raise `max_steps`, loosen the tolerances, or check for stiffness"
+
+
+class NondeterministicField(GQLibError):
+    """An adjoint that evaluates the field again got other values than the forward pass did:
+    the field is not a function of ``(t, y)`` alone, and the gradient would be wrong."""
+
+    remedy = ("Dropout or other randomness in training mode, or state that changed since the "
+              "forward pass? Remedies: direct backpropagation (adjoint=None), a field that is "
+              "deterministic during the solve (model.eval(), noise drawn once per solve and "
+              "passed in), or CheckpointAdjoint(keep_stages=...) large enough that the forward "
+              "keeps every step's graph (stats.forward['kept_steps'])")
 
 
 class GradientAccuracyWarning(UserWarning):

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 import gqlib
-from gqlib.adjoint import AdjointStrategy, AutoAdjoint, StageKeeper, gradient
+from gqlib.adjoint import AdjointStrategy, AutoAdjoint, CheckpointAdjoint, StageKeeper, gradient
 from gqlib.adjoint._strategy import SolverSettings
+from gqlib.errors import NondeterministicField
 from gqlib.tableaux import get_method
 
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
@@ -45,6 +46,7 @@ class AdjointJob:
     keeper: Any = None  # the forward's stage graphs (StageKeeper), until the backward pass
     grad_params: bool = True  # a backward pass may ask for the parameters' gradients
     frozen: tuple = ()  # func's tensors without gradients, saved for the version check
+    random: bool = False  # func drew from torch's generators in the forward pass
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -95,8 +97,11 @@ class OdeintAdjointFn(torch.autograd.Function):
                 f = job.keeper = StageKeeper(fld, get_method(job.fwd.method), budget,
                                                   min_steps=len(job.t_np) - 1)
                 kw = {**kw, "observer": _both(kw.get("observer"), job.keeper.observe)}
+            before = _rng_states(y0.device)
             sol = gqlib.solve(f, y0.detach(), job.t_np, dense_output=record == "dense",
                               checkpoints=record == "checkpoints", **kw)
+            job.random = not all(torch.equal(a, b) for a, b in
+                                 zip(before, _rng_states(y0.device), strict=True))
         job.sol = sol
         job.stats.forward = dict(sol.stats)
         if job.keeper is not None:  # what the backward pass will not recompute, and its cost
@@ -127,8 +132,16 @@ class OdeintAdjointFn(torch.autograd.Function):
         kept, job.keeper = job.keeper, None  # freed with this pass
         if kept is not None and not with_params:
             kept = None  # kept with the parameters in their graphs: not this pass's field
+        strategy = job.strategy(with_params)
+        if job.random and not isinstance(strategy, CheckpointAdjoint):
+            raise NondeterministicField(
+                f"func drew random numbers in the forward pass (torch's generator advanced: "
+                f"dropout in training mode?), and the {strategy.name} adjoint evaluates it "
+                "again at other points, so its gradient would be wrong. The checkpoint adjoint "
+                "(adjoint='checkpoint') checks every step it recomputes and keeps the forward's "
+                "own graphs where they fit", t=float(job.t_np[-1]))
         g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
-                     adjoint=job.strategy(with_params), observer=job.observer, kept=kept)
+                     adjoint=strategy, observer=job.observer, kept=kept)
         job.stats.backward = dict(g.stats)
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None
@@ -137,6 +150,15 @@ class OdeintAdjointFn(torch.autograd.Function):
         else:
             grad_params = [None] * len(job.params)
         return (None, grad_y0, grad_t, *grad_params)
+
+
+def _rng_states(device: torch.device) -> list[torch.Tensor]:
+    """The states of torch's default generators that ``func`` may draw from on ``device``
+    (the CPU's, and the device's own on CUDA)."""
+    states = [torch.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return states
 
 
 def _both(first, second):

@@ -1,0 +1,129 @@
+"""A field that is not a function of (t, y) alone (dropout in training mode, noise): every adjoint
+that evaluates it again would return a wrong gradient, silently. The checkpoint adjoint checks
+that each recomputed step ends where the forward's did (to round-off) and raises
+NondeterministicField where it does not; gqlib.torch raises it for the continuous adjoints when
+func drew from torch's generators in the forward pass. Steps the forward kept are its own calls:
+their gradient is direct backprop's, dropout included."""
+
+import numpy as np
+import pytest
+from adjoint_fields import LinearField
+
+import gqlib
+from gqlib.adjoint import CheckpointAdjoint, gradient
+from gqlib.adjoint._checkpoint import RECOMPUTE_LIMIT
+from gqlib.errors import GQLibError, NondeterministicField
+
+
+class NoisyLinear(LinearField):
+    """``y' = A y`` times a fresh random factor near 1 at every call."""
+
+    def __init__(self, A, amplitude, seed=0):
+        super().__init__(A)
+        self.amplitude, self.rng = amplitude, np.random.default_rng(seed)
+
+    def __call__(self, t, y):
+        return (1.0 + self.amplitude * self.rng.standard_normal()) * super().__call__(t, y)
+
+
+A = np.array([[-0.5, 1.0], [-1.0, -0.2]])
+T = np.linspace(0.0, 2.0, 5)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "rk4"])
+def test_checkpoint_raises_on_a_field_that_changed(method):
+    opts = dict(step_size=0.05) if method == "rk4" else dict(rtol=1e-6, atol=1e-8)
+    field = NoisyLinear(A, 1e-3)
+    sol = gqlib.solve(field, np.array([1.0, 0.5]), T, method=method, checkpoints=True, **opts)
+    with pytest.raises(NondeterministicField, match="recomputed the step") as info:
+        gradient(field, sol, np.ones((len(T), 2)), adjoint=CheckpointAdjoint())
+    err = info.value
+    assert isinstance(err, GQLibError)
+    assert T[0] <= err.t < T[-1] and 0 < err.h <= 2.0  # where, and the step
+    assert "adjoint=None" in str(err)  # the remedy
+
+
+def test_checkpoint_of_a_deterministic_field_passes_and_equals_the_exact_gradient():
+    """The check does not fire on round-off, and the field without noise is exact."""
+    field = LinearField(A)
+    y0 = np.array([1.0, 0.5])
+    sol = gqlib.solve(field, y0, T, rtol=1e-10, atol=1e-12, checkpoints=True)
+    G = np.ones((len(T), 2))
+    g = gradient(field, sol, G, adjoint=CheckpointAdjoint())
+    from scipy.linalg import expm
+    want = sum(expm(A.T * (t - T[0])) @ G[i] for i, t in enumerate(T))
+    np.testing.assert_allclose(g.y0, want, rtol=1e-8)
+
+
+def test_noise_below_round_off_is_not_a_mismatch():
+    """A factor of 1 + 1e-17 is lost in the product: the recomputed steps end where the forward's
+    did, and nothing is raised; the limit is far above round-off and far below noise."""
+    field = NoisyLinear(A, 1e-17)
+    sol = gqlib.solve(field, np.array([1.0, 0.5]), T, rtol=1e-6, atol=1e-8, checkpoints=True)
+    gradient(field, sol, np.ones((len(T), 2)), adjoint=CheckpointAdjoint())
+    assert 100 <= RECOMPUTE_LIMIT <= 1e4
+
+
+# -- torch: dropout ------------------------------------------------------------------------------
+torch = pytest.importorskip("torch")
+gt = pytest.importorskip("gqlib.torch")
+
+
+class DropoutField(torch.nn.Module):
+    def __init__(self, W=256):
+        super().__init__()
+        self.l1, self.l2, self.l3 = (torch.nn.Linear(3, W), torch.nn.Linear(W, W),
+                                     torch.nn.Linear(W, 3))
+        self.drop = torch.nn.Dropout(0.3)
+
+    def forward(self, t, y):
+        return self.l3(self.drop(torch.tanh(self.l2(torch.tanh(self.l1(y))))))
+
+
+def _grads(field, y0, t, adjoint, seed=5, **kw):
+    field.zero_grad()
+    torch.manual_seed(seed)
+    ys, stats = gt.odeint(field, y0, t, adjoint=adjoint, return_stats=True, **kw)
+    (ys ** 2).sum().backward()
+    return torch.cat([p.grad.reshape(-1) for p in field.parameters()]), stats
+
+
+@pytest.fixture
+def dropout_field():
+    torch.manual_seed(0)
+    return DropoutField().double()
+
+
+@pytest.mark.parametrize("adjoint", ["auto", "checkpoint", "gq", "interpolated", "backsolve",
+                                     "collocation"])
+def test_torch_dropout_in_training_mode_raises(dropout_field, adjoint):
+    y0 = torch.randn(4, 3, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    with pytest.raises(NondeterministicField, match="recomputed the step|random numbers"):
+        _grads(dropout_field, y0, t, adjoint, rtol=1e-5, atol=1e-7,
+               adjoint_options={"keep_stages": 0} if adjoint == "checkpoint" else None)
+
+
+@pytest.mark.parametrize("adjoint", ["auto", "checkpoint", "gq", "interpolated"])
+def test_torch_dropout_in_eval_mode_is_deterministic(dropout_field, adjoint):
+    dropout_field.eval()
+    y0 = torch.randn(4, 3, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    want, _ = _grads(dropout_field, y0, t, None, rtol=1e-9, atol=1e-11)
+    got, _ = _grads(dropout_field, y0, t, adjoint, rtol=1e-9, atol=1e-11)
+    assert float((got - want).norm() / want.norm()) < 1e-6
+
+
+def test_torch_dropout_kept_steps_are_direct_backprop(dropout_field):
+    """Where the forward keeps every step's graph, the backward recomputes nothing: the gradient
+    is direct backprop's with the same dropout masks (the same seed)."""
+    dropout_field = DropoutField(W=1024).double()
+    y0 = torch.randn(1, 3, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    kw = dict(method="rk4", options=dict(step_size=0.1))
+    want, _ = _grads(dropout_field, y0, t, None, **kw)
+    got, stats = _grads(dropout_field, y0, t, "checkpoint", **kw)
+    assert stats.forward["kept_steps"] == stats.backward["n_kept_steps"] > 0
+    assert float((got - want).norm() / want.norm()) < 1e-12
+    other, _ = _grads(dropout_field, y0, t, None, seed=6, **kw)  # other masks: another gradient
+    assert float((other - want).norm() / want.norm()) > 1e-3
