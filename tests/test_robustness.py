@@ -403,3 +403,53 @@ def test_convergence_rejects_degenerate_input():
         gqlib.convergence.observed_order([0.1, 0.1], [1e-3, 1e-3])
     with pytest.raises(ValueError, match="at least two step sizes"):
         gqlib.convergence.refinement_study(lambda h: h ** 2, [])
+
+
+# -- 11. a field that writes into its input -----------------------------------------------------
+def _writes_into_y(t, y):
+    out = -y
+    y += 0.01  # the solver's own state, when y is one
+    return out
+
+
+@numba.njit
+def _writes_into_y_nb(t, y):
+    out = -y
+    y += 0.01
+    return out
+
+
+@pytest.mark.parametrize("kw", [{}, dict(method="rk4", step_size=0.01),
+                                dict(method="bosh3", rtol=1e-8)])
+def test_a_field_writing_into_the_state_raises(kw):
+    """The Python driver hands f its own state at a step's first stage: an in-place write there
+    would move the solution silently (it ended at 0.3716 for exp(-1) = 0.3679)."""
+    with pytest.raises(ValueError, match=r"modified its input `y` in place at t = 0\.0"):
+        gqlib.solve(_writes_into_y, np.ones(2), [0.0, 1.0], **kw)
+
+
+def test_the_numba_kernel_hands_f_temporaries():
+    """The compiled loop calls f on work buffers (and the first call on a copy): a write into
+    them cannot reach the state, and the solution is the field's."""
+    sol = gqlib.solve(_writes_into_y_nb, np.ones(2), [0.0, 1.0], rtol=1e-10, atol=1e-12)
+    assert sol.driver == "numba"
+    np.testing.assert_allclose(sol.y[-1], np.exp(-1.0), rtol=1e-9)
+
+
+@pytest.mark.parametrize("adjoint", [None, "checkpoint", "gq"])
+def test_torch_func_writing_into_y_raises(adjoint):
+    torch = pytest.importorskip("torch")
+    import gqlib.torch as gt
+
+    net = torch.nn.Linear(2, 2).double()
+
+    def func(t, y):
+        out = net(y)
+        y.mul_(1.0)  # even a no-op write moves the version counter
+        return out
+
+    y0 = torch.ones(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="modified its input `y`"):
+        ys = gt.odeint(func, y0, torch.linspace(0.0, 1.0, 3, dtype=torch.float64),
+                       adjoint=adjoint, adjoint_params=tuple(net.parameters()) if adjoint else None)
+        ys.sum().backward()

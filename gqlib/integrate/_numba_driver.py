@@ -244,7 +244,7 @@ def numba_solve(f, y0, t, t_np, tab, *, rtol, atol, step_size, first_step, max_s
     shape = tuple(y0.shape)
     y_init = np.array(y0, dtype=np.float64, order="C").reshape(-1)
     t_first = float(t_np[0])
-    f0 = f(t_first, y_init.reshape(shape))
+    f0 = f(t_first, y_init.reshape(shape).copy())  # a copy: f may not write into the state
     check_derivative(np, f0, y0, "f")
     f_init = np.array(f0, dtype=np.float64, order="C").reshape(-1)
     fk = _as_kernel_function(f, shape)

@@ -44,6 +44,35 @@ class CountedRHS:
                     _bad_output(out, y, t)
         return out
 
+    def at_state(self, t: float, y):
+        """A call at the solver's own state (a step's first stage, f(t1, y1)), which it reuses:
+        one that writes into ``y`` raises (NumPy: ``y`` read-only for the call; torch: its
+        in-place counter). Stage inputs are temporaries and are not guarded."""
+        if not self.check:
+            return self(t, y)
+        if isinstance(y, np.ndarray) and y.flags.writeable:
+            y.flags.writeable = False
+            try:
+                return self(t, y)
+            except ValueError as err:
+                if "read-only" in str(err):
+                    _modified_in_place(t, err)
+                raise
+            finally:
+                y.flags.writeable = True
+        version = getattr(y, "_version", None)  # torch's in-place counter
+        out = self(t, y)
+        if version is not None and y._version != version:
+            _modified_in_place(t)
+        return out
+
+
+def _modified_in_place(t: float, cause=None):
+    raise ValueError(
+        f"`f(t, y)` modified its input `y` in place at t = {t!r}: `y` is the solver's own state, "
+        "which would change under it and give a wrong solution. Use out-of-place "
+        "operations (`y = y * 2`, not `y *= 2`)") from cause
+
 
 def _bad_output(out, y, t: float):
     if getattr(out, "shape", None) != y.shape:
@@ -140,7 +169,7 @@ class Segment:
         if self.f1 is None:  # one-sided from inside when t1 is a tstop
             direction = 1.0 if self.h > 0 else -1.0
             t_eval = math.nextafter(self.t1, -direction * math.inf) if self.end_is_stop else self.t1
-            self.f1 = self._rhs(t_eval, self.y1)
+            self.f1 = self._rhs.at_state(t_eval, self.y1)
         f0, f1, h = K[0], self.f1, self.h
         delta = (self.y1 - self.y0) / h
         c2 = 3.0 * delta - 2.0 * f0 - f1

@@ -17,6 +17,7 @@ from ._controller import PIController
 from ._norms import resolve_norm
 from ._numba_driver import fallback_reason, numba_solve
 from ._policy import check_times, lands_on_outputs
+from ._segment import CountedRHS
 from ._stepper import Stepper
 from ._validation import (
     check_derivative,
@@ -155,7 +156,7 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
             _raise_non_finite_output(np, sol.y, t_np, None)
         return sol
 
-    f0 = f(float(t_np[0]), y0)
+    f0 = CountedRHS(f, {"nfe": 0}, _checks.enabled()).at_state(float(t_np[0]), y0)
     check_derivative(xp, f0, y0, "f")
     stepper = Stepper(f, float(t_np[0]), y0, float(t_np[-1]), tab, rtol=rtol, atol=atol,
                       step_size=step_size, first_step=first_step, norm=norm_fn, tstops=stops,

@@ -165,7 +165,7 @@ class Stepper:
                 self._f = last.f1  # Hermite's f(t1, y1) of the last step, evaluated on request
             else:
                 t_eval = math.nextafter(self.t, self.direction * math.inf) if self._at_stop() else self.t
-                self._f = self._rhs(t_eval, self.y)  # one-sided after a tstop
+                self._f = self._rhs.at_state(t_eval, self.y)  # one-sided after a tstop
             self._last = None
         return self._f
 
@@ -272,7 +272,7 @@ class Stepper:
             if end_is_stop and c == 1.0:
                 ti = math.nextafter(t1, -self.direction * math.inf)  # one-sided, from inside
             yi = y0 + h * combine(K, A[i]) if A[i] else y0
-            K.append(self._rhs(ti, yi))
+            K.append(self._rhs(ti, yi) if A[i] else self._rhs.at_state(ti, yi))
         return K
 
     def _error_norm(self, K, h, y0, y1) -> float:

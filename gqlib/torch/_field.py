@@ -88,11 +88,22 @@ class UserFunc:
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         return self.call(self.t_tensor(t), y)
 
+    def _func(self, tt, arg, y: torch.Tensor):
+        try:
+            return self.func(tt, arg)
+        except RuntimeError as err:  # autograd's refusal, where y is a leaf being differentiated
+            if y.is_leaf and y.requires_grad and "leaf Variable that requires grad" in str(err):
+                _modified_in_place(err, "or one of its parameters ")
+            raise
+
     def call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # the first call checks type, dtype and device; every call checks the shape and dtype
         # (host metadata, no sync), so that a field that changes shape never broadcasts silently
+        version = y._version
         if self.shapes is None:
-            out = self.func(tt, y)
+            out = self._func(tt, y, y)
+            if self._check_each and y._version != version:
+                _modified_in_place()
             if self._check:
                 _check_output(out, y, "y0")
                 self._check = False
@@ -105,7 +116,9 @@ class UserFunc:
                     _check_output(out, y, "y0")
             return out
         parts = self.split(y)
-        out = self.func(tt, parts)
+        out = self._func(tt, parts, y)
+        if self._check_each and y._version != version:  # views share y's version counter
+            _modified_in_place()
         if self._check or not isinstance(out, (tuple, list)) or len(out) != len(parts) \
                 or (self._check_each and any(
                     getattr(o, "shape", None) != p.shape or getattr(o, "dtype", None) != p.dtype
@@ -117,6 +130,13 @@ class UserFunc:
                 _check_output(o, p, f"y0[{i}]")
             self._check = False
         return torch.cat([o.reshape(-1) for o in out])
+
+
+def _modified_in_place(cause=None, also: str = ""):
+    raise ValueError(
+        f"`func(t, y)` modified its input `y` {also}in place: `y` is the solver's own state or "
+        "stage, which would change under it and give a wrong solution or gradient. Use "
+        "out-of-place operations (`y = y * 2`, not `y.mul_(2)`)") from cause
 
 
 def _describe(x: Any) -> str:
