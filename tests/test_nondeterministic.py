@@ -1,9 +1,10 @@
 """A field that is not a function of (t, y) alone (dropout in training mode, noise): every adjoint
 that evaluates it again would return a wrong gradient, silently. The checkpoint adjoint checks
 that each recomputed step ends where the forward's did (to round-off) and raises
-NondeterministicField where it does not; gqlib.torch raises it for the continuous adjoints when
-func drew from torch's generators in the forward pass. Steps the forward kept are its own calls:
-their gradient is direct backprop's, dropout included."""
+NondeterministicField where it does not; gqlib.torch replays torch's generator states in the
+steps it recomputes (dropout: direct backprop's gradient) and raises for the continuous adjoints
+when func drew from torch's generators in the forward pass. Steps the forward kept are its own
+calls: their gradient is direct backprop's, dropout included."""
 
 import numpy as np
 import pytest
@@ -84,24 +85,79 @@ def _grads(field, y0, t, adjoint, seed=5, **kw):
     field.zero_grad()
     torch.manual_seed(seed)
     ys, stats = gt.odeint(field, y0, t, adjoint=adjoint, return_stats=True, **kw)
+    stats.rng_after_forward = torch.get_rng_state()
     (ys ** 2).sum().backward()
     return torch.cat([p.grad.reshape(-1) for p in field.parameters()]), stats
+
+
+FIXED = dict(method="rk4", options=dict(step_size=0.05))  # adaptive steps shrink under dropout
 
 
 @pytest.fixture
 def dropout_field():
     torch.manual_seed(0)
-    return DropoutField().double()
+    return DropoutField(W=64).double()
 
 
-@pytest.mark.parametrize("adjoint", ["auto", "checkpoint", "gq", "interpolated", "backsolve",
-                                     "collocation"])
-def test_torch_dropout_in_training_mode_raises(dropout_field, adjoint):
+@pytest.mark.parametrize("adjoint", ["gq", "interpolated", "backsolve", "collocation"])
+def test_torch_dropout_raises_in_the_continuous_adjoints(dropout_field, adjoint):
     y0 = torch.randn(4, 3, dtype=torch.float64)
     t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
-    with pytest.raises(NondeterministicField, match="recomputed the step|random numbers"):
-        _grads(dropout_field, y0, t, adjoint, rtol=1e-5, atol=1e-7,
-               adjoint_options={"keep_stages": 0} if adjoint == "checkpoint" else None)
+    with pytest.raises(NondeterministicField, match="random numbers"):
+        _grads(dropout_field, y0, t, adjoint, **FIXED)
+
+
+@pytest.mark.parametrize("W,batch", [(256, 4), (600, 1)])  # auto: checkpoint, interpolated
+@pytest.mark.parametrize("adjoint,options", [("auto", None), ("checkpoint", {"keep_stages": 0})])
+def test_torch_dropout_replayed_is_direct_backprop(W, batch, adjoint, options):
+    """The checkpoint adjoint restores torch's generator before each recomputed call (as
+    torch.utils.checkpoint does): the same masks, the gradient of direct backprop with the same
+    seed (before: 1.0-15 % off, silently), and the caller's stream continues as after direct
+    backprop. auto picks the checkpoint adjoint for such a func even where it would pick the
+    interpolated one (W = 1024, batch 1)."""
+    torch.manual_seed(0)
+    field = DropoutField(W).double()
+    y0 = torch.randn(batch, 3, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    want, _ = _grads(field, y0, t, None, **FIXED)
+    got, stats = _grads(field, y0, t, adjoint, adjoint_options=options, **FIXED)
+    assert stats.backward["strategy"] == "checkpoint" and stats.forward["kept_steps"] == 0
+    assert float((got - want).norm() / want.norm()) < 1e-12
+    assert torch.equal(torch.get_rng_state(), stats.rng_after_forward)  # backward drew nothing
+
+
+def test_torch_func_random_only_later_is_caught_by_the_step_check():
+    """The first call draws nothing, so no state is captured; the draws from t = 0.5 on make
+    the recomputed steps differ, which the checkpoint adjoint's step check reports."""
+    net = torch.nn.Linear(3, 3).double()
+
+    def func(t, y):
+        out = net(y)
+        return out * (1 + 0.1 * torch.rand(())) if t > 0.5 else out
+
+    y0 = torch.randn(2, 3, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 3, dtype=torch.float64)
+    ys = gt.odeint(func, y0, t, rtol=1e-6, atol=1e-8, adjoint="checkpoint",
+                   adjoint_params=tuple(net.parameters()), adjoint_options={"keep_stages": 0})
+    with pytest.raises(NondeterministicField, match="recomputed the step"):
+        ys.sum().backward()
+
+
+def test_torch_func_with_changing_state_raises():
+    """Not random, but not a function of (t, y) either: a call counter in the field."""
+    net = torch.nn.Linear(3, 3).double()
+    calls = [0]
+
+    def func(t, y):
+        calls[0] += 1
+        return net(y) * (1.0 + 1e-3 * (calls[0] % 3))
+
+    y0 = torch.randn(2, 3, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 3, dtype=torch.float64)
+    ys = gt.odeint(func, y0, t, rtol=1e-6, atol=1e-8, adjoint="checkpoint",
+                   adjoint_params=tuple(net.parameters()), adjoint_options={"keep_stages": 0})
+    with pytest.raises(NondeterministicField, match="recomputed the step"):
+        ys.sum().backward()
 
 
 @pytest.mark.parametrize("adjoint", ["auto", "checkpoint", "gq", "interpolated"])

@@ -67,7 +67,9 @@ class CheckpointAdjoint(AdjointStrategy):
         (:data:`RECOMPUTE_LIMIT`), where the forward's did: the field is not a function of
         ``(t, y)`` alone (dropout in training mode, noise, state changed since the forward),
         and the gradient of the recomputed step would be wrong. Kept steps are the forward's
-        own calls and need no check.
+        own calls and need no check; where the keeper holds replay tokens (the random state
+        before each forward call, :class:`StageKeeper`), a recomputed call first restores its
+        own.
     """
 
     name: ClassVar[str] = "checkpoint"
@@ -120,7 +122,7 @@ class _DiscretePass:
         self.stack = RowStack(cf, xp, rows) if rows else None
         # the forward's stage linearisations, where it kept them (gqlib.adjoint._kept)
         self.kept = getattr(cf, "kept", None)
-        if self.kept is not None and self.kept.n_kept == 0:
+        if self.kept is not None and self.kept.n_tracked == 0:
             self.kept = None
         self.n_kept = 0
 
@@ -268,9 +270,10 @@ class _DiscretePass:
             return value
 
         stages = self._needed(bool(thetas), merged)
-        kept = self._kept_step(k, thetas, merged)
+        kept, tokens = self._kept_step(k, thetas, merged)
         if kept is None:
-            outs = self.step_forward(record, k, self.ck.y[k], thetas, merged)
+            f = record if tokens is None else self._replaying(record, tokens, stages)
+            outs = self.step_forward(f, k, self.ck.y[k], thetas, merged)
             self.excess = self._mismatch(k, outs[0])
         else:  # the forward's own linearisations: nothing recomputed
             for j in stages:
@@ -347,15 +350,32 @@ class _DiscretePass:
         return xp.max(xp.abs(y1 - y1f)) - (RECOMPUTE_LIMIT * eps) * scale
 
     def _kept_step(self, k: int, thetas, merged: bool):
-        """Step ``k``'s stages as the forward linearised them (:class:`StageKeeper`), or None."""
+        """``(stages, tokens)``: step ``k``'s stages as the forward linearised them
+        (:class:`StageKeeper`), else None and the replay tokens of its calls, else None."""
         if self.kept is None or self._needs_f1(thetas, merged):
-            return None
+            return None, None
         t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
         times = [self._stage_time(j, t0, t1, t1 - t0) for j in range(self.tab.stages)]
-        stages = self.kept.step(k, times, self.ck.y[k])
-        if stages is not None:
+        calls = self.kept.take(k, times, self.ck.y[k])
+        if calls is None:
+            return None, None
+        if all(r.lin is not None for r in calls):
             self.n_kept += 1
-        return stages
+            return [(r.t, r.y, r.lin) for r in calls], None
+        if all(r.token is not None for r in calls):
+            return None, [r.token for r in calls]
+        return None, None
+
+    def _replaying(self, f, tokens, stages):
+        """``f`` called for ``stages`` in order (as :meth:`step_forward` calls it), each call
+        after the keeper's replay restored the state its forward call began with (the random
+        draws of a field with dropout)."""
+        replay, it = self.kept.replay, iter(stages)
+
+        def g(t, Y):
+            replay.apply(tokens[next(it)])
+            return f(t, Y)
+        return g
 
     def _vjp(self, lin, point, v, into):
         """``(v^T df/dy, into + v^T df/dtheta)`` of one recorded call; with a row stack the

@@ -28,12 +28,15 @@ __all__ = ["StageKeeper"]
 
 
 class _Call(NamedTuple):
-    """One forward call, linearised: ``lin.value`` is ``f(t, y)``; ``nbytes`` what it holds."""
+    """One forward call: ``lin`` its linearisation (``lin.value`` is ``f(t, y)``; None once
+    dropped), ``nbytes`` what it holds, ``token`` what :attr:`StageKeeper.replay` captured
+    before it (None: nothing)."""
 
     t: float
     y: Any
     lin: Any
     nbytes: int
+    token: Any = None
 
 
 class StageKeeper:
@@ -54,14 +57,22 @@ class StageKeeper:
         The fewest steps the forward is expected to take (a step per output interval, say): a
         first call too big for ``min_steps`` steps of the method's stages within the budget
         stops the keeper at once, before the forward holds more graphs than it can keep.
+    replay : object, optional
+        For a field that draws random numbers (dropout): ``replay()`` is called before every
+        forward call and returns a token (the generator's state), or None while the field
+        needs none; ``replay.apply(token)`` restores it before the backward pass recomputes
+        that call, so that the recomputed step is the forward's. ``replay.wanted`` False: the
+        field needs no tokens. Tokens are kept for every accepted step, whatever the budget.
 
     Use it as the forward's ``f`` and ``observer``:
     ``gqlib.solve(keeper, y0, t, checkpoints=True, observer=keeper.observe)``, then
     ``gradient(field, sol, grad_y, adjoint="checkpoint", kept=keeper)``.
     """
 
-    def __init__(self, field: Any, tableau: Any, budget: int, min_steps: int = 1):
+    def __init__(self, field: Any, tableau: Any, budget: int, min_steps: int = 1,
+                 replay: Any = None):
         self.field = field
+        self.replay = replay
         self.stages = int(tableau.stages)
         self.fsal = bool(tableau.fsal)
         # stages at the step's ends, where a tstop's one-sided times lie an ulp or two apart:
@@ -87,27 +98,44 @@ class StageKeeper:
         self._n_accepted = 0
 
     # -- the forward --------------------------------------------------------------------------
+    @property
+    def tracking(self) -> bool:
+        """Whether forward calls are still mapped to steps (graphs or replay tokens kept)."""
+        return not self.full or (self.replay is not None and getattr(self.replay, "wanted", True))
+
     def __call__(self, t: float, y):
-        if self.full:
+        if not self.tracking:
             return self.field(t, y)
+        token = None if self.replay is None else self.replay()
+        if self.full:
+            value = self.field(t, y)
+            self._record(_Call(t, y, None, 0, token))
+            return value
         if self._measured is not None:
             lin, nbytes = self._measured(t, y)
         else:
             lin = self.field.linearize(t, y)
             nbytes = int(getattr(y, "nbytes", 0)) + int(getattr(lin.value, "nbytes", 0))
-        rec = _Call(t, y, lin, int(nbytes))
+        rec = _Call(t, y, lin, int(nbytes), token)
         if self._n_accepted == 0 and not self._pre and \
                 rec.nbytes * self.stages * self.min_steps > self.budget:
             self.stop()
+            self._record(rec._replace(lin=None, nbytes=0))
             return lin.value
         self.nbytes += rec.nbytes
-        (self._pre if self._attempt is None else self._attempt).append(rec)
+        self._record(rec)
         self.peak_bytes = max(self.peak_bytes, self.nbytes)
         return lin.value
 
+    def _record(self, rec: _Call) -> None:
+        (self._pre if self._attempt is None else self._attempt).append(rec)
+
     def observe(self, event: str, t0: float, y0, h: float) -> None:
         """The forward stepper's observer: ``"step"``, then ``"accept"`` or ``"reject"``."""
-        if self.full:
+        if not self.tracking:
+            if self._steps or self._pre or self._attempt:  # no tokens wanted after all
+                self._steps.clear()
+                self._pre, self._attempt, self._f0, self._fsal_last = [], None, None, None
             return
         if event == "step":
             if self._new_step:
@@ -130,7 +158,7 @@ class StageKeeper:
             self._steps[self._n_accepted] = stages
             self._n_accepted += 1
             self._fsal_last = stages[-1] if self.fsal else None
-            if self.nbytes > self.budget:
+            if not self.full and self.nbytes > self.budget:
                 self.stop()
 
     def _release(self, calls) -> None:
@@ -139,23 +167,50 @@ class StageKeeper:
                 self.nbytes -= rec.nbytes
 
     def stop(self) -> None:
-        """Free every kept stage; the rest of the forward (and this keeper) keeps nothing."""
+        """Free every kept graph; the rest of the forward keeps none (replay tokens stay)."""
         self.full = True
-        self._steps.clear()
-        self._pre, self._attempt, self._f0, self._fsal_last = [], None, None, None
         self.nbytes = 0
+
+        def bare(rec):
+            return None if rec is None else rec._replace(lin=None, nbytes=0)
+        self._steps = {k: [bare(r) for r in st] for k, st in self._steps.items()}
+        self._pre = [bare(r) for r in self._pre]
+        self._attempt = None if self._attempt is None else [bare(r) for r in self._attempt]
+        self._f0, self._fsal_last = bare(self._f0), bare(self._fsal_last)
 
     # -- the backward -------------------------------------------------------------------------
     @property
     def n_kept(self) -> int:
-        """Steps kept (0 once the budget was exceeded)."""
+        """Steps whose graphs are kept (0 once the budget was exceeded)."""
+        return sum(1 for st in self._steps.values()
+                   if all(r is not None and r.lin is not None for r in st))
+
+    @property
+    def n_tracked(self) -> int:
+        """Steps whose calls are held (graphs or replay tokens)."""
         return len(self._steps)
 
     def step(self, k: int, times: list[float], y0) -> list | None:
-        """Step ``k``'s stages ``[(t, Y, lin)]`` (removed from the keeper), or None unless all
-        were kept, at the times ``times`` (exactly at the step's ends; inside it to 8 ulps: the
-        stepper's ``t0 + c h`` and the checkpoints' ``t0 + c (t1 - t0)`` may round apart) and
-        with the first stage at the state ``y0`` (exactly)."""
+        """Step ``k``'s stages ``[(t, Y, lin)]``, or None unless all were kept; see
+        :meth:`take`."""
+        stages = self.take(k, times, y0)
+        if stages is None or any(r.lin is None for r in stages):
+            return None
+        return [(r.t, r.y, r.lin) for r in stages]
+
+    def tokens(self, k: int, times: list[float], y0) -> list | None:
+        """Step ``k``'s replay tokens, stage by stage, or None unless every stage has one; see
+        :meth:`take`."""
+        stages = self.take(k, times, y0)
+        if stages is None or any(r.token is None for r in stages):
+            return None
+        return [r.token for r in stages]
+
+    def take(self, k: int, times: list[float], y0) -> list | None:
+        """Step ``k``'s calls (removed from the keeper), or None unless all were tracked, at
+        the times ``times`` (exactly at the step's ends; inside it to 8 ulps: the stepper's
+        ``t0 + c h`` and the checkpoints' ``t0 + c (t1 - t0)`` may round apart) and with the
+        first stage at the state ``y0`` (exactly)."""
         stages = self._steps.pop(k, None)
         if stages is None or len(stages) != self.stages or any(s is None for s in stages):
             return None
@@ -167,4 +222,4 @@ class StageKeeper:
         xp = namespace(y0)
         if tuple(y.shape) != tuple(y0.shape) or not bool(xp.all(y == y0)):
             return None
-        return [(s.t, s.y, s.lin) for s in stages]
+        return stages

@@ -47,6 +47,7 @@ class AdjointJob:
     grad_params: bool = True  # a backward pass may ask for the parameters' gradients
     frozen: tuple = ()  # func's tensors without gradients, saved for the version check
     random: bool = False  # func drew from torch's generators in the forward pass
+    may_backward: bool = True  # grad mode on and something to differentiate
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -56,8 +57,9 @@ class AdjointJob:
         parameter count) and one fixed step per interval where no step size was given."""
         cfg = self.cfg
         strategy = cfg.strategy
-        if isinstance(strategy, AutoAdjoint):
-            strategy = strategy.choose(self.sol, self.n_params() if with_params else None)
+        if isinstance(strategy, AutoAdjoint):  # the discrete one replays a random func
+            strategy = strategy.discrete if self.random else \
+                strategy.choose(self.sol, self.n_params() if with_params else None)
         if not isinstance(strategy, SolverSettings):
             return strategy
         changes: dict = {}
@@ -92,10 +94,15 @@ class OdeintAdjointFn(torch.autograd.Function):
             itemsize = sum(p.numel() * p.element_size() for p in job.params) / (n_params or 1)
             budget = strategy.keep_bytes(n_params, itemsize, y0.numel()) \
                 if record == "checkpoints" and job.grad_params else 0
-            if budget > 0:  # the stages' graphs, kept if they fit (gqlib.adjoint.StageKeeper)
+            discrete = job.may_backward and isinstance(strategy, (CheckpointAdjoint,
+                                                                  AutoAdjoint))
+            if budget > 0 or discrete:
+                # the stages' graphs, kept if they fit, and the random state of a func that
+                # draws random numbers, replayed where a step is recomputed (StageKeeper)
                 fld = TorchParamField(job.fn, job.params) if job.params else TorchField(job.fn)
                 f = job.keeper = StageKeeper(fld, get_method(job.fwd.method), budget,
-                                                  min_steps=len(job.t_np) - 1)
+                                             min_steps=len(job.t_np) - 1,
+                                             replay=RandomReplay(y0.device))
                 kw = {**kw, "observer": _both(kw.get("observer"), job.keeper.observe)}
             before = _rng_states(y0.device)
             sol = gqlib.solve(f, y0.detach(), job.t_np, dense_output=record == "dense",
@@ -131,17 +138,21 @@ class OdeintAdjointFn(torch.autograd.Function):
             grad_ys = torch.cat([torch.zeros_like(grad_ys[:1]), grad_ys[1:]])
         kept, job.keeper = job.keeper, None  # freed with this pass
         if kept is not None and not with_params:
-            kept = None  # kept with the parameters in their graphs: not this pass's field
+            kept.stop()  # graphs kept with the parameters: not this pass's field (tokens stay)
         strategy = job.strategy(with_params)
         if job.random and not isinstance(strategy, CheckpointAdjoint):
             raise NondeterministicField(
                 f"func drew random numbers in the forward pass (torch's generator advanced: "
                 f"dropout in training mode?), and the {strategy.name} adjoint evaluates it "
                 "again at other points, so its gradient would be wrong. The checkpoint adjoint "
-                "(adjoint='checkpoint') checks every step it recomputes and keeps the forward's "
-                "own graphs where they fit", t=float(job.t_np[-1]))
-        g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
-                     adjoint=strategy, observer=job.observer, kept=kept)
+                "(adjoint='checkpoint') replays the forward's random draws in every step it "
+                "recomputes and checks that the step ends where the forward's did",
+                t=float(job.t_np[-1]))
+        replays = kept is not None and kept.replay is not None and kept.replay.wanted
+        devices = [job.t.device] if replays and job.t.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=replays):  # the caller's stream
+            g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
+                         adjoint=strategy, observer=job.observer, kept=kept)
         job.stats.backward = dict(g.stats)
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None
@@ -150,6 +161,42 @@ class OdeintAdjointFn(torch.autograd.Function):
         else:
             grad_params = [None] * len(job.params)
         return (None, grad_y0, grad_t, *grad_params)
+
+
+class RandomReplay:
+    """The random state of torch's generators before each forward call of a ``func`` that
+    draws random numbers (dropout in training mode), restored before the checkpoint adjoint
+    recomputes that call: the recomputed step is the forward's, as with
+    ``torch.utils.checkpoint(preserve_rng_state=True)``.
+
+    A ``func`` whose first call draws nothing is taken to be deterministic and no state is
+    captured after it (``wanted`` False); one that draws later is caught by the checkpoint
+    adjoint's check of every recomputed step. Each captured state is the CPU generator's
+    (5056 bytes) and, on CUDA, the device's.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = device if device.type == "cuda" else None
+        self.wanted = True
+        self._first = None
+
+    def __call__(self):
+        if not self.wanted:
+            return None
+        state = _rng_states(self.cuda or torch.device("cpu"))
+        if self._first is None:
+            self._first = state
+        elif self._first is not True:
+            if all(torch.equal(a, b) for a, b in zip(state, self._first, strict=True)):
+                self.wanted = False  # the first call drew nothing
+                return None
+            self._first = True
+        return state
+
+    def apply(self, token) -> None:
+        torch.set_rng_state(token[0])
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(token[1], self.cuda)
 
 
 def _rng_states(device: torch.device) -> list[torch.Tensor]:

@@ -231,7 +231,9 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         ctx = AdjointJob(fn=fn, t=t, t_np=t_np, solve_kwargs=kw, cfg=acfg, fwd=fwd, span=span,
                           stats=stats, params=params, shape=state.shape, observer=bwd_obs,
                           rowwise=rowwise,
-                          grad_params=torch.is_grad_enabled() and bool(params), frozen=frozen)
+                          grad_params=torch.is_grad_enabled() and bool(params), frozen=frozen,
+                          may_backward=torch.is_grad_enabled() and (
+                              bool(params) or state.requires_grad or t.requires_grad))
         ys = OdeintAdjointFn.apply(ctx, state, t, *params)
     out = ys if shapes is None else fn.split(ys)
     return (out, stats) if return_stats else out
