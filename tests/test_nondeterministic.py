@@ -65,6 +65,41 @@ def test_noise_below_round_off_is_not_a_mismatch():
     assert 100 <= RECOMPUTE_LIMIT <= 1e4
 
 
+class GeneratorReplay:
+    """Replay tokens of a NumPy Generator: its bit generator's state before each call."""
+
+    def __init__(self, rng):
+        self.rng, self.wanted = rng, True
+
+    def __call__(self):
+        return dict(self.rng.bit_generator.state)
+
+    def apply(self, token):
+        self.rng.bit_generator.state = token
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_core_keeper_replays_the_draws_of_a_recomputed_step(method):
+    """StageKeeper(replay=...) with no graph budget: the recomputed calls draw what the forward
+    calls drew, every step ends where the forward's did, and the noise, large enough to raise
+    without the replay, raises nothing."""
+    from gqlib.adjoint import StageKeeper
+    from gqlib.tableaux import get_method
+
+    opts = dict(step_size=0.05) if method == "rk4" else dict(rtol=1e-6, atol=1e-8)
+    y0, G = np.array([1.0, 0.5]), np.ones((len(T), 2))
+    field = NoisyLinear(A, 1e-3)
+    keeper = StageKeeper(field, get_method(method), 0, replay=GeneratorReplay(field.rng))
+    sol = gqlib.solve(keeper, y0, T, method=method, checkpoints=True, observer=keeper.observe,
+                      **opts)
+    assert keeper.n_kept == 0 and keeper.n_tracked == len(sol.checkpoints) - 1
+    g = gradient(field, sol, G, adjoint=CheckpointAdjoint(), kept=keeper)
+    assert g.stats["n_kept_steps"] == 0 and np.all(np.isfinite(g.y0))
+    sol = gqlib.solve(field, y0, T, method=method, checkpoints=True, **opts)
+    with pytest.raises(NondeterministicField):
+        gradient(field, sol, G, adjoint=CheckpointAdjoint())
+
+
 # -- torch: dropout ------------------------------------------------------------------------------
 torch = pytest.importorskip("torch")
 gt = pytest.importorskip("gqlib.torch")
