@@ -149,7 +149,7 @@ class OdeintAdjointFn(torch.autograd.Function):
                 "recomputes and checks that the step ends where the forward's did",
                 t=float(job.t_np[-1]))
         replays = kept is not None and kept.replay is not None and kept.replay.wanted
-        devices = [job.t.device] if replays and job.t.device.type == "cuda" else []
+        devices = [job.fn.device] if replays and job.fn.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, enabled=replays):  # the caller's stream
             g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
                          adjoint=strategy, observer=job.observer, kept=kept)
