@@ -59,7 +59,8 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
         ``observer(event, t0, a0, h)`` for each backward step: ``"step"`` before it, then
         ``"accept"`` or ``"reject"``, with ``a0`` the adjoint dL/dy (y's shape) at its start and
         ``h`` its signed size. A backward solver's steps (GQ, backsolve, interpolated); each
-        recomputed forward step (checkpoint); each panel (collocation, always accepted).
+        recomputed forward step (checkpoint); each panel (collocation: rejected when its
+        Picard sweeps do not contract, then halved).
     kept : StageKeeper, optional
         The forward's stage linearisations, when the forward solve ran with a
         :class:`StageKeeper` as its field and observer: the checkpoint adjoint back-propagates
