@@ -337,6 +337,19 @@ def test_float32_dense_reads_stay_finite_on_short_pieces():
     torch.testing.assert_close(vals, sol(tq), rtol=1e-5, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("adjoint", ADJ)
+def test_float32_state_gets_float32_gradients(adjoint):
+    """The collocation adjoint's panel ends were NumPy float64 scalars, which promote a float32
+    adjoint (NEP 50): it returned float64 dL/dy0, dL/dtheta and dL/dt for a float32 state."""
+    A = np.array([[-0.5, 0.2], [0.1, -0.3]], dtype=np.float32)
+    field = FunctionField(lambda t, y: A @ y, lambda t, y, a: A.T @ a,
+                          lambda t, y, a: np.outer(a, y).ravel())
+    sol = gqlib.solve(field, np.ones(2, np.float32), [0.0, 0.4, 1.0], rtol=1e-5, atol=1e-6,
+                      dense_output=True)
+    g = gradient(field, sol, np.ones((3, 2), np.float32), adjoint=adjoint)
+    assert (g.y0.dtype, g.params.dtype, g.t.dtype) == (np.float32,) * 3
+
 # -- the strategy API -------------------------------------------------------------------------------
 
 def _api_problem(**solve_kw):

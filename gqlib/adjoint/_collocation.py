@@ -226,6 +226,8 @@ class CollocationBackward:
         """``a`` carried over the panel from ``s`` to ``e`` in sub-panels on which the Picard
         sweeps contract (:data:`PICARD_LIMIT`): a sub-panel whose sweeps do not is halved and
         redone, and the rest of the panel keeps the halved length."""
+        # Python floats: a NumPy float64 scalar would promote a float32 adjoint (NEP 50)
+        s, e = float(s), float(e)
         pos, H = s, e - s
         while pos != e:
             q = e if abs(H) >= abs(e - pos) * (1.0 - 1e-12) else pos + H
@@ -249,6 +251,7 @@ class CollocationBackward:
         """``a`` carried from ``s`` to ``e`` in one panel, whether or not its sweeps contract;
         ``acc`` plus the parameter integral over the panel (in place when the field
         accumulates)."""
+        s, e = float(s), float(e)
         lins, A, _ = self.stages(s, e, a)
         return self.finish(s, e, a, acc, lins, A)
 
