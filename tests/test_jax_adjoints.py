@@ -183,3 +183,24 @@ def test_collocation_subdivides_stiff_steps_beyond_the_stability_limit():
             scale ** 2 * ref_p)
         assert err < 1e-6, (k, err)
         assert np.linalg.norm(gy[k] - scale * ref_y0) < 1e-6 * np.linalg.norm(scale * ref_y0)
+
+
+def test_a_low_order_interpolant_warns_as_in_the_core():
+    """The core's GradientAccuracyWarning for dopri8's dense output (tests/test_adjoint.py):
+    gqlib.jax's interpolated adjoint was 440 x rtol off at rtol 1e-11 (dL/dA 4.4e-9), silently;
+    "auto" takes the discrete adjoint there instead."""
+    import warnings
+
+    from gqlib.errors import GradientAccuracyWarning
+    y0, A = jnp.ones(2), jnp.array([[-0.5, 0.2], [0.1, -0.3]])
+    t = jnp.array([0.0, 1.0])
+    with pytest.warns(GradientAccuracyWarning, match="dense output of 'dopri8'"):
+        gj.odeint(lambda y, t, A: A @ y, y0, t, A, method="dopri8", adjoint="interpolated")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientAccuracyWarning)
+        gj.odeint(lambda y, t, A: A @ y, y0, t, A, method="dop853", adjoint="interpolated")
+    from gqlib.adjoint import AutoAdjoint
+    from gqlib.jax._odeint import _auto_choice
+    big = jnp.zeros(1000)
+    assert _auto_choice(AutoAdjoint(ratio=10), y0, big, "dopri5").name == "interpolated"
+    assert _auto_choice(AutoAdjoint(ratio=10), y0, big, "dopri8").name == "checkpoint"

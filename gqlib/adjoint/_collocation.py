@@ -95,6 +95,9 @@ class CollocationAdjoint(AdjointStrategy):
     def forward_record(self):
         return "dense"
 
+    def interpolant_methods(self, forward_method: str) -> tuple[str, ...]:
+        return (forward_method,)  # y at the nodes from the forward's dense output
+
     def counts(self, method: str) -> tuple[int, int]:
         """``(nodes, sweeps)`` per panel for a forward solved with ``method``."""
         nodes = self.nodes

@@ -134,6 +134,7 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
                                 "n_rejected": 0, "n_steps": 0, "state_size": 0, "max_drift": 0.0,
                                 "seconds": dict(cf.seconds), "strategy": strategy.name})
     strategy.check_solution(sol)
+    strategy.warn_interpolant_order(sol.options.get("method", "dopri5"))
     out = strategy.backward(cf, sol, grad_y, xp, t_np, grad_t=grad_t)
     out.stats.setdefault("strategy", strategy.name)
     _check_finite(out, xp, t_np)
