@@ -157,3 +157,50 @@ def test_a_short_node_rule_warns_as_in_the_core():
     with warnings.catch_warnings():
         warnings.simplefilter("error", GradientAccuracyWarning)
         jax.block_until_ready(jax.grad(loss)(k, "gq"))
+
+
+@_slow  # 5.5 s, mostly compilation
+def test_collocation_subdivides_stiff_steps_beyond_the_stability_limit():
+    """The core's stiff case (tests/test_adjoint_collocation.py): dopri5 steps reach
+    |h lambda| = 6.5 on eigenvalues -1 ... -200, where the default sweeps amplified the stiff
+    part of the adjoint; dL/dA was 4.2e-4 off the exact gradient (measured 3.0e-8 with the
+    panels halved where the sweeps do not contract), also under vmap."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from adjoint_trust import dissipative, linear_reference
+    lin, y0, t = dissipative(200.0, n_out=3)
+    ref_y0, ref_p = linear_reference(lin, y0, t)
+
+    def loss(y0, A):
+        ys = gj.odeint(lambda y, t, A: A @ y, y0, jnp.asarray(t), A, rtol=1e-6, atol=1e-8,
+                       method="dopri5", adjoint="collocation")
+        return jnp.sum(ys[1:] ** 2)
+    grad = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1)), in_axes=(0, None)))
+    gy, gA = grad(jnp.stack([jnp.asarray(y0), 2.0 * jnp.asarray(y0)]), jnp.asarray(lin.A))
+    for k, scale in enumerate((1.0, 2.0)):  # L is quadratic in y0
+        err = np.linalg.norm(np.ravel(gA[k]) - scale ** 2 * ref_p) / np.linalg.norm(
+            scale ** 2 * ref_p)
+        assert err < 1e-6, (k, err)
+        assert np.linalg.norm(gy[k] - scale * ref_y0) < 1e-6 * np.linalg.norm(scale * ref_y0)
+
+
+def test_a_low_order_interpolant_warns_as_in_the_core():
+    """The core's GradientAccuracyWarning for dopri8's dense output (tests/test_adjoint.py):
+    gqlib.jax's interpolated adjoint was 440 x rtol off at rtol 1e-11 (dL/dA 4.4e-9), silently;
+    "auto" takes the discrete adjoint there instead."""
+    import warnings
+
+    from gqlib.errors import GradientAccuracyWarning
+    y0, A = jnp.ones(2), jnp.array([[-0.5, 0.2], [0.1, -0.3]])
+    t = jnp.array([0.0, 1.0])
+    with pytest.warns(GradientAccuracyWarning, match="dense output of 'dopri8'"):
+        gj.odeint(lambda y, t, A: A @ y, y0, t, A, method="dopri8", adjoint="interpolated")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientAccuracyWarning)
+        gj.odeint(lambda y, t, A: A @ y, y0, t, A, method="dop853", adjoint="interpolated")
+    from gqlib.adjoint import AutoAdjoint
+    from gqlib.jax._odeint import _auto_choice
+    big = jnp.zeros(1000)
+    assert _auto_choice(AutoAdjoint(ratio=10), y0, big, "dopri5").name == "interpolated"
+    assert _auto_choice(AutoAdjoint(ratio=10), y0, big, "dopri8").name == "checkpoint"

@@ -10,7 +10,7 @@ products, the core does the numerics.
 from ._aliases import ALIASES, DEFAULT_ADJOINT, as_strategy
 from ._auto import AUTO_RATIO, AutoAdjoint
 from ._checkpoint import CheckpointAdjoint
-from ._collocation import CollocationAdjoint
+from ._collocation import PICARD_LIMIT, CollocationAdjoint
 from ._field import CountedField, FunctionField, LinearizationUnavailable, VectorField
 from ._gradient import gradient
 from ._kept import StageKeeper
@@ -25,5 +25,5 @@ __all__ = ["gradient", "AdjointGradient", "AdjointStrategy", "GQAdjoint", "Backs
            "InterpolatedAdjoint", "CollocationAdjoint", "CheckpointAdjoint", "AutoAdjoint",
            "AUTO_RATIO", "as_strategy",
            "NodeRule", "VectorField", "FunctionField", "CountedField", "ADJOINTS", "ALIASES",
-           "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT", "LinearizationUnavailable",
+           "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT", "PICARD_LIMIT", "LinearizationUnavailable",
            "RowwiseMismatch", "StageKeeper"]

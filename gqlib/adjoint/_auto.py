@@ -101,7 +101,8 @@ class AutoAdjoint(AdjointStrategy):
         intervals = len(sol.t) - 1
         steps = 0 if sol.checkpoints is None else len(sol.checkpoints) - 1
         if (sol.dense is not None and self._params_dominate(n_params, state_size)
-                and intervals <= steps):
+                and intervals <= steps
+                and not self.continuous.poor_interpolants(sol.options.get("method", "dopri5"))):
             return self.continuous
         return self.discrete
 

@@ -59,7 +59,8 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
         ``observer(event, t0, a0, h)`` for each backward step: ``"step"`` before it, then
         ``"accept"`` or ``"reject"``, with ``a0`` the adjoint dL/dy (y's shape) at its start and
         ``h`` its signed size. A backward solver's steps (GQ, backsolve, interpolated); each
-        recomputed forward step (checkpoint); each panel (collocation, always accepted).
+        recomputed forward step (checkpoint); each panel (collocation: rejected when its
+        Picard sweeps do not contract, then halved).
     kept : StageKeeper, optional
         The forward's stage linearisations, when the forward solve ran with a
         :class:`StageKeeper` as its field and observer: the checkpoint adjoint back-propagates
@@ -133,6 +134,7 @@ def gradient(field: Any, sol: Solution, grad_y: Any, *, adjoint: AdjointStrategy
                                 "n_rejected": 0, "n_steps": 0, "state_size": 0, "max_drift": 0.0,
                                 "seconds": dict(cf.seconds), "strategy": strategy.name})
     strategy.check_solution(sol)
+    strategy.warn_interpolant_order(sol.options.get("method", "dopri5"))
     out = strategy.backward(cf, sol, grad_y, xp, t_np, grad_t=grad_t)
     out.stats.setdefault("strategy", strategy.name)
     _check_finite(out, xp, t_np)

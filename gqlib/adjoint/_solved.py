@@ -93,6 +93,10 @@ class _Quadrature:
     def quadrature_rule(self) -> NodeRule:
         return NodeRule(self.nodes, self.gtol, self.extra_nodes, self.max_nodes)
 
+    def interpolant_methods(self, forward_method: str) -> tuple[str, ...]:
+        # the nodes read the backward solver's interpolant
+        return (self.method if self.method is not None else forward_method,)
+
 
 @dataclass(frozen=True, kw_only=True)
 class GQAdjoint(_Quadrature, _Reintegrating):
@@ -139,6 +143,10 @@ class InterpolatedAdjoint(_Quadrature, _Solved):
     @property
     def forward_record(self):
         return "dense"
+
+    def interpolant_methods(self, forward_method: str) -> tuple[str, ...]:
+        # y from the forward's dense output, a from the backward solver's
+        return (forward_method, *_Quadrature.interpolant_methods(self, forward_method))
 
     def state_blocks(self, D: int, P: int) -> dict[str, slice]:
         return {"a": slice(0, D)}

@@ -19,7 +19,7 @@ import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from ..adjoint._collocation import collocation_coefficients
+from ..adjoint._collocation import PICARD_LIMIT, collocation_coefficients
 from ._checkpoint import check_finite, time_gradients
 from ._forward import host, time_dtype
 from ._host import CollocationPanels
@@ -44,6 +44,7 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
     alpha = jnp.asarray(alpha_np, ydt)
     d = jnp.where(t_out[-1] >= t_out[0], 1.0, -1.0).astype(tdt)
     n_acc = fw.n_acc
+    eps = float(jnp.finfo(ydt).eps)
     panels = CollocationPanels(strategy.max_panel, strategy.max_panels)
 
     dense_y = forward_dense_reader(fw, rk_fwd, d)  # as the interpolated adjoint reads y
@@ -61,11 +62,17 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
         _, pull_y = jax.vjp(lambda Y: F_nodes(taus, Y, pflat0), Y)
         Hy = H.astype(ydt)
 
-        def sweep(_, A):
-            V = pull_y(A)[0]
-            return a[None, :] - Hy * (alpha @ V)
+        def sweep(_, carry):
+            A, _, last = carry
+            new = a[None, :] - Hy * (alpha @ pull_y(A)[0])
+            return new, last, jnp.sum((new - A) ** 2)
 
-        A = lax.fori_loop(0, sweeps, sweep, jnp.broadcast_to(a, (n, D)))
+        A0 = jnp.broadcast_to(a, (n, D))
+        # the core's contraction test (PICARD_LIMIT): before the first sweep, the change is A0
+        A, before, last = lax.fori_loop(0, sweeps, sweep, (A0, jnp.zeros((), ydt),
+                                                           jnp.sum(A0 ** 2)))
+        ok = (sweeps == 0) | ~((last > PICARD_LIMIT ** 2 * before)
+                               & (last > (64.0 * eps) ** 2 * jnp.sum(A ** 2)))
         W = (-Hy * b)[:, None] * A  # the last pass: weighted cotangents w_k A_k
         if P > 0:
             _, pull = jax.vjp(lambda Y, p: F_nodes(taus, Y, p), Y, pflat0)
@@ -73,7 +80,27 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
             acc = acc + vp
         else:
             vy = pull_y(W)[0]
-        return a + jnp.sum(vy, axis=0), acc
+        return a + jnp.sum(vy, axis=0), acc, ok
+
+    def advance(s, e, a, acc):
+        """The core's :meth:`~gqlib.adjoint._collocation.CollocationBackward.advance`: ``a``
+        over the panel in sub-panels on which the sweeps contract, halving a sub-panel whose
+        sweeps do not; ``(a, acc, attempts, rejected)``."""
+        def cond(st):
+            return st["pos"] != e
+
+        def body(st):
+            pos, H = st["pos"], st["H"]
+            q = jnp.where(jnp.abs(H) >= jnp.abs(e - pos) * (1.0 - 1e-12), e, pos + H)
+            a_new, acc_new, ok = panel(pos, q, st["a"], st["acc"])
+            ok = ok | (q == pos)  # halved to the time resolution: take it (never a hang)
+            return dict(pos=jnp.where(ok, q, pos), H=jnp.where(ok, H, 0.5 * (q - pos)),
+                        a=jnp.where(ok, a_new, st["a"]), acc=jnp.where(ok, acc_new, st["acc"]),
+                        tries=st["tries"] + 1, rejected=st["rejected"] + (~ok).astype(jnp.int32))
+
+        st = lax.while_loop(cond, body, dict(pos=s, H=e - s, a=a, acc=acc, tries=jnp.int32(0),
+                                             rejected=jnp.int32(0)))
+        return st["a"], st["acc"], st["tries"], st["rejected"]
 
     def body(st):
         i, j = st["i"], st["j"]
@@ -81,8 +108,9 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
         ts, te = t_out[i], t_out[jnp.maximum(i - 1, 0)]
         s, e, last = host(panels, (0, 0, 0, 0, 1, 1, 0, 0), (f_, f_, np.bool_), active, ts, te,
                           j, fw.ck_t0, fw.ck_t1, n_acc, st["n_panels"])
-        a, acc = panel(s.astype(tdt), e.astype(tdt), st["a"], st["acc"])
-        st = dict(st, a=a, acc=acc, n_panels=st["n_panels"] + 1, j=j + 1)
+        a, acc, tries, rejected = advance(s.astype(tdt), e.astype(tdt), st["a"], st["acc"])
+        st = dict(st, a=a, acc=acc, n_panels=st["n_panels"] + tries,
+                  n_rejected=st["n_rejected"] + rejected, j=j + 1)
 
         def interval_done(st):
             a = st["a"]
@@ -98,7 +126,8 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
         return lax.cond(last, interval_done, lambda st: st, st)
 
     state = dict(i=jnp.int32(N - 1), j=jnp.int32(0), a=g[N - 1], acc=jnp.zeros_like(pflat0),
-                 a0=jnp.zeros((D,), ydt), n_panels=jnp.int32(0), bad=jnp.bool_(False),
+                 a0=jnp.zeros((D,), ydt), n_panels=jnp.int32(0), n_rejected=jnp.int32(0),
+                 bad=jnp.bool_(False),
                  bad_t=t_out[0], bad_h=jnp.zeros((), tdt))
     st = lax.while_loop(lambda st: st["i"] >= 1, body, state)
     a0 = st["a0"]
@@ -107,7 +136,7 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
     keep = ok.astype(ydt) * 0
     dt = time_gradients(prob, t_out, fw.ys, g, a0)
     dargs_bar = unravel_p((st["acc"] + keep.astype(st["acc"].dtype)).astype(pflat0.dtype))
-    n_panels = st["n_panels"]
-    stats = {"nfe_f": n * n_panels + N, "n_nodes": n * n_panels, "n_accepted": n_panels,
-             "n_steps": n_panels}
+    n_panels = st["n_panels"]  # every attempt
+    stats = {"nfe_f": n * n_panels + N, "n_nodes": n * n_panels,
+             "n_accepted": n_panels - st["n_rejected"], "n_steps": n_panels}
     return a0 + g[0] + keep, tuple(dargs_bar), dt, stats

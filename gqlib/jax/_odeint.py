@@ -254,7 +254,10 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
         return (ys, stats) if return_stats else ys
     converted, consts = jax.closure_convert(func, y0, t_arr[0], *args)
     if isinstance(strategy, AutoAdjoint):
-        cfg = dataclasses.replace(cfg, strategy=_auto_choice(strategy, y0, (args, consts)))
+        cfg = dataclasses.replace(cfg, strategy=_auto_choice(strategy, y0, (args, consts),
+                                                             tab.name))
+    else:
+        strategy.warn_interpolant_order(tab.name)
     run = functools.partial(_solve_jit, converted, cfg)
     if not _traced(y0, t_arr, args, consts):
         run = reraise(run)
@@ -262,7 +265,7 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
     return (ys, stats) if return_stats else ys
 
 
-def _auto_choice(auto: AutoAdjoint, y0, params) -> AdjointStrategy:
+def _auto_choice(auto: AutoAdjoint, y0, params, method: str) -> AdjointStrategy:
     """``"auto"`` resolved at trace time from the shapes, by the core's rule
     (:meth:`~gqlib.adjoint.AutoAdjoint.record_for`): its continuous candidate where the floating
     parameters (``args`` and closed-over arrays) outnumber the state ``ratio`` times, else its
@@ -272,7 +275,8 @@ def _auto_choice(auto: AutoAdjoint, y0, params) -> AdjointStrategy:
     n_params = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(params)
                    if jnp.issubdtype(jnp.result_type(x), jnp.floating))
     state_size = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(y0))
-    dense = auto.record_for(n_params, state_size) == "dense"
+    dense = (auto.record_for(n_params, state_size) == "dense"
+             and not auto.continuous.poor_interpolants(method))  # as the core's choose()
     return auto.continuous if dense else auto.discrete
 
 
