@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchdiffeq = pytest.importorskip("torchdiffeq")
 
+import gqlib  # noqa: E402
 from gqlib.torch import odeint, odeint_adjoint  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -290,6 +291,19 @@ def test_partial_requires_grad_and_unused_parameters(adjoint):
     ys = odeint(f, y0g, t, adjoint=adjoint, adjoint_params=(used,), **TIGHT)
     (gy,) = torch.autograd.grad(ys[-1].sum(), y0g)
     assert torch.allclose(gy, torch.full((2,), e, dtype=F64), rtol=1e-8)
+
+
+@pytest.mark.parametrize("adjoint", ["auto", "checkpoint", "interpolated", "gq"])
+def test_a_parameter_listed_twice_gets_its_gradient_once(adjoint):
+    # `adjoint_params=(*m.parameters(), k)` with k among them: each listed tensor was an input
+    # of the autograd Function, got the whole a^T df/dk, and k's gradient came out doubled
+    k = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    y0 = torch.ones(2, dtype=F64)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    strategy = gqlib.adjoint.DEFAULT_ADJOINT if adjoint == "auto" else adjoint
+    ys = odeint(lambda s, y: -k * y, y0, t, adjoint=strategy, adjoint_params=(k, k), **TIGHT)
+    (g,) = torch.autograd.grad(ys[-1].sum(), k)
+    assert abs(g.item() + 2 * np.exp(-0.7)) < 1e-8  # d/dk 2 exp(-k)
 
 
 def test_backward_twice_with_retain_graph():

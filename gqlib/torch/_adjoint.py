@@ -204,7 +204,9 @@ def adjoint_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
             if not torch.is_tensor(p):
                 raise TypeError(f"`adjoint_params[{i}]` must be a torch.Tensor, got "
                                 f"{type(p).__name__}")
-    return tuple(p for p in params if p.requires_grad)
+    # each tensor once: a tensor listed twice would be an input of the autograd Function twice,
+    # get the whole a^T df/dtheta at each and so twice its gradient
+    return tuple({id(p): p for p in params if p.requires_grad}.values())
 
 
 def frozen_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
