@@ -25,7 +25,7 @@ from gqlib.tableaux import get_method
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
 
 __all__ = ["AdjointJob", "OdeintAdjointFn", "backward_adaptive", "adjoint_params_of",
-           "frozen_params_of"]
+           "frozen_params_of", "exempt_params_of"]
 
 
 @dataclass
@@ -47,6 +47,8 @@ class AdjointJob:
     grad_params: bool = True  # a backward pass may ask for the parameters' gradients
     frozen: tuple = ()  # func's tensors without gradients, saved for the version check
     random: bool = False  # func drew from torch's generators in the forward pass
+    exempt: tuple = ()  # func's module parameters left out of an explicit adjoint_params
+    closure_checked: bool = False  # func's graph searched for tensors outside params
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -132,6 +134,10 @@ class OdeintAdjointFn(torch.autograd.Function):
         kept, job.keeper = job.keeper, None  # freed with this pass
         if kept is not None and not with_params:
             kept = None  # kept with the parameters in their graphs: not this pass's field
+        checked = not job.closure_checked  # once per forward pass: one evaluation of func
+        if checked:
+            job.closure_checked = True
+            _check_closure(fn, job)
         strategy = job.strategy(with_params)
         if job.random and not isinstance(strategy, CheckpointAdjoint):
             raise NondeterministicField(
@@ -143,6 +149,7 @@ class OdeintAdjointFn(torch.autograd.Function):
         g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
                      adjoint=strategy, observer=job.observer, kept=kept)
         job.stats.backward = dict(g.stats)
+        job.stats.backward["nfe_f"] = job.stats.backward.get("nfe_f", 0) + int(checked)
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None
         if with_params:
@@ -150,6 +157,38 @@ class OdeintAdjointFn(torch.autograd.Function):
         else:
             grad_params = [None] * len(job.params)
         return (None, grad_y0, grad_t, *grad_params)
+
+
+def _check_closure(fn: UserFunc, job: AdjointJob) -> None:
+    """Raise if ``func`` reads a tensor that requires grad but is not among the adjoint's
+    parameters: the adjoint would silently give it no gradient, where direct backprop gives one.
+
+    One evaluation at ``(t[-1], y(t[-1]))`` (where a backward solve starts) with a graph (torch's generators forked: a random ``func``
+    draws nothing from the user's stream), searched back to its leaves; the parameters (and the
+    nodes of those that are not leaves) end the search.
+    """
+    devices = [job.fn.device] if job.fn.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        f = fn(float(job.t_np[-1]), job.sol.y[-1].detach())
+    if not torch.is_tensor(f) or f.grad_fn is None:
+        return
+    known = {id(p) for p in (*job.params, *job.exempt)}
+    stops = {p.grad_fn for p in job.params if p.grad_fn is not None}
+    stack, seen = [f.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen or node in stops:
+            continue
+        seen.add(node)
+        var = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
+        if var is not None and id(var) not in known:
+            raise ValueError(
+                f"`func` uses a {var.dtype} tensor of shape {tuple(var.shape)} that requires "
+                "grad but is not in `adjoint_params` (default: func.parameters()), so the "
+                "adjoint would silently give it no gradient (direct backpropagation gives one). "
+                "Pass it in `adjoint_params`, or detach it in `func` (or requires_grad_(False)) "
+                "if it is not to be trained")
+        stack.extend(nxt for nxt, _ in node.next_functions)
 
 
 def _rng_states(device: torch.device) -> list[torch.Tensor]:
@@ -214,3 +253,11 @@ def frozen_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
     gradient: the backward pass reads them too, so they are saved for its version check."""
     params = _module_params(func) if adjoint_params is None else tuple(adjoint_params)
     return tuple(p for p in params or () if torch.is_tensor(p) and not p.requires_grad)
+
+
+def exempt_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
+    """``func``'s module parameters that an explicit ``adjoint_params`` leaves out: the caller's
+    word that they get no gradient (torchdiffeq's meaning), not a tensor ``func`` closes over."""
+    if adjoint_params is None:
+        return ()
+    return _module_params(func) or ()

@@ -26,6 +26,7 @@ from ._adjoint import (
     OdeintAdjointFn,
     adjoint_params_of,
     backward_adaptive,
+    exempt_params_of,
     frozen_params_of,
 )
 from ._callbacks import step_observers
@@ -184,6 +185,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
                                atol=atol, forward_method=method)
         params = adjoint_params_of(func, adjoint_params)
         frozen = frozen_params_of(func, adjoint_params)
+        exempt = exempt_params_of(func, adjoint_params)
     fn = UserFunc(func, shapes, state.dtype, state.device)
     kw = dict(fwd.solve_kwargs)
     span = abs(float(t_np[-1] - t_np[0]))
@@ -231,7 +233,8 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
         ctx = AdjointJob(fn=fn, t=t, t_np=t_np, solve_kwargs=kw, cfg=acfg, fwd=fwd, span=span,
                           stats=stats, params=params, shape=state.shape, observer=bwd_obs,
                           rowwise=rowwise,
-                          grad_params=torch.is_grad_enabled() and bool(params), frozen=frozen)
+                          grad_params=torch.is_grad_enabled() and bool(params), frozen=frozen,
+                          exempt=exempt)
         ys = OdeintAdjointFn.apply(ctx, state, t, *params)
     out = ys if shapes is None else fn.split(ys)
     return (out, stats) if return_stats else out
