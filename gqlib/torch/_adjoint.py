@@ -121,6 +121,12 @@ class OdeintAdjointFn(torch.autograd.Function):
             raise NotImplementedError(
                 "double backward (create_graph=True) through an adjoint is not supported by "
                 "gqlib.torch; use adjoint=None (direct backpropagation) for higher derivatives")
+        if _batched(grad_ys):
+            raise NotImplementedError(
+                "a batched backward pass (torch.autograd.grad(..., is_grads_batched=True), "
+                "torch.autograd.functional.jacobian/hessian(..., vectorize=True)) through an "
+                "adjoint is not supported by gqlib.torch: its backward solve decides on the host "
+                "from the adjoint's values; use one backward pass per row (vectorize=False)")
         job: AdjointJob = ctx.job
         _ = ctx.saved_tensors  # the version check
         need = ctx.needs_input_grad
@@ -157,6 +163,16 @@ class OdeintAdjointFn(torch.autograd.Function):
         else:
             grad_params = [None] * len(job.params)
         return (None, grad_y0, grad_t, *grad_params)
+
+
+def _batched(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a vmap-batched tensor (torch's legacy batching, which
+    ``is_grads_batched`` uses, or torch.func's)."""
+    fc = getattr(torch._C, "_functorch", None)
+    if fc is None:
+        return False
+    return any(getattr(fc, name, lambda _: False)(x)
+               for name in ("is_legacy_batchedtensor", "is_batchedtensor"))
 
 
 def _check_closure(fn: UserFunc, job: AdjointJob) -> None:
