@@ -363,6 +363,15 @@ def test_a_closed_over_tensor_outside_adjoint_params_raises(adjoint):
         grads.append(torch.autograd.grad(ys[-1].sum(), (ext, lin.weight)))
     for direct, adj in zip(*grads, strict=True):
         assert torch.allclose(adj, direct, rtol=1e-7, atol=1e-12)
+    # a leaf func makes at each call (a Hamiltonian field differentiating its own H) is not one
+    def hamiltonian(s, y):
+        with torch.enable_grad():
+            x = y.detach().requires_grad_(True)
+            (dh,) = torch.autograd.grad((w * x**2).sum() / 2, x, create_graph=True)
+        return torch.stack([dh[1], -dh[0]])
+
+    ys = odeint(hamiltonian, y0, t, adjoint=strategy, adjoint_params=(w,), **TIGHT)
+    ys[-1].sum().backward()  # no error; (detaching y cuts dL/dy0, as in direct mode)
     # a parameter that is not a leaf (computed outside func) ends the search there
     w2 = w * 2.0
     ys = odeint(lambda s, y: -w2 * y, y0, t, adjoint=strategy, adjoint_params=(w2,), **TIGHT)

@@ -140,10 +140,10 @@ class OdeintAdjointFn(torch.autograd.Function):
         kept, job.keeper = job.keeper, None  # freed with this pass
         if kept is not None and not with_params:
             kept = None  # kept with the parameters in their graphs: not this pass's field
-        checked = not job.closure_checked  # once per forward pass: one evaluation of func
-        if checked:
+        checked = 0  # once per forward pass: evaluations of func
+        if not job.closure_checked:
             job.closure_checked = True
-            _check_closure(fn, job)
+            checked = _check_closure(fn, job)
         strategy = job.strategy(with_params)
         if job.random and not isinstance(strategy, CheckpointAdjoint):
             raise NondeterministicField(
@@ -155,7 +155,7 @@ class OdeintAdjointFn(torch.autograd.Function):
         g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
                      adjoint=strategy, observer=job.observer, kept=kept)
         job.stats.backward = dict(g.stats)
-        job.stats.backward["nfe_f"] = job.stats.backward.get("nfe_f", 0) + int(checked)
+        job.stats.backward["nfe_f"] = job.stats.backward.get("nfe_f", 0) + checked
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None
         if with_params:
@@ -175,22 +175,44 @@ def _batched(x: torch.Tensor) -> bool:
                for name in ("is_legacy_batchedtensor", "is_batchedtensor"))
 
 
-def _check_closure(fn: UserFunc, job: AdjointJob) -> None:
+def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
     """Raise if ``func`` reads a tensor that requires grad but is not among the adjoint's
     parameters: the adjoint would silently give it no gradient, where direct backprop gives one.
 
-    One evaluation at ``(t[-1], y(t[-1]))`` (where a backward solve starts) with a graph (torch's generators forked: a random ``func``
-    draws nothing from the user's stream), searched back to its leaves; the parameters (and the
-    nodes of those that are not leaves) end the search.
+    Two evaluations at ``(t[-1], y(t[-1]))`` (where a backward solve starts) with a graph, each
+    searched back to its leaves (the parameters, and the nodes of those that are not leaves, end
+    the search); a tensor is flagged only if both graphs reach it, so that a leaf ``func``
+    creates at each call (a Hamiltonian field's ``y.detach().requires_grad_()``) is not. torch's
+    generators are forked: a random ``func`` draws nothing from the user's stream. Returns the
+    number of evaluations.
     """
     devices = [job.fn.device] if job.fn.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.enable_grad():
-        f = fn(float(job.t_np[-1]), job.sol.y[-1].detach())
-    if not torch.is_tensor(f) or f.grad_fn is None:
-        return
-    known = {id(p) for p in (*job.params, *job.exempt)}
     stops = {p.grad_fn for p in job.params if p.grad_fn is not None}
-    stack, seen = [f.grad_fn], set()
+    known = {id(p) for p in (*job.params, *job.exempt)}
+    found = []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        for _ in range(2):
+            y = job.sol.y[-1].detach().requires_grad_(True)
+            f = fn(float(job.t_np[-1]), y)
+            if not torch.is_tensor(f) or f.grad_fn is None:
+                return len(found) + 1
+            found.append(_leaves(f, stops, known | {id(y)}))
+    both = [v for k, v in found[0].items() if k in found[1]]
+    if both:
+        var = both[0]
+        raise ValueError(
+            f"`func` uses a {var.dtype} tensor of shape {tuple(var.shape)} that requires "
+            "grad but is not in `adjoint_params` (default: func.parameters()), so the "
+            "adjoint would silently give it no gradient (direct backpropagation gives one). "
+            "Pass it in `adjoint_params`, or detach it in `func` (or requires_grad_(False)) "
+            "if it is not to be trained")
+    return 2
+
+
+def _leaves(f: torch.Tensor, stops: set, known: set) -> dict:
+    """The leaves requiring grad that ``f``'s graph reaches, by id, other than ``known`` ones,
+    searching no further than the ``stops`` nodes."""
+    out, stack, seen = {}, [f.grad_fn], set()
     while stack:
         node = stack.pop()
         if node is None or node in seen or node in stops:
@@ -198,13 +220,9 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> None:
         seen.add(node)
         var = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
         if var is not None and id(var) not in known:
-            raise ValueError(
-                f"`func` uses a {var.dtype} tensor of shape {tuple(var.shape)} that requires "
-                "grad but is not in `adjoint_params` (default: func.parameters()), so the "
-                "adjoint would silently give it no gradient (direct backpropagation gives one). "
-                "Pass it in `adjoint_params`, or detach it in `func` (or requires_grad_(False)) "
-                "if it is not to be trained")
+            out[id(var)] = var
         stack.extend(nxt for nxt, _ in node.next_functions)
+    return out
 
 
 def _rng_states(device: torch.device) -> list[torch.Tensor]:
