@@ -8,6 +8,7 @@ the core's; this module only adds torchdiffeq's norm convention.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ class AdjointJob:
     grad_params: bool = True  # a backward pass may ask for the parameters' gradients
     frozen: tuple = ()  # func's tensors without gradients, saved for the version check
     random: bool = False  # func drew from torch's generators in the forward pass
+    autocast: Any = None  # (device type, dtype) of an autocast region the forward ran in
     exempt: tuple = ()  # func's module parameters left out of an explicit adjoint_params
     closure_checked: bool = False  # func's graph searched for tensors outside params
 
@@ -105,6 +107,9 @@ class OdeintAdjointFn(torch.autograd.Function):
             job.random = not all(torch.equal(a, b) for a, b in
                                  zip(before, _rng_states(y0.device), strict=True))
         job.sol = sol
+        kind = y0.device.type
+        if torch.is_autocast_enabled(kind):  # the backward pass evaluates func under it too
+            job.autocast = (kind, torch.get_autocast_dtype(kind))
         job.stats.forward = dict(sol.stats)
         if job.keeper is not None:  # what the backward pass will not recompute, and its cost
             job.stats.forward.update(kept_steps=job.keeper.n_kept, kept_bytes=job.keeper.nbytes)
@@ -140,6 +145,16 @@ class OdeintAdjointFn(torch.autograd.Function):
         kept, job.keeper = job.keeper, None  # freed with this pass
         if kept is not None and not with_params:
             kept = None  # kept with the parameters in their graphs: not this pass's field
+        # func as the forward pass ran it: under its autocast region (torch.utils.checkpoint's
+        # rule), else a recomputed step differs from the forward's and a continuous adjoint
+        # differentiates another field
+        with _autocast(job.autocast):
+            return OdeintAdjointFn._backward(ctx, job, fn, fld, kept, grad_ys)
+
+    @staticmethod
+    def _backward(ctx, job, fn, fld, kept, grad_ys):
+        need = ctx.needs_input_grad
+        with_params = any(need[3:])
         checked = 0  # once per forward pass: evaluations of func
         if not job.closure_checked:
             job.closure_checked = True
@@ -163,6 +178,13 @@ class OdeintAdjointFn(torch.autograd.Function):
         else:
             grad_params = [None] * len(job.params)
         return (None, grad_y0, grad_t, *grad_params)
+
+
+def _autocast(state):
+    """The autocast region ``state`` = (device type, dtype), or a null context for None."""
+    if state is None:
+        return contextlib.nullcontext()
+    return torch.autocast(state[0], dtype=state[1])
 
 
 def _batched(x: torch.Tensor) -> bool:
