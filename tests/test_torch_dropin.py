@@ -439,6 +439,25 @@ def test_torch_func_transforms_raise_a_clear_error(transform, adjoint):
         fn(torch.ones(3, 2, dtype=F64) if transform == "vmap" else torch.ones(2, dtype=F64))
 
 
+@pytest.mark.parametrize("how", ["is_grads_batched", "jacobian"])
+def test_a_batched_backward_through_an_adjoint_raises_a_clear_error(how):
+    # it raised torch's "Batching rule not implemented for aten::is_nonzero" from the solver
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    y0 = torch.ones(2, dtype=F64, requires_grad=True)
+
+    def last(y):
+        return odeint(lambda t, y: -y, y, t, adjoint="checkpoint", adjoint_params=())[-1]
+
+    with pytest.raises(NotImplementedError, match="batched backward pass"):
+        if how == "jacobian":
+            torch.autograd.functional.jacobian(last, y0, vectorize=True)
+        else:
+            torch.autograd.grad(last(y0), y0, torch.eye(2, dtype=F64), is_grads_batched=True)
+    # one backward pass per row: the Jacobian exp(-1) I
+    jac = torch.autograd.functional.jacobian(last, y0)
+    assert torch.allclose(jac, math.exp(-1.0) * torch.eye(2, dtype=F64), rtol=1e-6)
+
+
 # -- the same steps as torchdiffeq ------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["dopri5", "bosh3"])

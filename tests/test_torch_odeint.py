@@ -220,7 +220,9 @@ def test_stats_count_every_evaluation_without_a_counter_in_the_model():
     b = stats.backward
     assert set(b) >= {"nfe_f", "nfe_vjp_y", "nfe_vjp_params", "n_nodes", "n_accepted", "n_rejected"}
     # every backward evaluation is a call of func: plain, fused with a y-VJP, or for a node VJP
-    assert calls[0] == b["nfe_f"] + b["nfe_vjp_params"]
+    # (and two calls whose graphs are searched for tensors outside adjoint_params)
+    assert calls[0] == b["nfe_f"] + b["nfe_vjp_params"] + b["nfe_check"]
+    assert b["nfe_check"] == 2
     assert b["n_nodes"] == b["nfe_vjp_params"] > 0
     _, s_direct = odeint(func, y0, t, return_stats=True)
     assert s_direct.adjoint is None and s_direct.forward["n_accepted"] > 0

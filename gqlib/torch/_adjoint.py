@@ -8,6 +8,7 @@ the core's; this module only adds torchdiffeq's norm convention.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from gqlib.tableaux import get_method
 from ._field import TorchField, TorchParamField, UserFunc, adjoint_norm, state_norm
 
 __all__ = ["AdjointJob", "OdeintAdjointFn", "backward_adaptive", "adjoint_params_of",
-           "frozen_params_of"]
+           "frozen_params_of", "exempt_params_of"]
 
 
 @dataclass
@@ -48,6 +49,9 @@ class AdjointJob:
     frozen: tuple = ()  # func's tensors without gradients, saved for the version check
     random: bool = False  # func drew from torch's generators in the forward pass
     may_backward: bool = True  # grad mode on and something to differentiate
+    autocast: Any = None  # (device type, dtype) of an autocast region the forward ran in
+    exempt: tuple = ()  # func's module parameters left out of an explicit adjoint_params
+    closure_checked: bool = False  # func's graph searched for tensors outside params
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -110,6 +114,9 @@ class OdeintAdjointFn(torch.autograd.Function):
             job.random = not all(torch.equal(a, b) for a, b in
                                  zip(before, _rng_states(y0.device), strict=True))
         job.sol = sol
+        kind = y0.device.type
+        if torch.is_autocast_enabled(kind):  # the backward pass evaluates func under it too
+            job.autocast = (kind, torch.get_autocast_dtype(kind))
         job.stats.forward = dict(sol.stats)
         if job.keeper is not None:  # what the backward pass will not recompute, and its cost
             job.stats.forward.update(kept_steps=job.keeper.n_kept, kept_bytes=job.keeper.nbytes)
@@ -126,6 +133,12 @@ class OdeintAdjointFn(torch.autograd.Function):
             raise NotImplementedError(
                 "double backward (create_graph=True) through an adjoint is not supported by "
                 "gqlib.torch; use adjoint=None (direct backpropagation) for higher derivatives")
+        if _batched(grad_ys):
+            raise NotImplementedError(
+                "a batched backward pass (torch.autograd.grad(..., is_grads_batched=True), "
+                "torch.autograd.functional.jacobian/hessian(..., vectorize=True)) through an "
+                "adjoint is not supported by gqlib.torch: its backward solve decides on the host "
+                "from the adjoint's values; use one backward pass per row (vectorize=False)")
         job: AdjointJob = ctx.job
         _ = ctx.saved_tensors  # the version check
         need = ctx.needs_input_grad
@@ -139,6 +152,20 @@ class OdeintAdjointFn(torch.autograd.Function):
         kept, job.keeper = job.keeper, None  # freed with this pass
         if kept is not None and not with_params:
             kept.stop()  # graphs kept with the parameters: not this pass's field (tokens stay)
+        # func as the forward pass ran it: under its autocast region (torch.utils.checkpoint's
+        # rule), else a recomputed step differs from the forward's and a continuous adjoint
+        # differentiates another field
+        with _autocast(job.autocast):
+            return OdeintAdjointFn._backward(ctx, job, fn, fld, kept, grad_ys)
+
+    @staticmethod
+    def _backward(ctx, job, fn, fld, kept, grad_ys):
+        need = ctx.needs_input_grad
+        with_params = any(need[3:])
+        checked = 0  # once per forward pass: evaluations of func
+        if not job.closure_checked:
+            job.closure_checked = True
+            checked = _check_closure(fn, job)
         strategy = job.strategy(with_params)
         if job.random and not isinstance(strategy, CheckpointAdjoint):
             raise NondeterministicField(
@@ -154,6 +181,7 @@ class OdeintAdjointFn(torch.autograd.Function):
             g = gradient(fld, job.sol, grad_ys.contiguous(), grad_t=bool(need[2]),
                          adjoint=strategy, observer=job.observer, kept=kept)
         job.stats.backward = dict(g.stats)
+        job.stats.backward["nfe_check"] = checked
         grad_y0 = g.y0 if need[1] else None
         grad_t = g.t.to(dtype=job.t.dtype, device=job.t.device) if need[2] else None
         if with_params:
@@ -197,6 +225,73 @@ class RandomReplay:
         torch.set_rng_state(token[0])
         if self.cuda is not None:
             torch.cuda.set_rng_state(token[1], self.cuda)
+
+
+def _autocast(state):
+    """The autocast region ``state`` = (device type, dtype), or a null context for None."""
+    if state is None:
+        return contextlib.nullcontext()
+    return torch.autocast(state[0], dtype=state[1])
+
+
+def _batched(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a vmap-batched tensor (torch's legacy batching, which
+    ``is_grads_batched`` uses, or torch.func's)."""
+    fc = getattr(torch._C, "_functorch", None)
+    if fc is None:
+        return False
+    return any(getattr(fc, name, lambda _: False)(x)
+               for name in ("is_legacy_batchedtensor", "is_batchedtensor"))
+
+
+def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
+    """Raise if ``func`` reads a tensor that requires grad but is not among the adjoint's
+    parameters: the adjoint would silently give it no gradient, where direct backprop gives one.
+
+    Two evaluations at ``(t[-1], y(t[-1]))`` (where a backward solve starts) with a graph, each
+    searched back to its leaves (the parameters, and the nodes of those that are not leaves, end
+    the search); a tensor is flagged only if both graphs reach it, so that a leaf ``func``
+    creates at each call (a Hamiltonian field's ``y.detach().requires_grad_()``) is not. torch's
+    generators are forked: a random ``func`` draws nothing from the user's stream. Returns the
+    number of evaluations.
+    """
+    devices = [job.fn.device] if job.fn.device.type == "cuda" else []
+    stops = {p.grad_fn for p in job.params if p.grad_fn is not None}
+    known = {id(p) for p in (*job.params, *job.exempt)}
+    found = []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        for _ in range(2):
+            y = job.sol.y[-1].detach().requires_grad_(True)
+            f = fn(float(job.t_np[-1]), y)
+            if not torch.is_tensor(f) or f.grad_fn is None:
+                return len(found) + 1
+            found.append(_leaves(f, stops, known | {id(y)}))
+    both = [v for k, v in found[0].items() if k in found[1]]
+    if both:
+        var = both[0]
+        raise ValueError(
+            f"`func` uses a {var.dtype} tensor of shape {tuple(var.shape)} that requires "
+            "grad but is not in `adjoint_params` (default: func.parameters()), so the "
+            "adjoint would silently give it no gradient (direct backpropagation gives one). "
+            "Pass it in `adjoint_params`, or detach it in `func` (or requires_grad_(False)) "
+            "if it is not to be trained")
+    return 2
+
+
+def _leaves(f: torch.Tensor, stops: set, known: set) -> dict:
+    """The leaves requiring grad that ``f``'s graph reaches, by id, other than ``known`` ones,
+    searching no further than the ``stops`` nodes."""
+    out, stack, seen = {}, [f.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen or node in stops:
+            continue
+        seen.add(node)
+        var = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
+        if var is not None and id(var) not in known:
+            out[id(var)] = var
+        stack.extend(nxt for nxt, _ in node.next_functions)
+    return out
 
 
 def _rng_states(device: torch.device) -> list[torch.Tensor]:
@@ -251,7 +346,9 @@ def adjoint_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
             if not torch.is_tensor(p):
                 raise TypeError(f"`adjoint_params[{i}]` must be a torch.Tensor, got "
                                 f"{type(p).__name__}")
-    return tuple(p for p in params if p.requires_grad)
+    # each tensor once: a tensor listed twice would be an input of the autograd Function twice,
+    # get the whole a^T df/dtheta at each and so twice its gradient
+    return tuple({id(p): p for p in params if p.requires_grad}.values())
 
 
 def frozen_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
@@ -259,3 +356,11 @@ def frozen_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
     gradient: the backward pass reads them too, so they are saved for its version check."""
     params = _module_params(func) if adjoint_params is None else tuple(adjoint_params)
     return tuple(p for p in params or () if torch.is_tensor(p) and not p.requires_grad)
+
+
+def exempt_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
+    """``func``'s module parameters that an explicit ``adjoint_params`` leaves out: the caller's
+    word that they get no gradient (torchdiffeq's meaning), not a tensor ``func`` closes over."""
+    if adjoint_params is None:
+        return ()
+    return _module_params(func) or ()

@@ -26,6 +26,7 @@ from ._adjoint import (
     OdeintAdjointFn,
     adjoint_params_of,
     backward_adaptive,
+    exempt_params_of,
     frozen_params_of,
 )
 from ._callbacks import step_observers
@@ -53,7 +54,8 @@ class OdeintStats:
     backward : dict or None
         After ``backward()`` through an adjoint: ``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``,
         ``n_nodes``, ``n_accepted``, ``n_rejected`` (and the core's further counters) of the
-        latest backward pass; None before it, and always None in direct mode (autograd replays
+        latest backward pass, and ``nfe_check``: the calls of ``func`` whose graphs were
+        searched for tensors outside ``adjoint_params`` (2 at the first backward pass); None before it, and always None in direct mode (autograd replays
         the forward graph: one VJP per forward evaluation).
     """
 
@@ -184,6 +186,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
                                atol=atol, forward_method=method)
         params = adjoint_params_of(func, adjoint_params)
         frozen = frozen_params_of(func, adjoint_params)
+        exempt = exempt_params_of(func, adjoint_params)
     fn = UserFunc(func, shapes, state.dtype, state.device)
     kw = dict(fwd.solve_kwargs)
     span = abs(float(t_np[-1] - t_np[0]))
@@ -233,7 +236,8 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
                           rowwise=rowwise,
                           grad_params=torch.is_grad_enabled() and bool(params), frozen=frozen,
                           may_backward=torch.is_grad_enabled() and (
-                              bool(params) or state.requires_grad or t.requires_grad))
+                              bool(params) or state.requires_grad or t.requires_grad),
+                          exempt=exempt)
         ys = OdeintAdjointFn.apply(ctx, state, t, *params)
     out = ys if shapes is None else fn.split(ys)
     return (out, stats) if return_stats else out
