@@ -33,19 +33,21 @@ def evaluate_dense(y0, h, Q, theta):
     return evaluate_pieces([(0.0, 1.0, y0, h * Q)], theta, theta_dev, y0)
 
 
-def evaluate_pieces(pieces, t_host, t_dev, like):
+def evaluate_pieces(pieces, t_host, t_dev, like, origin: float = 0.0):
     """A piecewise interpolant at monotone times, without host-to-device transfers.
 
     ``pieces`` are ``(t0, h, y0, Q)`` of consecutive steps (host floats ``t0``, ``h``, in either
-    order of time). ``t_host`` (NumPy) and ``t_dev`` (the same float64 values on the state's
-    device) are monotone. Each time is assigned on the host to the one piece whose
-    ``[lo, hi)`` holds it (the last piece closed); since the times are monotone the pieces take
-    contiguous runs, each evaluated on a slice of ``t_dev`` (slicing moves no data). Returns
-    shape ``(m, *y0.shape)``.
+    order of time). The times are ``origin + t_host`` (NumPy) and ``origin + t_dev`` (the same
+    float64 values on the state's device), monotone. Each time is assigned on the host to the
+    one piece whose ``[lo, hi)`` holds it (the last piece closed); since the times are monotone
+    the pieces take contiguous runs, each evaluated on a slice of ``t_dev`` (slicing moves no
+    data). ``theta = (t_dev - (t0 - origin)) / h`` from the offsets: with ``origin`` near the
+    pieces, it carries round-off of the offsets, not of ``|t|`` (at t ~ 1e9 that is ``1e-7``
+    absolute, more than a tolerance's worth of a short step). Returns shape ``(m, *y0.shape)``.
     """
     xp = namespace(like)
     order = sorted(range(len(pieces)), key=lambda j: min(pieces[j][0], pieces[j][0] + pieces[j][1]))
-    los = np.array([min(pieces[j][0], pieces[j][0] + pieces[j][1]) for j in order])
+    los = np.array([min(pieces[j][0], pieces[j][0] + pieces[j][1]) - origin for j in order])
     which = np.clip(np.searchsorted(los, t_host, side="right") - 1, 0, len(order) - 1)
     runs = []
     start = 0
@@ -58,7 +60,7 @@ def evaluate_pieces(pieces, t_host, t_dev, like):
         degree = Q.shape[-1]
         exps = constant_like(f"exponents{degree}", np.arange(1, degree + 1, dtype=np.float64),
                              t_dev, dtype=t_dev.dtype)
-        theta = (t_dev[start:stop] - t0) / h
+        theta = (t_dev[start:stop] - (t0 - origin)) / h
         pw = xp.astype(theta[None, :] ** exps[:, None], y0.dtype)  # (degree, run)
         vals = y0[..., None] + h * (Q @ pw)                          # (*shape, run)
         runs.append(xp.moveaxis(vals, -1, 0) if vals.ndim > 1 else vals)

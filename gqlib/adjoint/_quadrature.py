@@ -191,7 +191,8 @@ class ParameterQuadrature:
         tc = reader.times(f"cheb{SAMPLES}", chebyshev_points(SAMPLES), a, b)
         zc = reader.at(tc, a, b, continuous=True)
         if self.y_source is not None:
-            yc = evaluate_pieces(self.y_source.pieces_between(a, b), *tc, zc)
+            yc = evaluate_pieces(self.y_source.pieces_between(a, b), *tc, zc,
+                                 origin=0.5 * (a + b))
             zc = xp.concat([xp.reshape(yc, (SAMPLES, -1)), zc], axis=1)
         rtol, atol = resolution_tolerances(self.rtol, self.atol, float(xp.finfo(zc.dtype).eps),
                                            resolution)
@@ -216,7 +217,8 @@ class ParameterQuadrature:
         x_dev = reader.times(f"gl{n}", x_ref, a, b)
         z = reader.at(x_dev, a, b)
         if self.y_source is not None:
-            y_nodes = evaluate_pieces(self.y_source.pieces_between(a, b), *x_dev, z)
+            y_nodes = evaluate_pieces(self.y_source.pieces_between(a, b), *x_dev, z,
+                                      origin=0.5 * (a + b))
         self.n_nodes += n
         self.n_panels += 1
         for k in range(n):
@@ -252,14 +254,15 @@ class _SegmentReader:
                             p[3]) for p, d in zip(self.pieces, shifts, strict=True)]
 
     def times(self, name: str, ref: np.ndarray, a: float, b: float):
-        """The points ``ref`` of [-1, 1] mapped to [a, b]: (host array, float64 device array),
-        the same numbers, computed by the same float64 operations."""
+        """The points ``ref`` of [-1, 1] mapped to [a, b], as offsets from the panel's middle
+        ``(a + b) / 2`` (the ``origin`` of :func:`evaluate_pieces`): (host array, float64
+        device array), the same numbers, computed by the same float64 operations."""
         base = constant_like(name, ref, self.like, dtype=float64_of(self.like))
-        mid, half = 0.5 * (a + b), 0.5 * (b - a)
-        return mid + half * np.asarray(ref, dtype=np.float64), mid + half * base
+        half = 0.5 * (b - a)
+        return half * np.asarray(ref, dtype=np.float64), half * base
 
     def at(self, times, a: float, b: float, continuous: bool = False):
         t_host, t_dev = times
         pieces = self.smooth if continuous else self.pieces
         sel = [p for p in pieces if min(p[0], p[0] + p[1]) < b and max(p[0], p[0] + p[1]) > a]
-        return evaluate_pieces(sel, t_host, t_dev, self.like)
+        return evaluate_pieces(sel, t_host, t_dev, self.like, origin=0.5 * (a + b))

@@ -156,10 +156,12 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
     # rule samples the segments moved back by them, so that it does not resolve the drift
     shifted = use_ck and rule is not None
 
-    def seg_eval(s, x, continuous=False):
-        """The backward interpolant of the current interval at times ``x`` (1-D); moved back by
-        the segments' restart shifts when ``continuous``."""
-        t0s, hs = s["seg_t0"], s["seg_h"]
+    def seg_eval(s, x, origin, continuous=False):
+        """The backward interpolant of the current interval at times ``origin + x`` (1-D
+        offsets; theta from them, so that it carries the offsets' round-off, not that of
+        ``|t|``: the core's ``evaluate_pieces``); moved back by the segments' restart shifts
+        when ``continuous``."""
+        t0s, hs = s["seg_t0"] - origin, s["seg_h"]
         lo = jnp.minimum(t0s, t0s + hs)
         valid = jnp.arange(MB) < s["nseg"]
         key = jnp.where(valid[None, :] & (lo[None, :] <= x[:, None]), lo[None, :], -jnp.inf)
@@ -188,7 +190,7 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
             # the backward state at Chebyshev points: the adaptive rule's count, the other
             # rules' check (interpolant evaluations only)
             tc = mid + half * cheb
-            zc = seg_eval(s, tc, continuous=True)
+            zc = seg_eval(s, half * cheb, mid, continuous=True)
             if not carries_y:
                 zc = jnp.concatenate([jax.vmap(dense_y)(tc), zc], axis=1)
             n, xr, wr, s_n, s_need, s_t = host(
@@ -206,7 +208,7 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
 
             def node(c2):
                 k, acc = c2
-                zk = seg_eval(s, x[k][None])[0]
+                zk = seg_eval(s, (half * xr.astype(tdt))[k][None], mid)[0]
                 if carries_y:
                     yk, ak = zk[:D], zk[ab]
                 else:
