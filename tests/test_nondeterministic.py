@@ -100,6 +100,25 @@ def test_core_keeper_replays_the_draws_of_a_recomputed_step(method):
         gradient(field, sol, G, adjoint=CheckpointAdjoint())
 
 
+def test_core_keeper_dense_extra_stages_are_not_replayed_silently():
+    """dop853 interpolates its outputs with 3 extra stages the keeper holds no tokens for. The
+    steps after an interpolated output (FSAL first stage, extra-stage calls in between) are
+    replayed; the step holding the output is recomputed unreplayed and raises, at that step (was:
+    IndexError there, or NondeterministicField one step later where the extra stages' calls hid
+    the FSAL first stage)."""
+    from gqlib.adjoint import StageKeeper
+    from gqlib.tableaux import get_method
+
+    Tout = np.array([0.0, 0.7, 2.0])
+    field = NoisyLinear(A, 1e-3)
+    keeper = StageKeeper(field, get_method("dop853"), 0, replay=GeneratorReplay(field.rng))
+    sol = gqlib.solve(keeper, np.array([1.0, 0.5]), Tout, method="dop853", rtol=1e-6,
+                      atol=1e-8, checkpoints=True, observer=keeper.observe)
+    with pytest.raises(NondeterministicField) as info:
+        gradient(field, sol, np.ones((3, 2)), adjoint=CheckpointAdjoint(), kept=keeper)
+    assert info.value.t < Tout[1] < info.value.t + info.value.h
+
+
 # -- torch: dropout ------------------------------------------------------------------------------
 torch = pytest.importorskip("torch")
 gt = pytest.importorskip("gqlib.torch")

@@ -362,7 +362,10 @@ class _DiscretePass:
         if all(r.lin is not None for r in calls):
             self.n_kept += 1
             return [(r.t, r.y, r.lin) for r in calls], None
-        if all(r.token is not None for r in calls):
+        # tokens for every call the recomputed step makes: dense-output extra stages (dop853's)
+        # were not tracked, and unreplayed draws there would silently change the outputs' terms
+        if all(r.token is not None for r in calls) and \
+                max(self._needed(bool(thetas), merged)) < len(calls):
             return None, [r.token for r in calls]
         return None, None
 

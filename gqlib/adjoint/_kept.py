@@ -143,9 +143,10 @@ class StageKeeper:
                 # call since the last step at the step's own state y0: the initial-step probe
                 # follows it (at another state), a Hermite f(t1, y1) of the last step may
                 # precede it (one-sided from before a tstop, where f0 is from after it);
-                # none: FSAL's last stage
+                # none: FSAL's last stage (take() checks its time and state)
+                # (dense-output extra stages of the last step, dop853's, may precede it too)
                 at_y0 = [rec for rec in self._pre if rec.y is y0]
-                self._f0 = at_y0[-1] if at_y0 else None if self._pre else self._fsal_last
+                self._f0 = at_y0[-1] if at_y0 else self._fsal_last
                 self._release([rec for rec in self._pre if rec is not self._f0])
                 self._pre, self._new_step = [], False
             self._attempt = []
