@@ -56,6 +56,25 @@ def test_checkpoint_of_a_deterministic_field_passes_and_equals_the_exact_gradien
     np.testing.assert_allclose(g.y0, want, rtol=1e-8)
 
 
+@pytest.mark.parametrize("t0", [1e4, 1e8])
+def test_far_from_t0_the_step_check_allows_for_the_spacing_of_t(t0):
+    """Far from t = 0 the forward's h and the recomputed t1 - t0 differ by up to a spacing of t
+    (Lorenz at t0 = 1e4 ended 5000 round-offs from the forward's state, a false raise, before the
+    limit allowed for it); the check still sees noise there."""
+    from adjoint_fields import LorenzField
+
+    field, y0, G = LorenzField(), np.array([1.0, 1.0, 1.0]), np.ones((21, 3))
+    t = t0 + np.linspace(0.0, 10.0, 21)
+    sol = gqlib.solve(field, y0, t, rtol=1e-5, atol=1e-6, checkpoints=True)
+    g = gradient(field, sol, G, adjoint=CheckpointAdjoint())
+    assert np.all(np.isfinite(g.params))
+    noisy = NoisyLinear(A, 1e-3)
+    sol = gqlib.solve(noisy, np.array([1.0, 0.5]), t0 + T, rtol=1e-6, atol=1e-8,
+                      checkpoints=True)
+    with pytest.raises(NondeterministicField):
+        gradient(noisy, sol, np.ones((len(T), 2)), adjoint=CheckpointAdjoint())
+
+
 def test_noise_below_round_off_is_not_a_mismatch():
     """A factor of 1 + 1e-17 is lost in the product: the recomputed steps end where the forward's
     did, and nothing is raised; the limit is far above round-off and far below noise."""
@@ -180,35 +199,28 @@ def test_torch_dropout_replayed_is_direct_backprop(W, batch, adjoint, options):
     assert torch.equal(torch.get_rng_state(), stats.rng_after_forward)  # backward drew nothing
 
 
-def test_torch_func_random_only_later_is_caught_by_the_step_check():
-    """The first call draws nothing, so no state is captured; the draws from t = 0.5 on make
-    the recomputed steps differ, which the checkpoint adjoint's step check reports."""
-    net = torch.nn.Linear(3, 3).double()
-
-    def func(t, y):
-        out = net(y)
-        return out * (1 + 0.1 * torch.rand(())) if t > 0.5 else out
-
-    y0 = torch.randn(2, 3, dtype=torch.float64)
-    t = torch.linspace(0.0, 1.0, 3, dtype=torch.float64)
-    ys = gt.odeint(func, y0, t, rtol=1e-6, atol=1e-8, adjoint="checkpoint",
-                   adjoint_params=tuple(net.parameters()), adjoint_options={"keep_stages": 0})
-    with pytest.raises(NondeterministicField, match="recomputed the step"):
-        ys.sum().backward()
+def _random_from_half(net):
+    """Draws nothing at its first call, so no random state is captured: the draws from t = 0.5
+    on make the recomputed steps differ."""
+    return lambda t, y: net(y) * (1 + 0.1 * torch.rand(())) if t > 0.5 else net(y)
 
 
-def test_torch_func_with_changing_state_raises():
+def _counting(net):
     """Not random, but not a function of (t, y) either: a call counter in the field."""
-    net = torch.nn.Linear(3, 3).double()
     calls = [0]
 
     def func(t, y):
         calls[0] += 1
         return net(y) * (1.0 + 1e-3 * (calls[0] % 3))
+    return func
 
+
+@pytest.mark.parametrize("make", [_random_from_half, _counting])
+def test_torch_func_not_of_t_and_y_is_caught_by_the_step_check(make):
+    net = torch.nn.Linear(3, 3).double()
     y0 = torch.randn(2, 3, dtype=torch.float64)
     t = torch.linspace(0.0, 1.0, 3, dtype=torch.float64)
-    ys = gt.odeint(func, y0, t, rtol=1e-6, atol=1e-8, adjoint="checkpoint",
+    ys = gt.odeint(make(net), y0, t, rtol=1e-6, atol=1e-8, adjoint="checkpoint",
                    adjoint_params=tuple(net.parameters()), adjoint_options={"keep_stages": 0})
     with pytest.raises(NondeterministicField, match="recomputed the step"):
         ys.sum().backward()
