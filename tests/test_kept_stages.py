@@ -150,21 +150,35 @@ def test_fixed_step_and_unkeepable_methods():
     assert g.stats["n_kept_steps"] == 0 and g.stats["nfe_f"] > 0
 
 
-def test_budget_keeps_all_steps_or_none():
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "rk4"])
+def test_budget_keeps_the_first_steps_that_fit(method):
+    """Over the budget after some steps, the steps before stay kept and the rest run without
+    graphs; the backward pass recomputes only those, to the same gradient."""
     field = Pendulum([4.0, 0.3, 0.7])
     y0, t = np.array([1.2, 0.0]), np.linspace(0.0, 2.5, 7)
-    sol, keeper = _solve_kept(field, y0, t, rtol=1e-8, atol=1e-10)
-    need = keeper.peak_bytes
-    assert keeper.n_kept > 0 and need > 0
-    # over the budget after some steps: every kept step freed, the rest run without graphs
-    sol, keeper = _solve_kept(field, y0, t, budget=need // 2, rtol=1e-8, atol=1e-10)
-    assert keeper.n_kept == 0 and keeper.full and keeper.nbytes == 0
-    assert keeper.peak_bytes <= need // 2 + 8 * 2 * 8 * 3  # the calls of one more attempt
-    g = gradient(field, sol, np.ones_like(sol.y), adjoint="checkpoint", kept=keeper)
-    assert g.stats["n_kept_steps"] == 0
+    kw = dict(method=method, rtol=1e-8, atol=1e-10)
+    if method == "rk4":
+        kw = dict(method=method, step_size=0.05)
+    sol, keeper = _solve_kept(field, y0, t, **kw)
+    need, n_steps = keeper.peak_bytes, len(sol.checkpoints) - 1
+    assert keeper.n_kept == n_steps and need > 0
+    gy = np.ones_like(sol.y)
+    ref = gradient(field, gqlib.solve(field, y0, t, checkpoints=True, **kw), gy,
+                   adjoint="checkpoint")
+    for budget in (need // 2, need // 5):
+        sol, keeper = _solve_kept(field, y0, t, budget=budget, **kw)
+        n_kept = keeper.n_kept
+        assert 0 < n_kept < n_steps and keeper.full
+        assert keeper.nbytes <= budget  # the step over it dropped at once
+        assert keeper.peak_bytes <= budget + 8 * 2 * 8 * 5  # plus one step's calls at most
+        field.n_lin = 0
+        g = gradient(field, sol, gy, adjoint="checkpoint", kept=keeper)
+        assert g.stats["n_kept_steps"] == n_kept and field.n_lin > 0
+        np.testing.assert_allclose(g.params, ref.params, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(g.y0, ref.y0, rtol=1e-12, atol=1e-14)
     # a first call too big for one step per output interval: stopped before the first step
-    sol, keeper = _solve_kept(field, y0, t, budget=10, rtol=1e-8, atol=1e-10)
-    assert keeper.full and keeper.peak_bytes == 0
+    sol, keeper = _solve_kept(field, y0, t, budget=10, **kw)
+    assert keeper.full and keeper.peak_bytes == 0 and keeper.n_kept == 0
 
 
 def test_a_keeper_of_another_solve_is_not_used():

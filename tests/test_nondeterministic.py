@@ -194,7 +194,8 @@ def test_torch_dropout_replayed_is_direct_backprop(W, batch, adjoint, options):
     t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
     want, _ = _grads(field, y0, t, None, **FIXED)
     got, stats = _grads(field, y0, t, adjoint, adjoint_options=options, **FIXED)
-    assert stats.backward["strategy"] == "checkpoint" and stats.forward["kept_steps"] == 0
+    assert stats.backward["strategy"] == "checkpoint"
+    assert stats.backward["n_kept_steps"] < stats.backward["n_steps"]  # some steps replayed
     assert float((got - want).norm() / want.norm()) < 1e-12
     assert torch.equal(torch.get_rng_state(), stats.rng_after_forward)  # backward drew nothing
 

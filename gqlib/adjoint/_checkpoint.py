@@ -58,11 +58,11 @@ class CheckpointAdjoint(AdjointStrategy):
     ----------
     keep_stages : float
         Where the forward can record its stage linearisations (a field with ``linearize``, run
-        through a :class:`StageKeeper`, as ``gqlib.torch`` does), it keeps all of them if they
-        fit in ``keep_stages`` times the parameter gradient's bytes, and the backward pass then
-        recomputes nothing (direct backpropagation's cost); otherwise it keeps none. Default 1:
-        at most one more parameter-sized buffer, which pays where parameters dwarf the
-        activations (a wide network at a small batch). 0: always recompute.
+        through a :class:`StageKeeper`, as ``gqlib.torch`` does), it keeps the steps that fit
+        in ``keep_stages`` times the parameter gradient's bytes, the first ones, and the
+        backward pass recomputes only the others (all kept: direct backpropagation's cost).
+        Default 1: at most one more parameter-sized buffer, which pays where parameters dwarf
+        the activations (a wide network at a small batch). 0: always recompute.
 
     Raises
     ------

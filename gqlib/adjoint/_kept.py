@@ -6,10 +6,10 @@ needs are small against its parameters (a wide network at a small batch), the fo
 each stage call's graph instead, as direct backpropagation does, and the backward pass then
 recomputes nothing. :class:`StageKeeper` is that forward field: it linearises every call, drops the
 calls of rejected attempts at once, and keeps the stages of every accepted step while the kept
-bytes fit its budget. It keeps all steps or none: the first step over the budget frees every
-kept stage and the rest of the forward runs without graphs (the backward pass then recomputes
-every step, as without a keeper), so the backward pass never holds more than the budget besides
-what the checkpoint adjoint holds.
+bytes fit its budget. The first step over the budget is dropped and the rest of the forward runs
+without graphs: the steps before it stay kept and the backward pass recomputes the others, as
+without a keeper, so it never holds more than the budget besides what the checkpoint adjoint
+holds. A first call too big for ``min_steps`` steps stops the keeper before it holds anything.
 
 The backward pass uses a kept step only if its stage times and its first stage's state equal the
 checkpoint's (:meth:`StageKeeper.step`); any other step is recomputed. Its gradient is the
@@ -55,7 +55,7 @@ class StageKeeper:
         Bytes the kept stages may hold; 0 keeps nothing.
     min_steps : int
         The fewest steps the forward is expected to take (a step per output interval, say): a
-        first call too big for ``min_steps`` steps of the method's stages within the budget
+        first call too big for ``min_steps`` steps of the method's calls within the budget
         stops the keeper at once, before the forward holds more graphs than it can keep.
     replay : object, optional
         For a field that draws random numbers (dropout): ``replay()`` is called before every
@@ -75,6 +75,7 @@ class StageKeeper:
         self.replay = replay
         self.stages = int(tableau.stages)
         self.fsal = bool(tableau.fsal)
+        self._calls_per_step = self.stages - self.fsal  # FSAL: the first stage is the last's
         # stages at the step's ends, where a tstop's one-sided times lie an ulp or two apart:
         # their times must match exactly
         self._exact = [j == 0 or float(c) == 1.0 for j, c in enumerate(tableau.C[:self.stages])]
@@ -96,6 +97,7 @@ class StageKeeper:
         self._fsal_last = None  # the last accepted step's last stage
         self._new_step = True  # the next attempt starts a step (not a retry)
         self._n_accepted = 0
+        self._pruned = False  # steps without graphs dropped once tracking ended
 
     # -- the forward --------------------------------------------------------------------------
     @property
@@ -118,7 +120,7 @@ class StageKeeper:
             nbytes = int(getattr(y, "nbytes", 0)) + int(getattr(lin.value, "nbytes", 0))
         rec = _Call(t, y, lin, int(nbytes), token)
         if self._n_accepted == 0 and not self._pre and \
-                rec.nbytes * self.stages * self.min_steps > self.budget:
+                rec.nbytes * self._calls_per_step * self.min_steps > self.budget:
             self.stop()
             self._record(rec._replace(lin=None, nbytes=0))
             return lin.value
@@ -133,8 +135,10 @@ class StageKeeper:
     def observe(self, event: str, t0: float, y0, h: float) -> None:
         """The forward stepper's observer: ``"step"``, then ``"accept"`` or ``"reject"``."""
         if not self.tracking:
-            if self._steps or self._pre or self._attempt:  # no tokens wanted after all
-                self._steps.clear()
+            if not self._pruned:  # no tokens wanted after all: only the steps with graphs stay
+                self._pruned = True
+                self._steps = {k: st for k, st in self._steps.items()
+                               if all(r is not None and r.lin is not None for r in st)}
                 self._pre, self._attempt, self._f0, self._fsal_last = [], None, None, None
             return
         if event == "step":
@@ -160,21 +164,24 @@ class StageKeeper:
             self._n_accepted += 1
             self._fsal_last = stages[-1] if self.fsal else None
             if not self.full and self.nbytes > self.budget:
-                self.stop()
+                self.stop(keep=self._n_accepted - 1)  # the steps before this one stay kept
 
     def _release(self, calls) -> None:
         for rec in calls:
             if rec is not None:
                 self.nbytes -= rec.nbytes
 
-    def stop(self) -> None:
-        """Free every kept graph; the rest of the forward keeps none (replay tokens stay)."""
+    def stop(self, keep: int = 0) -> None:
+        """Free the kept graphs of every step from ``keep`` on (all by default) and of the calls
+        since; the rest of the forward keeps none (replay tokens stay)."""
         self.full = True
-        self.nbytes = 0
 
         def bare(rec):
             return None if rec is None else rec._replace(lin=None, nbytes=0)
-        self._steps = {k: [bare(r) for r in st] for k, st in self._steps.items()}
+        self._steps = {k: st if k < keep else [bare(r) for r in st]
+                       for k, st in self._steps.items()}
+        held = {id(r): r.nbytes for st in self._steps.values() for r in st if r is not None}
+        self.nbytes = sum(held.values())  # an FSAL stage is two steps' call: counted once
         self._pre = [bare(r) for r in self._pre]
         self._attempt = None if self._attempt is None else [bare(r) for r in self._attempt]
         self._f0, self._fsal_last = bare(self._f0), bare(self._fsal_last)
