@@ -346,9 +346,39 @@ def adjoint_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
             if not torch.is_tensor(p):
                 raise TypeError(f"`adjoint_params[{i}]` must be a torch.Tensor, got "
                                 f"{type(p).__name__}")
+    _check_not_derived(params)
     # each tensor once: a tensor listed twice would be an input of the autograd Function twice,
     # get the whole a^T df/dtheta at each and so twice its gradient
     return tuple({id(p): p for p in params if p.requires_grad}.values())
+
+
+def _check_not_derived(params: tuple) -> None:
+    """Raise if a listed tensor is computed from another listed one (``k = log_k.exp()`` and
+    ``adjoint_params=(log_k, k)``): the parameter VJP with respect to ``log_k`` already passes
+    through ``k``, and autograd then carries ``k``'s own gradient into ``log_k`` again, so
+    ``log_k`` would get that part twice (direct backpropagation counts it once)."""
+    where = {id(p): i for i, p in enumerate(params) if p.requires_grad}
+    nodes = {p.grad_fn: i for i, p in enumerate(params) if p.requires_grad and p.grad_fn}
+    for i, p in enumerate(params):
+        if not p.requires_grad or p.grad_fn is None:
+            continue
+        stack, seen = [nxt for nxt, _ in p.grad_fn.next_functions], set()
+        while stack:
+            node = stack.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            var = getattr(node, "variable", None)  # AccumulateGrad: a leaf
+            j = nodes.get(node, where.get(id(var)) if var is not None else None)
+            if j is not None and j != i:
+                raise ValueError(
+                    f"`adjoint_params[{i}]` is computed from `adjoint_params[{j}]` (through "
+                    "autograd), so the adjoint would count the part of the gradient that "
+                    f"flows through it twice; list only one of them (func may still read "
+                    f"`adjoint_params[{i}]`: with `adjoint_params[{j}]` listed, the gradient "
+                    "reaches it through autograd)")
+            if j is None:
+                stack.extend(nxt for nxt, _ in node.next_functions)
 
 
 def frozen_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
