@@ -52,6 +52,7 @@ class AdjointJob:
     autocast: Any = None  # (device type, dtype) of an autocast region the forward ran in
     exempt: tuple = ()  # func's module parameters left out of an explicit adjoint_params
     closure_checked: bool = False  # func's graph searched for tensors outside params
+    outer_graph: bool = False  # func reads non-leaf tensors built outside it (VJPs retain)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -166,6 +167,7 @@ class OdeintAdjointFn(torch.autograd.Function):
         if not job.closure_checked:
             job.closure_checked = True
             checked = _check_closure(fn, job)
+        fld.retain_graph = job.outer_graph
         strategy = job.strategy(with_params)
         if job.random and not isinstance(strategy, CheckpointAdjoint):
             raise NondeterministicField(
@@ -266,6 +268,10 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
             if not torch.is_tensor(f) or f.grad_fn is None:
                 return len(found) + 1
             found.append(_leaves(f, stops, known | {id(y)}))
+    # a node both graphs reach, other than a leaf's, is the caller's: func reads a tensor
+    # computed outside it (k = log_k.exp()), and each VJP must leave that node's saved tensors
+    job.outer_graph = bool(set(found[0][1]) & set(found[1][1]))
+    found = [leaves for leaves, _ in found]
     both = [v for k, v in found[0].items() if k in found[1]]
     if both:
         var = both[0]
@@ -278,20 +284,22 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
     return 2
 
 
-def _leaves(f: torch.Tensor, stops: set, known: set) -> dict:
+def _leaves(f: torch.Tensor, stops: set, known: set) -> tuple[dict, set]:
     """The leaves requiring grad that ``f``'s graph reaches, by id, other than ``known`` ones,
-    searching no further than the ``stops`` nodes."""
-    out, stack, seen = {}, [f.grad_fn], set()
+    searching no further than the ``stops`` nodes; and the graph's other nodes."""
+    out, stack, seen, inner = {}, [f.grad_fn], set(), set()
     while stack:
         node = stack.pop()
         if node is None or node in seen or node in stops:
             continue
         seen.add(node)
         var = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
-        if var is not None and id(var) not in known:
+        if var is None:
+            inner.add(node)
+        elif id(var) not in known:
             out[id(var)] = var
         stack.extend(nxt for nxt, _ in node.next_functions)
-    return out
+    return out, inner
 
 
 def _rng_states(device: torch.device) -> list[torch.Tensor]:
