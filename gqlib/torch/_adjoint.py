@@ -19,6 +19,7 @@ from torch import nn
 
 import gqlib
 from gqlib.adjoint import AdjointStrategy, AutoAdjoint, CheckpointAdjoint, StageKeeper, gradient
+from gqlib.adjoint._checkpoint import RECOMPUTE_LIMIT
 from gqlib.adjoint._strategy import SolverSettings
 from gqlib.errors import NondeterministicField
 from gqlib.tableaux import get_method
@@ -53,6 +54,8 @@ class AdjointJob:
     exempt: tuple = ()  # func's module parameters left out of an explicit adjoint_params
     closure_checked: bool = False  # func's graph searched for tensors outside params
     outer_graph: bool = False  # func reads non-leaf tensors built outside it (VJPs retain)
+    first: Any = None  # (t, y, f) of the forward's first call of func
+    drift: Any = None  # (max |f - f_forward| at that point, round-off allowed), from the check
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -110,8 +113,13 @@ class OdeintAdjointFn(torch.autograd.Function):
                                              replay=RandomReplay(y0.device))
                 kw = {**kw, "observer": _both(kw.get("observer"), job.keeper.observe)}
             before = _rng_states(y0.device)
-            sol = gqlib.solve(f, y0.detach(), job.t_np, dense_output=record == "dense",
-                              checkpoints=record == "checkpoints", **kw)
+            job.fn.recording = True  # func's first call: the backward pass checks it again
+            try:
+                sol = gqlib.solve(f, y0.detach(), job.t_np, dense_output=record == "dense",
+                                  checkpoints=record == "checkpoints", **kw)
+            finally:
+                job.fn.recording = False
+            job.first, job.fn.first = job.fn.first, None
             job.random = not all(torch.equal(a, b) for a, b in
                                  zip(before, _rng_states(y0.device), strict=True))
         job.sol = sol
@@ -177,6 +185,17 @@ class OdeintAdjointFn(torch.autograd.Function):
                 "(adjoint='checkpoint') replays the forward's random draws in every step it "
                 "recomputes and checks that the step ends where the forward's did",
                 t=float(job.t_np[-1]))
+        if job.drift is not None and not isinstance(strategy, CheckpointAdjoint):
+            (off, allowed), job.drift = job.drift, None
+            if off > allowed:  # (the checkpoint adjoint checks each step it recomputes)
+                raise NondeterministicField(
+                    f"func(t, y) at the forward pass's first call (t = {float(job.first[0])!r}) "
+                    f"now returns values {off:.3g} (max abs) from what it returned then, where "
+                    f"round-off allows {allowed:.2g}: something it reads (a buffer, a "
+                    "closed-over tensor, a module attribute) changed since the forward pass, "
+                    f"and the {strategy.name} adjoint evaluates func again, so its gradient "
+                    "would be wrong. Run the backward pass before changing what func reads",
+                    t=float(job.first[0]))
         replays = kept is not None and kept.replay is not None and kept.replay.wanted
         devices = [job.fn.device] if replays and job.fn.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, enabled=replays):  # the caller's stream
@@ -250,24 +269,38 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
     """Raise if ``func`` reads a tensor that requires grad but is not among the adjoint's
     parameters: the adjoint would silently give it no gradient, where direct backprop gives one.
 
-    Two evaluations at ``(t[-1], y(t[-1]))`` (where a backward solve starts) with a graph, each
-    searched back to its leaves (the parameters, and the nodes of those that are not leaves, end
-    the search); a tensor is flagged only if both graphs reach it, so that a leaf ``func``
-    creates at each call (a Hamiltonian field's ``y.detach().requires_grad_()``) is not. torch's
-    generators are forked: a random ``func`` draws nothing from the user's stream. Returns the
-    number of evaluations.
+    Two evaluations with a graph at the forward pass's first call of ``func`` (else at
+    ``(t[-1], y(t[-1]))``), each searched back to its leaves (the parameters, and the nodes of
+    those that are not leaves, end the search); a tensor is flagged only if both graphs reach
+    it, so that a leaf ``func`` creates at each call (a Hamiltonian field's
+    ``y.detach().requires_grad_()``) is not. torch's generators are forked: a random ``func``
+    draws nothing from the user's stream. ``job.drift`` gets how far the values lie from the
+    forward's there (something ``func`` reads changed since?). Returns the number of
+    evaluations.
     """
     devices = [job.fn.device] if job.fn.device.type == "cuda" else []
     stops = {p.grad_fn for p in job.params if p.grad_fn is not None}
     known = {id(p) for p in (*job.params, *job.exempt)}
-    found = []
-    with torch.random.fork_rng(devices=devices), torch.enable_grad():
-        for _ in range(2):
-            y = job.sol.y[-1].detach().requires_grad_(True)
-            f = fn(float(job.t_np[-1]), y)
-            if not torch.is_tensor(f) or f.grad_fn is None:
-                return len(found) + 1
-            found.append(_leaves(f, stops, known | {id(y)}))
+    found, off = [], []
+    if job.first is not None:
+        tt, y_at, f_at = job.first
+        scale = f_at.abs().max()
+        allowed = RECOMPUTE_LIMIT * torch.finfo(f_at.dtype).eps * scale
+    else:
+        tt, y_at = fn.t_tensor(float(job.t_np[-1])), job.sol.y[-1]
+    try:
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            for _ in range(2):
+                y = y_at.detach().requires_grad_(True)
+                f = fn.call(tt, y)
+                if job.first is not None and torch.is_tensor(f):
+                    off.append((f.detach() - f_at).abs().max())
+                if not torch.is_tensor(f) or f.grad_fn is None:
+                    return len(found) + 1
+                found.append(_leaves(f, stops, known | {id(y)}))
+    finally:
+        if off:  # one sync
+            job.drift = (float(torch.stack(off).max()), float(allowed))
     # a node both graphs reach, other than a leaf's, is the caller's: func reads a tensor
     # computed outside it (k = log_k.exp()), and each VJP must leave that node's saved tensors
     job.outer_graph = bool(set(found[0][1]) & set(found[1][1]))

@@ -45,6 +45,9 @@ class UserFunc:
         self.dtype, self.device = dtype, device
         self._check = check
         self._check_each = _checks.enabled()  # read once per solve
+        # (t, y, f) of the first call after ``recording`` is set: the adjoint's forward pass
+        # keeps it, and the backward pass compares func there with what it returned then
+        self.recording, self.first = False, None
         if self.shapes is not None:
             self.sizes = [s.numel() for s in self.shapes]
 
@@ -97,6 +100,13 @@ class UserFunc:
             raise
 
     def call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self._call(tt, y)
+        if self.recording:
+            self.recording = False
+            self.first = (tt, y.detach().clone(), out.detach().clone())
+        return out
+
+    def _call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # the first call checks type, dtype and device; every call checks the shape and dtype
         # (host metadata, no sync), so that a field that changes shape never broadcasts silently
         version = y._version
