@@ -103,7 +103,7 @@ def test_a_buffer_changed_between_the_passes_raises(adjoint, options):
     direct backprop raises (torch's in-place check), the checkpoint adjoint raises
     NondeterministicField (its recomputed step ends elsewhere), and the continuous adjoints
     evaluated func with the second control for the first solve's gradient: dL/dW 1.12
-    (relative) off, silently. They now compare func at the forward's first call with what it
+    (relative) off, silently. They now compare func at the forward's last call with what it
     returned then."""
     from gqlib.errors import NondeterministicField
 

@@ -54,7 +54,7 @@ class AdjointJob:
     exempt: tuple = ()  # func's module parameters left out of an explicit adjoint_params
     closure_checked: bool = False  # func's graph searched for tensors outside params
     outer_graph: bool = False  # func reads non-leaf tensors built outside it (VJPs retain)
-    first: Any = None  # (t, y, f) of the forward's first call of func
+    last: Any = None  # (t, y, f) of the forward's last call of func
     drift: Any = None  # (max |f - f_forward| at that point, round-off allowed), from the check
 
     def n_params(self) -> int:
@@ -113,13 +113,15 @@ class OdeintAdjointFn(torch.autograd.Function):
                                              replay=RandomReplay(y0.device))
                 kw = {**kw, "observer": _both(kw.get("observer"), job.keeper.observe)}
             before = _rng_states(y0.device)
-            job.fn.recording = True  # func's first call: the backward pass checks it again
+            job.fn.recording = True  # func's last call: the backward pass checks it again
             try:
                 sol = gqlib.solve(f, y0.detach(), job.t_np, dense_output=record == "dense",
                                   checkpoints=record == "checkpoints", **kw)
             finally:
                 job.fn.recording = False
-            job.first, job.fn.first = job.fn.first, None
+            if job.fn.last is not None:
+                job.last = tuple(x.detach().clone() for x in job.fn.last)
+                job.fn.last = None
             job.random = not all(torch.equal(a, b) for a, b in
                                  zip(before, _rng_states(y0.device), strict=True))
         job.sol = sol
@@ -189,13 +191,13 @@ class OdeintAdjointFn(torch.autograd.Function):
             (off, allowed), job.drift = job.drift, None
             if off > allowed:  # (the checkpoint adjoint checks each step it recomputes)
                 raise NondeterministicField(
-                    f"func(t, y) at the forward pass's first call (t = {float(job.first[0])!r}) "
+                    f"func(t, y) at the forward pass's last call (t = {float(job.last[0])!r}) "
                     f"now returns values {off:.3g} (max abs) from what it returned then, where "
                     f"round-off allows {allowed:.2g}: something it reads (a buffer, a "
                     "closed-over tensor, a module attribute) changed since the forward pass, "
                     f"and the {strategy.name} adjoint evaluates func again, so its gradient "
                     "would be wrong. Run the backward pass before changing what func reads",
-                    t=float(job.first[0]))
+                    t=float(job.last[0]))
         replays = kept is not None and kept.replay is not None and kept.replay.wanted
         devices = [job.fn.device] if replays and job.fn.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, enabled=replays):  # the caller's stream
@@ -269,7 +271,7 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
     """Raise if ``func`` reads a tensor that requires grad but is not among the adjoint's
     parameters: the adjoint would silently give it no gradient, where direct backprop gives one.
 
-    Two evaluations with a graph at the forward pass's first call of ``func`` (else at
+    Two evaluations with a graph at the forward pass's last call of ``func`` (else at
     ``(t[-1], y(t[-1]))``), each searched back to its leaves (the parameters, and the nodes of
     those that are not leaves, end the search); a tensor is flagged only if both graphs reach
     it, so that a leaf ``func`` creates at each call (a Hamiltonian field's
@@ -282,8 +284,8 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
     stops = {p.grad_fn for p in job.params if p.grad_fn is not None}
     known = {id(p) for p in (*job.params, *job.exempt)}
     found, off = [], []
-    if job.first is not None:
-        tt, y_at, f_at = job.first
+    if job.last is not None:
+        tt, y_at, f_at = job.last
         scale = f_at.abs().max()
         allowed = RECOMPUTE_LIMIT * torch.finfo(f_at.dtype).eps * scale
     else:
@@ -293,7 +295,7 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
             for _ in range(2):
                 y = y_at.detach().requires_grad_(True)
                 f = fn.call(tt, y)
-                if job.first is not None and torch.is_tensor(f):
+                if job.last is not None and torch.is_tensor(f):
                     off.append((f.detach() - f_at).abs().max())
                 if not torch.is_tensor(f) or f.grad_fn is None:
                     return len(found) + 1

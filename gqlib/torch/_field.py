@@ -45,9 +45,9 @@ class UserFunc:
         self.dtype, self.device = dtype, device
         self._check = check
         self._check_each = _checks.enabled()  # read once per solve
-        # (t, y, f) of the first call after ``recording`` is set: the adjoint's forward pass
-        # keeps it, and the backward pass compares func there with what it returned then
-        self.recording, self.first = False, None
+        # (t, y, f) of the latest call while ``recording``: the adjoint's forward pass keeps
+        # its last call, and the backward pass compares func there with what it returned then
+        self.recording, self.last = False, None
         if self.shapes is not None:
             self.sizes = [s.numel() for s in self.shapes]
 
@@ -102,8 +102,7 @@ class UserFunc:
     def call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = self._call(tt, y)
         if self.recording:
-            self.recording = False
-            self.first = (tt, y.detach().clone(), out.detach().clone())
+            self.last = (tt, y, out)
         return out
 
     def _call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
