@@ -402,10 +402,11 @@ def _check_not_derived(params: tuple) -> None:
     ``log_k`` would get that part twice (direct backpropagation counts it once)."""
     where = {id(p): i for i, p in enumerate(params) if p.requires_grad}
     nodes = {p.grad_fn: i for i, p in enumerate(params) if p.requires_grad and p.grad_fn}
-    for i, p in enumerate(params):
+    seen: set = set()  # shared: a listed node is never reached from its own tensor, so any
+    for i, p in enumerate(params):  # listed node found from any start is a derived pair
         if not p.requires_grad or p.grad_fn is None:
             continue
-        stack, seen = [nxt for nxt, _ in p.grad_fn.next_functions], set()
+        stack = [nxt for nxt, _ in p.grad_fn.next_functions]
         while stack:
             node = stack.pop()
             if node is None or node in seen:
