@@ -135,3 +135,21 @@ def test_a_buffer_changed_after_the_backward_pass_passes_the_check():
         m.u.copy_(torch.tensor([-1.0, 0.5], dtype=F64))
     g2 = torch.autograd.grad(odeint(m, y0, t, adjoint="gq", **T)[-1].sum(), m.W)[0]
     assert ((g1 + g2 - ref).abs().max() / ref.abs().max()).item() < 1e-6
+
+
+@pytest.mark.parametrize(("adjoint", "options"), CONTINUOUS,
+                         ids=["gq", "interpolated", "backsolve", "seminorm", "collocation"])
+def test_model_eval_between_the_passes_raises(adjoint, options):
+    """Forward in training mode, ``model.eval()`` before the backward pass: batch norm then
+    normalises with its running statistics, another field. The continuous adjoints returned a
+    first-layer weight gradient of -0.0346 where direct backprop gives -0.0606, silently."""
+    from gqlib.errors import NondeterministicField
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3), torch.nn.Tanh(),
+                            torch.nn.Linear(3, 3)).double()
+    ys = odeint(lambda t, y: m(y), torch.randn(5, 3, dtype=F64), torch.tensor([0.0, 0.5], dtype=F64),
+                adjoint=adjoint, adjoint_options=options, adjoint_params=tuple(m.parameters()), **T)
+    m.eval()
+    with pytest.raises(NondeterministicField, match="changed since the forward pass"):
+        ys[-1].sum().backward()
