@@ -19,6 +19,7 @@ from torch import nn
 
 import gqlib
 from gqlib.adjoint import AdjointStrategy, AutoAdjoint, CheckpointAdjoint, StageKeeper, gradient
+from gqlib.adjoint._checkpoint import RECOMPUTE_LIMIT
 from gqlib.adjoint._strategy import SolverSettings
 from gqlib.errors import NondeterministicField
 from gqlib.tableaux import get_method
@@ -52,6 +53,9 @@ class AdjointJob:
     autocast: Any = None  # (device type, dtype) of an autocast region the forward ran in
     exempt: tuple = ()  # func's module parameters left out of an explicit adjoint_params
     closure_checked: bool = False  # func's graph searched for tensors outside params
+    outer_graph: bool = False  # func reads non-leaf tensors built outside it (VJPs retain)
+    last: Any = None  # (t, y, f) of the forward's last call of func
+    drift: Any = None  # (max |f - f_forward| at that point, round-off allowed), from the check
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -109,8 +113,15 @@ class OdeintAdjointFn(torch.autograd.Function):
                                              replay=RandomReplay(y0.device))
                 kw = {**kw, "observer": _both(kw.get("observer"), job.keeper.observe)}
             before = _rng_states(y0.device)
-            sol = gqlib.solve(f, y0.detach(), job.t_np, dense_output=record == "dense",
-                              checkpoints=record == "checkpoints", **kw)
+            job.fn.recording = True  # func's last call: the backward pass checks it again
+            try:
+                sol = gqlib.solve(f, y0.detach(), job.t_np, dense_output=record == "dense",
+                                  checkpoints=record == "checkpoints", **kw)
+            finally:
+                job.fn.recording = False
+            if job.fn.last is not None:
+                job.last = tuple(x.detach().clone() for x in job.fn.last)
+                job.fn.last = None
             job.random = not all(torch.equal(a, b) for a, b in
                                  zip(before, _rng_states(y0.device), strict=True))
         job.sol = sol
@@ -166,6 +177,7 @@ class OdeintAdjointFn(torch.autograd.Function):
         if not job.closure_checked:
             job.closure_checked = True
             checked = _check_closure(fn, job)
+        fld.retain_graph = job.outer_graph
         strategy = job.strategy(with_params)
         if job.random and not isinstance(strategy, CheckpointAdjoint):
             raise NondeterministicField(
@@ -175,6 +187,17 @@ class OdeintAdjointFn(torch.autograd.Function):
                 "(adjoint='checkpoint') replays the forward's random draws in every step it "
                 "recomputes and checks that the step ends where the forward's did",
                 t=float(job.t_np[-1]))
+        if job.drift is not None and not isinstance(strategy, CheckpointAdjoint):
+            (off, allowed), job.drift = job.drift, None
+            if off > allowed:  # (the checkpoint adjoint checks each step it recomputes)
+                raise NondeterministicField(
+                    f"func(t, y) at the forward pass's last call (t = {float(job.last[0])!r}) "
+                    f"now returns values {off:.3g} (max abs) from what it returned then, where "
+                    f"round-off allows {allowed:.2g}: something it reads (a buffer, a "
+                    "closed-over tensor, a module attribute) changed since the forward pass, "
+                    f"and the {strategy.name} adjoint evaluates func again, so its gradient "
+                    "would be wrong. Run the backward pass before changing what func reads",
+                    t=float(job.last[0]))
         replays = kept is not None and kept.replay is not None and kept.replay.wanted
         devices = [job.fn.device] if replays and job.fn.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, enabled=replays):  # the caller's stream
@@ -248,24 +271,42 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
     """Raise if ``func`` reads a tensor that requires grad but is not among the adjoint's
     parameters: the adjoint would silently give it no gradient, where direct backprop gives one.
 
-    Two evaluations at ``(t[-1], y(t[-1]))`` (where a backward solve starts) with a graph, each
-    searched back to its leaves (the parameters, and the nodes of those that are not leaves, end
-    the search); a tensor is flagged only if both graphs reach it, so that a leaf ``func``
-    creates at each call (a Hamiltonian field's ``y.detach().requires_grad_()``) is not. torch's
-    generators are forked: a random ``func`` draws nothing from the user's stream. Returns the
-    number of evaluations.
+    Two evaluations with a graph at the forward pass's last call of ``func`` (else at
+    ``(t[-1], y(t[-1]))``), each searched back to its leaves (the parameters, and the nodes of
+    those that are not leaves, end the search); a tensor is flagged only if both graphs reach
+    it, so that a leaf ``func`` creates at each call (a Hamiltonian field's
+    ``y.detach().requires_grad_()``) is not. torch's generators are forked: a random ``func``
+    draws nothing from the user's stream. ``job.drift`` gets how far the values lie from the
+    forward's there (something ``func`` reads changed since?). Returns the number of
+    evaluations.
     """
     devices = [job.fn.device] if job.fn.device.type == "cuda" else []
     stops = {p.grad_fn for p in job.params if p.grad_fn is not None}
     known = {id(p) for p in (*job.params, *job.exempt)}
-    found = []
-    with torch.random.fork_rng(devices=devices), torch.enable_grad():
-        for _ in range(2):
-            y = job.sol.y[-1].detach().requires_grad_(True)
-            f = fn(float(job.t_np[-1]), y)
-            if not torch.is_tensor(f) or f.grad_fn is None:
-                return len(found) + 1
-            found.append(_leaves(f, stops, known | {id(y)}))
+    found, off = [], []
+    if job.last is not None:
+        tt, y_at, f_at = job.last
+        scale = f_at.abs().max()
+        allowed = RECOMPUTE_LIMIT * torch.finfo(f_at.dtype).eps * scale
+    else:
+        tt, y_at = fn.t_tensor(float(job.t_np[-1])), job.sol.y[-1]
+    try:
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            for _ in range(2):
+                y = y_at.detach().requires_grad_(True)
+                f = fn.call(tt, y)
+                if job.last is not None and torch.is_tensor(f):
+                    off.append((f.detach() - f_at).abs().max())
+                if not torch.is_tensor(f) or f.grad_fn is None:
+                    return len(found) + 1
+                found.append(_leaves(f, stops, known | {id(y)}))
+    finally:
+        if off:  # one sync
+            job.drift = (float(torch.stack(off).max()), float(allowed))
+    # a node both graphs reach, other than a leaf's, is the caller's: func reads a tensor
+    # computed outside it (k = log_k.exp()), and each VJP must leave that node's saved tensors
+    job.outer_graph = bool(set(found[0][1]) & set(found[1][1]))
+    found = [leaves for leaves, _ in found]
     both = [v for k, v in found[0].items() if k in found[1]]
     if both:
         var = both[0]
@@ -278,20 +319,22 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
     return 2
 
 
-def _leaves(f: torch.Tensor, stops: set, known: set) -> dict:
+def _leaves(f: torch.Tensor, stops: set, known: set) -> tuple[dict, set]:
     """The leaves requiring grad that ``f``'s graph reaches, by id, other than ``known`` ones,
-    searching no further than the ``stops`` nodes."""
-    out, stack, seen = {}, [f.grad_fn], set()
+    searching no further than the ``stops`` nodes; and the graph's other nodes."""
+    out, stack, seen, inner = {}, [f.grad_fn], set(), set()
     while stack:
         node = stack.pop()
         if node is None or node in seen or node in stops:
             continue
         seen.add(node)
         var = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
-        if var is not None and id(var) not in known:
+        if var is None:
+            inner.add(node)
+        elif id(var) not in known:
             out[id(var)] = var
         stack.extend(nxt for nxt, _ in node.next_functions)
-    return out
+    return out, inner
 
 
 def _rng_states(device: torch.device) -> list[torch.Tensor]:
@@ -346,9 +389,40 @@ def adjoint_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
             if not torch.is_tensor(p):
                 raise TypeError(f"`adjoint_params[{i}]` must be a torch.Tensor, got "
                                 f"{type(p).__name__}")
+    _check_not_derived(params)
     # each tensor once: a tensor listed twice would be an input of the autograd Function twice,
     # get the whole a^T df/dtheta at each and so twice its gradient
     return tuple({id(p): p for p in params if p.requires_grad}.values())
+
+
+def _check_not_derived(params: tuple) -> None:
+    """Raise if a listed tensor is computed from another listed one (``k = log_k.exp()`` and
+    ``adjoint_params=(log_k, k)``): the parameter VJP with respect to ``log_k`` already passes
+    through ``k``, and autograd then carries ``k``'s own gradient into ``log_k`` again, so
+    ``log_k`` would get that part twice (direct backpropagation counts it once)."""
+    where = {id(p): i for i, p in enumerate(params) if p.requires_grad}
+    nodes = {p.grad_fn: i for i, p in enumerate(params) if p.requires_grad and p.grad_fn}
+    seen: set = set()  # shared: a listed node is never reached from its own tensor, so any
+    for i, p in enumerate(params):  # listed node found from any start is a derived pair
+        if not p.requires_grad or p.grad_fn is None:
+            continue
+        stack = [nxt for nxt, _ in p.grad_fn.next_functions]
+        while stack:
+            node = stack.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            var = getattr(node, "variable", None)  # AccumulateGrad: a leaf
+            j = nodes.get(node, where.get(id(var)) if var is not None else None)
+            if j is not None and j != i:
+                raise ValueError(
+                    f"`adjoint_params[{i}]` is computed from `adjoint_params[{j}]` (through "
+                    "autograd), so the adjoint would count the part of the gradient that "
+                    f"flows through it twice; list only one of them (func may still read "
+                    f"`adjoint_params[{i}]`: with `adjoint_params[{j}]` listed, the gradient "
+                    "reaches it through autograd)")
+            if j is None:
+                stack.extend(nxt for nxt, _ in node.next_functions)
 
 
 def frozen_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:

@@ -45,6 +45,9 @@ class UserFunc:
         self.dtype, self.device = dtype, device
         self._check = check
         self._check_each = _checks.enabled()  # read once per solve
+        # (t, y, f) of the latest call while ``recording``: the adjoint's forward pass keeps
+        # its last call, and the backward pass compares func there with what it returned then
+        self.recording, self.last = False, None
         if self.shapes is not None:
             self.sizes = [s.numel() for s in self.shapes]
 
@@ -97,6 +100,12 @@ class UserFunc:
             raise
 
     def call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self._call(tt, y)
+        if self.recording:
+            self.last = (tt, y, out)
+        return out
+
+    def _call(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # the first call checks type, dtype and device; every call checks the shape and dtype
         # (host metadata, no sync), so that a field that changes shape never broadcasts silently
         version = y._version
@@ -171,6 +180,10 @@ class TorchField:
 
     accumulates_params = True  # vjp(..., into=buf) adds thetabar into buf in place
     _param_ptrs: frozenset = frozenset()  # the parameters' storages (not counted as saved)
+    # func reads a tensor computed outside it from a parameter (k = log_k.exp()): a parameter
+    # VJP passes through that tensor's node, which belongs to the caller's graph and must
+    # outlive each VJP (set by the torch adapter's closure check)
+    retain_graph = False
 
     def __init__(self, fn: UserFunc):
         self.fn = fn
@@ -198,7 +211,7 @@ class TorchField:
         with torch.enable_grad():
             y_ = y.detach().requires_grad_(True)
             f = self.fn(t, y_)
-            vy = _grad(f, (y_,), a)[0]
+            vy = _grad(f, (y_,), a, retain=self.retain_graph)[0]
         return f.detach(), vy
 
     def vjp_y(self, t: float, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -213,7 +226,8 @@ class TorchField:
             outputs = build(self.fn, y_)
 
         def vjp(cotangents, into=None):
-            grads = torch.autograd.grad(outputs, (y_, *params), cotangents, allow_unused=True)
+            grads = torch.autograd.grad(outputs, (y_, *params), cotangents, allow_unused=True,
+                                        retain_graph=self.retain_graph)
             grads = [torch.zeros_like(x) if g is None else g
                      for x, g in zip((y_, *params), grads, strict=True)]
             return grads[0], (self._into(grads[1:], into) if params else None)
@@ -270,7 +284,7 @@ class TorchParamField(TorchField):
         """``a^T df/dtheta`` flat; ``into + a^T df/dtheta`` in place when ``into`` is given."""
         with torch.enable_grad():
             f = self.fn(t, y.detach())
-            return self._into(_grad(f, self.params, a), into)
+            return self._into(_grad(f, self.params, a, retain=self.retain_graph), into)
 
     def vjp(self, t: float, y: torch.Tensor, a: torch.Tensor):
         return self.f_vjp(t, y, a)[1:]
@@ -279,7 +293,7 @@ class TorchParamField(TorchField):
         with torch.enable_grad():
             y_ = y.detach().requires_grad_(True)
             f = self.fn(t, y_)
-            vy, *vp = _grad(f, (y_, *self.params), a)
+            vy, *vp = _grad(f, (y_, *self.params), a, retain=self.retain_graph)
         return f.detach(), vy, self._flat(vp)
 
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
