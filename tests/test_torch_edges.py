@@ -153,3 +153,46 @@ def test_model_eval_between_the_passes_raises(adjoint, options):
     m.eval()
     with pytest.raises(NondeterministicField, match="changed since the forward pass"):
         ys[-1].sum().backward()
+
+
+# -- per-element tolerances, adjoint settings without an adjoint --------------------------------
+def _per_element_grads(adjoint, **kw):
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    y0 = torch.randn(2, 3, dtype=F64, requires_grad=True)
+    t = torch.linspace(0.0, 1.0, 4, dtype=F64)
+    rtol = torch.tensor([1e-8, 1e-9, 1e-8], dtype=F64)  # per column of y
+    extra = {} if adjoint is None else dict(adjoint=adjoint, adjoint_params=tuple(net.parameters()))
+    ys = odeint(lambda t, y: net(y), y0, t, rtol=rtol, atol=1e-10, **extra, **kw)
+    return torch.cat([g.reshape(-1) for g in
+                      torch.autograd.grad((ys ** 2).sum(), (y0, *net.parameters()))])
+
+
+@pytest.mark.parametrize("adjoint", ["auto", "checkpoint"])
+def test_per_element_tolerances_with_the_discrete_adjoint(adjoint):
+    """The discrete adjoint solves nothing backwards: per-element forward tolerances are fine
+    (before: ValueError 'rtol must be a scalar for the adjoint'); auto picks it every time."""
+    want = _per_element_grads(None)
+    got = _per_element_grads(adjoint)
+    assert float((got - want).norm() / want.norm()) < 1e-11
+
+
+def test_per_element_tolerances_with_a_backward_solve_ask_for_adjoint_tolerances():
+    with pytest.raises(ValueError, match="adjoint_rtol"):
+        _per_element_grads("gq")
+    want = _per_element_grads(None)
+    got = _per_element_grads("gq", adjoint_rtol=1e-9, adjoint_atol=1e-10)
+    assert float((got - want).norm() / want.norm()) < 1e-6
+    with pytest.raises(ValueError, match="ratio"):
+        _per_element_grads("auto", adjoint_options={"ratio": 10.0})
+
+
+@pytest.mark.parametrize("name,value", [("adjoint_rtol", 1e-6), ("adjoint_atol", 1e-8),
+                                        ("adjoint_method", "rk4"),
+                                        ("adjoint_options", {"norm": "seminorm"})])
+def test_adjoint_settings_without_an_adjoint_raise(name, value):
+    """adjoint=None is direct backpropagation: its adjoint settings used to be silently unused."""
+    y0 = torch.ones(2, dtype=F64)
+    with pytest.raises(ValueError, match=f"`{name}` was given with adjoint=None"):
+        odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0], dtype=F64), adjoint=None,
+               **{name: value})

@@ -254,14 +254,28 @@ class AdjointConfig:
 def _scalar_tol(value: Any, where: str) -> float:
     if torch.is_tensor(value):
         if value.numel() != 1:
-            raise ValueError(f"{where} must be a scalar for the adjoint (its state is not y's "
-                             f"shape), got a tensor of shape {tuple(value.shape)}; pass a scalar "
-                             f"{where}")
+            raise ValueError(f"{where} must be a scalar for the adjoint's backward solve (its "
+                             f"state is not y's shape), got a tensor of shape "
+                             f"{tuple(value.shape)}; pass a scalar `adjoint_{where.removeprefix('adjoint_')}`, "
+                             "or use adjoint='checkpoint' (or the default), which solves nothing "
+                             "backwards")
         value = value.item()
     if isinstance(value, (tuple, list)):
         raise ValueError(f"{where} must be a scalar for the adjoint, got a {type(value).__name__}; "
                          f"pass a scalar {where}")
     return _real(value, where)
+
+
+def _per_element(value: Any) -> bool:
+    """A tolerance given per element of y (a backward solve's state has another shape)."""
+    return (torch.is_tensor(value) and value.numel() > 1) or isinstance(value, (tuple, list))
+
+
+def _unused_tols(rtol: Any, atol: Any, adjoint_rtol: Any, adjoint_atol: Any) -> tuple:
+    """The forward's ``(rtol, atol)`` for validating backward-solve settings that will not be
+    used, per-element ones replaced by a scalar (only the adjoint's own are checked then)."""
+    return (1e-6 if adjoint_rtol is None and _per_element(rtol) else rtol,
+            1e-9 if adjoint_atol is None and _per_element(atol) else atol)
 
 
 # adjoint_options keys that are torchdiffeq's solver options, translated below; every other key
@@ -294,6 +308,16 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
         own = {k: options.pop(k) for k in ("ratio",) if k in options}
         if "keep_stages" in options:  # the discrete candidate's
             own["discrete"] = _construct("checkpoint", {"keep_stages": options.pop("keep_stages")})
+        if (adjoint_rtol is None and _per_element(rtol)) or \
+                (adjoint_atol is None and _per_element(atol)):
+            # per-element forward tolerances, which a backward solve cannot inherit: the
+            # discrete candidate, which needs none, every time
+            if "ratio" in own:
+                raise ValueError("adjoint_options['ratio'] needs scalar backward tolerances: "
+                                 "the forward's rtol/atol are per element; pass scalar "
+                                 "`adjoint_rtol` and `adjoint_atol`")
+            own["ratio"] = math.inf
+            rtol, atol = _unused_tols(rtol, atol, adjoint_rtol, adjoint_atol)
         cont = resolve_adjoint("interpolated", fwd, method=method,
                                options=options if given else None,
                                adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
@@ -310,9 +334,10 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
             # backpropagation does: torchdiffeq's backward-solve settings have nothing to set.
             # They are validated as for a backward solve (a bad value still raises), then unused.
             solver = {k: v for k, v in options.items() if k in _TORCHDIFFEQ_ADJOINT_KEYS}
+            r, a = _unused_tols(rtol, atol, adjoint_rtol, adjoint_atol)
             resolve_adjoint("gq", fwd, method=method, options=solver if solver else None,
-                            adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
-                            atol=atol, forward_method=forward_method)
+                            adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=r,
+                            atol=a, forward_method=forward_method)
             own = {k: v for k, v in options.items() if k not in _TORCHDIFFEQ_ADJOINT_KEYS}
             return AdjointConfig(_construct(kind, own))
         for name, value in (("adjoint_method", method), ("adjoint_rtol", adjoint_rtol),
