@@ -370,7 +370,8 @@ class _DiscretePass:
         if self.kept is None or self._needs_f1(thetas, merged):
             return None, None
         t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
-        times = [self._stage_time(j, t0, t1, t1 - t0) for j in range(self.tab.stages)]
+        n_all = self.tab.A.shape[0] if (thetas and self.P is not None) else self.tab.stages
+        times = [self._stage_time(j, t0, t1, t1 - t0) for j in range(n_all)]
         calls = self.kept.take(k, times, self.ck.y[k])
         if calls is None:
             return None, None
@@ -378,7 +379,8 @@ class _DiscretePass:
             self.n_kept += 1
             return [(r.t, r.y, r.lin) for r in calls], None
         # tokens for every call the recomputed step makes: dense-output extra stages (dop853's)
-        # were not tracked, and unreplayed draws there would silently change the outputs' terms
+        # the forward did not call (an output interpolated only in another pass) have none, and
+        # unreplayed draws there would silently change the outputs' terms
         if all(r.token is not None for r in calls) and \
                 max(self._needed(bool(thetas), merged)) < len(calls):
             return None, [r.token for r in calls]
