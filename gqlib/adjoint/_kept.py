@@ -250,7 +250,7 @@ class StageKeeper:
         stages = self._steps.get(k)
         if stages is None or len(stages) < self.stages or any(s is None for s in stages):
             return None
-        # what stays: the times, the first stage's state (the checkpoint's own) and the tokens
+        # what stays: the times, the first stage's state (take's check) and the tokens
         self._steps[k] = [s._replace(lin=None, nbytes=0, y=s.y if j == 0 else None)
                           for j, s in enumerate(stages)]
         stages = stages[:len(times)]  # the extra stages where the caller asks for them
