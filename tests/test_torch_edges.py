@@ -155,7 +155,7 @@ def test_model_eval_between_the_passes_raises(adjoint, options):
         ys[-1].sum().backward()
 
 
-# -- per-element tolerances, adjoint settings without an adjoint --------------------------------
+# -- per-element tolerances -----------------------------------------------------------------------
 def _per_element_grads(adjoint, **kw):
     torch.manual_seed(3)
     net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
@@ -185,14 +185,3 @@ def test_per_element_tolerances_with_a_backward_solve_ask_for_adjoint_tolerances
     assert float((got - want).norm() / want.norm()) < 1e-6
     with pytest.raises(ValueError, match="ratio"):
         _per_element_grads("auto", adjoint_options={"ratio": 10.0})
-
-
-@pytest.mark.parametrize("name,value", [("adjoint_rtol", 1e-6), ("adjoint_atol", 1e-8),
-                                        ("adjoint_method", "rk4"),
-                                        ("adjoint_options", {"norm": "seminorm"})])
-def test_adjoint_settings_without_an_adjoint_raise(name, value):
-    """adjoint=None is direct backpropagation: its adjoint settings used to be silently unused."""
-    y0 = torch.ones(2, dtype=F64)
-    with pytest.raises(ValueError, match=f"`{name}` was given with adjoint=None"):
-        odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0], dtype=F64), adjoint=None,
-               **{name: value})

@@ -279,6 +279,9 @@ class _DiscretePass:
             f = record if tokens is None else self._replaying(record, tokens, stages)
             outs = self.step_forward(f, k, self.ck.y[k], thetas, merged)
             self.excess = self._mismatch(k, outs[0])
+            if tokens is not None and stages[-1] >= self.tab.stages and not merged:
+                # replayed extra stages do not reach y1: the outputs they give are checked too
+                self.excess = self.xp.maximum(self.excess, self._mismatch_outputs(k, outs[1:]))
         else:  # the forward's own linearisations: nothing recomputed
             for j in stages:
                 t, Y, lin = kept[j]
@@ -349,6 +352,14 @@ class _DiscretePass:
         allowed, _ = self._round_off(k)
         return self.xp.max(self.xp.abs(y1 - self.ck.y[k + 1])) - allowed
 
+    def _mismatch_outputs(self, k: int, ys):
+        """:meth:`_mismatch` of the outputs ``ys`` interpolated inside step ``k`` (not merged)
+        against the forward's, with the step's round-off allowance."""
+        allowed, _ = self._round_off(k)
+        xp = self.xp
+        return xp.max(xp.stack([xp.max(xp.abs(y - self.sol.y[i]))
+                                for y, i in zip(ys, self.inner, strict=True)])) - allowed
+
     def _round_off(self, k: int):
         """``(allowed, scale)`` of step ``k``, device scalars: how far a recomputed end state
         may lie from the forward's, ``RECOMPUTE_LIMIT eps scale + TIME_SPACINGS ulp(t) / |h|
@@ -370,7 +381,8 @@ class _DiscretePass:
         if self.kept is None or self._needs_f1(thetas, merged):
             return None, None
         t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
-        times = [self._stage_time(j, t0, t1, t1 - t0) for j in range(self.tab.stages)]
+        n_all = self.tab.A.shape[0] if (thetas and self.P is not None) else self.tab.stages
+        times = [self._stage_time(j, t0, t1, t1 - t0) for j in range(n_all)]
         calls = self.kept.take(k, times, self.ck.y[k])
         if calls is None:
             return None, None
@@ -378,7 +390,8 @@ class _DiscretePass:
             self.n_kept += 1
             return [(r.t, r.y, r.lin) for r in calls], None
         # tokens for every call the recomputed step makes: dense-output extra stages (dop853's)
-        # were not tracked, and unreplayed draws there would silently change the outputs' terms
+        # the forward did not call (an output interpolated only in another pass) have none, and
+        # unreplayed draws there would silently change the outputs' terms
         if all(r.token is not None for r in calls) and \
                 max(self._needed(bool(thetas), merged)) < len(calls):
             return None, [r.token for r in calls]
@@ -445,7 +458,7 @@ class _DiscretePass:
                     term = self._f1_weight((float(t[i]) - tp) / (t0 - tp), t0 - tp) * g[i]
                     k0bar = term if k0bar is None else k0bar + term
             cf.observe("step", t1, a_in, t0 - t1)
-            self.excess = None
+            self.excess, self.inner = None, where.get(("in", k), [])
             a, params = back(k, a_in, outs, params, merged, k0bar)
             cf.observe("accept", t1, a_in, t0 - t1)
             self.n_steps += 1

@@ -49,8 +49,10 @@ class StageKeeper:
         ``vjp_y(a)`` and ``vjp(a, into)``), and may have ``linearize_measured(t, y)``, the same
         with the bytes the linearisation holds (default: the state's and the value's).
     tableau : ButcherTableau
-        The forward method; methods with stages beyond the step's own (dense-output extras) are
-        not kept.
+        The forward method; the graphs of methods with stages beyond the step's own
+        (dense-output extras, dop853's) are not kept, their replay tokens are: the extra stages
+        that the forward's interpolation calls right after a step is accepted are that step's
+        stages ``stages ..`` (at their times ``t0 + c h``).
     budget : int
         Bytes the kept stages may hold; 0 keeps nothing.
     min_steps : int
@@ -62,7 +64,11 @@ class StageKeeper:
         forward call and returns a token (the generator's state), or None while the field
         needs none; ``replay.apply(token)`` restores it before the backward pass recomputes
         that call, so that the recomputed step is the forward's. ``replay.wanted`` False: the
-        field needs no tokens. Tokens are kept for every accepted step, whatever the budget.
+        field needs no tokens. Tokens are kept for every accepted step, whatever the budget,
+        and stay after the backward pass used them (a second backward pass through a graph
+        retained by ``retain_graph=True`` replays the same draws, as
+        ``torch.utils.checkpoint`` restores its saved state at every recompute); graphs are
+        used once.
 
     Use it as the forward's ``f`` and ``observer``:
     ``gqlib.solve(keeper, y0, t, checkpoints=True, observer=keeper.observe)``, then
@@ -74,6 +80,8 @@ class StageKeeper:
         self.field = field
         self.replay = replay
         self.stages = int(tableau.stages)
+        # dense-output extra stages (dop853's): tracked for their replay tokens
+        self._extra_c = [float(c) for c in tableau.C[self.stages:tableau.A.shape[0]]]
         self.fsal = bool(tableau.fsal)
         self._calls_per_step = self.stages - self.fsal  # FSAL: the first stage is the last's
         # stages at the step's ends, where a tstop's one-sided times lie an ulp or two apart:
@@ -98,6 +106,9 @@ class StageKeeper:
         self._new_step = True  # the next attempt starts a step (not a retry)
         self._n_accepted = 0
         self._pruned = False  # steps without graphs dropped once tracking ended
+        # the last accepted step's (t0, h) and its extra stages' calls so far, while the calls
+        # after its acceptance may be its extra stages (None: they are not)
+        self._extra: tuple | None = None
 
     # -- the forward --------------------------------------------------------------------------
     @property
@@ -130,7 +141,25 @@ class StageKeeper:
         return lin.value
 
     def _record(self, rec: _Call) -> None:
+        if self._attempt is None and self._extra is not None and self._is_extra(rec):
+            return
         (self._pre if self._attempt is None else self._attempt).append(rec)
+
+    def _is_extra(self, rec: _Call) -> bool:
+        """Whether ``rec`` is the next dense-output extra stage of the last accepted step (its
+        time ``t0 + c h`` to 8 ulps: the interpolant's ``t0 + c (t1 - t0)``); when all are in,
+        they become the step's stages ``stages ..``. The forward calls them in order right after
+        the step is accepted, or not at all: any other call ends the search."""
+        t0, h, calls = self._extra
+        tol = 8 * math.ulp(max(abs(t0), abs(t0 + h)))
+        if abs(rec.t - (t0 + self._extra_c[len(calls)] * h)) > tol:
+            self._extra = None
+            return False
+        calls.append(rec._replace(lin=None, nbytes=0))  # no graph kept for an extra stage
+        if len(calls) == len(self._extra_c):
+            self._steps[self._n_accepted - 1].extend(calls)
+            self._extra = None
+        return True
 
     def observe(self, event: str, t0: float, y0, h: float) -> None:
         """The forward stepper's observer: ``"step"``, then ``"accept"`` or ``"reject"``."""
@@ -141,6 +170,7 @@ class StageKeeper:
                                if all(r is not None and r.lin is not None for r in st)}
                 self._pre, self._attempt, self._f0, self._fsal_last = [], None, None, None
             return
+        self._extra = None
         if event == "step":
             if self._new_step:
                 # f(t0, y0) called anew (the first step, after a tstop, without FSAL) is the last
@@ -148,7 +178,8 @@ class StageKeeper:
                 # follows it (at another state), a Hermite f(t1, y1) of the last step may
                 # precede it (one-sided from before a tstop, where f0 is from after it);
                 # none: FSAL's last stage (take() checks its time and state)
-                # (dense-output extra stages of the last step, dop853's, may precede it too)
+                # (dense-output extra stages of the last step, dop853's, were taken by
+                # _is_extra; untracked ones, after another call, may precede it too)
                 at_y0 = [rec for rec in self._pre if rec.y is y0]
                 self._f0 = at_y0[-1] if at_y0 else self._fsal_last
                 self._release([rec for rec in self._pre if rec is not self._f0])
@@ -163,6 +194,8 @@ class StageKeeper:
             self._steps[self._n_accepted] = stages
             self._n_accepted += 1
             self._fsal_last = stages[-1] if self.fsal else None
+            if self._extra_c and self.replay is not None:
+                self._extra = (t0, h, [])
             if not self.full and self.nbytes > self.budget:
                 self.stop(keep=self._n_accepted - 1)  # the steps before this one stay kept
 
@@ -215,16 +248,23 @@ class StageKeeper:
         return [r.token for r in stages]
 
     def take(self, k: int, times: list[float], y0) -> list | None:
-        """Step ``k``'s calls (removed from the keeper), or None unless all were tracked, at
-        the times ``times`` (exactly at the step's ends; inside it to 8 ulps: the stepper's
-        ``t0 + c h`` and the checkpoints' ``t0 + c (t1 - t0)`` may round apart) and with the
-        first stage at the state ``y0`` (exactly)."""
-        stages = self._steps.pop(k, None)
-        if stages is None or len(stages) != self.stages or any(s is None for s in stages):
+        """Step ``k``'s calls, or None unless all its stages were tracked, at the times
+        ``times`` (exactly at the step's ends; inside it to 8 ulps: the stepper's ``t0 + c h``
+        and the checkpoints' ``t0 + c (t1 - t0)`` may round apart; the extra stages' times
+        follow the step's own, where the forward called them) and with the first stage at the
+        state ``y0`` (exactly). Their graphs are handed over once (the keeper drops them); the
+        replay tokens stay for another backward pass."""
+        stages = self._steps.get(k)
+        if stages is None or len(stages) < self.stages or any(s is None for s in stages):
             return None
+        # what stays: the times, the first stage's state (take's check) and the tokens
+        self._steps[k] = [s._replace(lin=None, nbytes=0, y=s.y if j == 0 else None)
+                          for j, s in enumerate(stages)]
+        stages = stages[:len(times)]  # the extra stages where the caller asks for them
+        exact = self._exact + [False] * (len(stages) - self.stages)
         tol = 8 * math.ulp(max(abs(t) for t in times))
-        if any(abs(s.t - t) > (0.0 if exact else tol)
-               for s, t, exact in zip(stages, times, self._exact, strict=True)):
+        if any(abs(s.t - t) > (0.0 if ex else tol)
+               for s, t, ex in zip(stages, times[:len(stages)], exact, strict=True)):
             return None
         y = stages[0].y
         xp = namespace(y0)

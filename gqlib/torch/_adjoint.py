@@ -160,14 +160,23 @@ class OdeintAdjointFn(torch.autograd.Function):
             TorchField(fn)
         if not need[1]:  # row 0 feeds only dL/dy0 (a NaN there, from a 0/0 at t0, is unused)
             grad_ys = torch.cat([torch.zeros_like(grad_ys[:1]), grad_ys[1:]])
-        kept, job.keeper = job.keeper, None  # freed with this pass
+        kept = job.keeper
         if kept is not None and not with_params:
             kept.stop()  # graphs kept with the parameters: not this pass's field (tokens stay)
         # func as the forward pass ran it: under its autocast region (torch.utils.checkpoint's
         # rule), else a recomputed step differs from the forward's and a continuous adjoint
         # differentiates another field
-        with _autocast(job.autocast):
-            return OdeintAdjointFn._backward(ctx, job, fn, fld, kept, grad_ys)
+        try:
+            with _autocast(job.autocast):
+                return OdeintAdjointFn._backward(ctx, job, fn, fld, kept, grad_ys)
+        finally:
+            # the graphs are used once (freed with this pass); the replay tokens of a random
+            # func stay with the autograd graph, for a second backward pass through it
+            # (retain_graph=True), as torch.utils.checkpoint keeps its saved RNG state
+            if kept is not None:
+                kept.stop()
+                if kept.replay is None or not kept.replay.wanted:
+                    job.keeper = None
 
     @staticmethod
     def _backward(ctx, job, fn, fld, kept, grad_ys):

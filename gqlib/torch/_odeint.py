@@ -180,16 +180,7 @@ def odeint(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9, method:
     atol_c = _tolerance(atol, "atol", shapes, state)
     fwd = resolve_forward(method, options, rtol=rtol_c, atol=atol_c)
     adj_options, rowwise = _rowwise_option(adjoint_options, adjoint, shapes, state)
-    if adjoint is None:  # direct backpropagation: adjoint settings would be silently unused
-        # (adjoint_params is accepted: direct backpropagation differentiates them anyway)
-        for name, value in (("adjoint_rtol", adjoint_rtol), ("adjoint_atol", adjoint_atol),
-                            ("adjoint_method", adjoint_method),
-                            ("adjoint_options", adjoint_options)):
-            if value is not None:
-                raise ValueError(f"`{name}` was given with adjoint=None (direct "
-                                 "backpropagation, which has no adjoint settings): pass an "
-                                 "adjoint, e.g. adjoint='auto', or leave it out")
-    else:
+    if adjoint is not None:
         acfg = resolve_adjoint(adjoint, fwd, method=adjoint_method, options=adj_options,
                                adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, rtol=rtol,
                                atol=atol, forward_method=method)
