@@ -214,13 +214,18 @@ def test_an_unlisted_sibling_of_a_listed_tensor_raises():
 def test_a_listed_tensor_computed_from_an_unlisted_sibling_of_another_listed_one():
     """``adjoint_params=(w2, 2 w1)``: ``2 w1`` is not computed from ``w2`` (they share only the
     chunk node, at different outputs), nothing is counted twice, and the gradient is direct
-    backprop's; the derived-parameter check raised (review)."""
-    theta, w1, w2, y0, t = _chunked()
-    u = 2.0 * w1
+    backprop's; the derived-parameter check raised, and once it did not, the parameter VJPs
+    ran u's node (it feeds the chunk node, w2's) and freed it at the first one (review)."""
+    def problem():  # each pass its own caller's graph: direct backprop frees u's node
+        theta, w1, w2, y0, t = _chunked()
+        u = 2.0 * w1
 
-    def func(t, y):
-        return -u.sum() * y + torch.tanh(w2 * y)
+        def func(t, y):
+            return -u.sum() * y + torch.tanh(w2 * y)
+        return func, theta, w2, u, y0, t
+    func, theta, _, _, y0, t = problem()
     ref = torch.autograd.grad(odeint(func, y0, t, **T).sum(), theta)[0]
+    func, theta, w2, u, y0, t = problem()
     ys = odeint(func, y0, t, adjoint="gq", adjoint_params=(w2, u), **T)
     got = torch.autograd.grad(ys.sum(), theta)[0]
     assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-6

@@ -290,8 +290,12 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
     evaluations.
     """
     devices = [job.fn.device] if job.fn.device.type == "cuda" else []
-    stops = {p.grad_fn for p in job.params if p.grad_fn is not None}
+    # the listed non-leaf tensors, as autograd edges (node, output number): the outputs of one
+    # node (chunk, split, unbind) share it, and an unlisted sibling's edge must be searched on
+    stops = {(p.grad_fn, p.output_nr) for p in job.params if p.grad_fn is not None}
     known = {id(p) for p in (*job.params, *job.exempt)}
+    inputs = {p.grad_fn for p in job.params if p.grad_fn is not None}
+    leaf_ids = {id(p) for p in job.params if p.grad_fn is None}
     found, off = [], []
     if job.last is not None:
         tt, y_at, f_at = job.last
@@ -308,11 +312,12 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
                     off.append((f.detach() - f_at).abs().max())
                 if not torch.is_tensor(f) or f.grad_fn is None:
                     return len(found) + 1
-                found.append(_leaves(f, stops, known | {id(y)}))
+                found.append((_leaves(f, stops, known | {id(y)})[0],
+                              _executed(f, inputs, {id(y), *leaf_ids})))
     finally:
         if off:  # one sync
             job.drift = (float(torch.stack(off).max()), float(allowed))
-    # a node both graphs reach, other than a leaf's, is the caller's: func reads a tensor
+    # a node both graphs run, other than a leaf's, is the caller's: func reads a tensor
     # computed outside it (k = log_k.exp()), and each VJP must leave that node's saved tensors
     job.outer_graph = bool(set(found[0][1]) & set(found[1][1]))
     found = [leaves for leaves, _ in found]
@@ -330,11 +335,13 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
 
 def _leaves(f: torch.Tensor, stops: set, known: set) -> tuple[dict, set]:
     """The leaves requiring grad that ``f``'s graph reaches, by id, other than ``known`` ones,
-    searching no further than the ``stops`` nodes; and the graph's other nodes."""
-    out, stack, seen, inner = {}, [f.grad_fn], set(), set()
+    searching no further than the ``stops`` edges ``(node, output number)``; and the graph's
+    other nodes."""
+    out, stack, seen, inner = {}, [(f.grad_fn, f.output_nr)], set(), set()
     while stack:
-        node = stack.pop()
-        if node is None or node in seen or node in stops:
+        edge = stack.pop()
+        node = edge[0]
+        if node is None or edge in stops or node in seen:
             continue
         seen.add(node)
         var = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
@@ -342,8 +349,31 @@ def _leaves(f: torch.Tensor, stops: set, known: set) -> tuple[dict, set]:
             inner.add(node)
         elif id(var) not in known:
             out[id(var)] = var
-        stack.extend(nxt for nxt, _ in node.next_functions)
+        stack.extend(node.next_functions)
     return out, inner
+
+
+def _executed(f: torch.Tensor, inputs: set, input_ids: set) -> set:
+    """The nodes of ``f``'s graph that a VJP with respect to the inputs runs: those on a path
+    to an input, a leaf (its id in ``input_ids``) or a non-leaf's node (in ``inputs``; run
+    itself only if on a path to another: ``w1, w2 = theta.chunk(2)``, ``u = 2 w1``, inputs
+    ``(w2, u)``: u's node runs, as it feeds the chunk node). torch's engine walks the whole
+    graph for its dependencies too."""
+    reaches: dict = {}
+    stack = [(f.grad_fn, False)]
+    while stack:
+        node, done = stack.pop()
+        if node is None or (not done and node in reaches):
+            continue
+        nxt = [m for m, _ in node.next_functions if m is not None]
+        if not done:
+            reaches[node] = False  # on the stack (a DAG: no cycle comes back to it)
+            stack.append((node, True))
+            stack.extend((m, False) for m in nxt if m not in reaches)
+            continue
+        reaches[node] = any(m in inputs or id(getattr(m, "variable", None)) in input_ids
+                            or reaches.get(m, False) for m in nxt)
+    return {n for n, r in reaches.items() if r and getattr(n, "variable", None) is None}
 
 
 def _rng_states(device: torch.device) -> list[torch.Tensor]:
@@ -410,19 +440,22 @@ def _check_not_derived(params: tuple) -> None:
     through ``k``, and autograd then carries ``k``'s own gradient into ``log_k`` again, so
     ``log_k`` would get that part twice (direct backpropagation counts it once)."""
     where = {id(p): i for i, p in enumerate(params) if p.requires_grad}
-    nodes = {p.grad_fn: i for i, p in enumerate(params) if p.requires_grad and p.grad_fn}
-    seen: set = set()  # shared: a listed node is never reached from its own tensor, so any
-    for i, p in enumerate(params):  # listed node found from any start is a derived pair
+    # autograd edges (node, output number): the outputs of one node (chunk, split, unbind)
+    # share it, and a tensor computed from one of them is not computed from the others
+    edges = {(p.grad_fn, p.output_nr): i for i, p in enumerate(params)
+             if p.requires_grad and p.grad_fn}
+    seen: set = set()  # shared: a listed edge is never reached from its own tensor, so any
+    for i, p in enumerate(params):  # listed edge found from any start is a derived pair
         if not p.requires_grad or p.grad_fn is None:
             continue
-        stack = [nxt for nxt, _ in p.grad_fn.next_functions]
+        stack = list(p.grad_fn.next_functions)
         while stack:
-            node = stack.pop()
-            if node is None or node in seen:
+            edge = stack.pop()
+            node = edge[0]
+            if node is None:
                 continue
-            seen.add(node)
             var = getattr(node, "variable", None)  # AccumulateGrad: a leaf
-            j = nodes.get(node, where.get(id(var)) if var is not None else None)
+            j = edges.get(edge, where.get(id(var)) if var is not None else None)
             if j is not None and j != i:
                 raise ValueError(
                     f"`adjoint_params[{i}]` is computed from `adjoint_params[{j}]` (through "
@@ -430,8 +463,9 @@ def _check_not_derived(params: tuple) -> None:
                     f"flows through it twice; list only one of them (func may still read "
                     f"`adjoint_params[{i}]`: with `adjoint_params[{j}]` listed, the gradient "
                     "reaches it through autograd)")
-            if j is None:
-                stack.extend(nxt for nxt, _ in node.next_functions)
+            if j is None and node not in seen:
+                seen.add(node)
+                stack.extend(node.next_functions)
 
 
 def frozen_params_of(func, adjoint_params) -> tuple[torch.Tensor, ...]:
