@@ -257,17 +257,22 @@ class StageKeeper:
         stages = self._steps.get(k)
         if stages is None or len(stages) < self.stages or any(s is None for s in stages):
             return None
-        # what stays: the times, the first stage's state (take's check) and the tokens
-        self._steps[k] = [s._replace(lin=None, nbytes=0, y=s.y if j == 0 else None)
+        # what stays: the times, the first stage's state (take's check) and the tokens; once
+        # the check passed, that state is the caller's ``y0`` (the checkpoint, held anyway)
+        first = y0 if self._matches(stages, times, y0) else None
+        self._steps[k] = [s._replace(lin=None, nbytes=0,
+                                     y=(s.y if first is None else first) if j == 0 else None)
                           for j, s in enumerate(stages)]
+        return None if first is None else stages[:len(times)]
+
+    def _matches(self, stages: list, times: list[float], y0) -> bool:
+        """Whether ``stages`` were called at ``times`` and from ``y0`` (see :meth:`take`)."""
         stages = stages[:len(times)]  # the extra stages where the caller asks for them
         exact = self._exact + [False] * (len(stages) - self.stages)
         tol = 8 * math.ulp(max(abs(t) for t in times))
         if any(abs(s.t - t) > (0.0 if ex else tol)
                for s, t, ex in zip(stages, times[:len(stages)], exact, strict=True)):
-            return None
+            return False
         y = stages[0].y
         xp = namespace(y0)
-        if tuple(y.shape) != tuple(y0.shape) or not bool(xp.all(y == y0)):
-            return None
-        return stages
+        return tuple(y.shape) == tuple(y0.shape) and bool(xp.all(y == y0))
