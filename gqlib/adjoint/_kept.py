@@ -189,7 +189,7 @@ class StageKeeper:
             self._release(self._attempt or [])
             self._attempt = None
         elif event == "accept":
-            stages = [self._f0, *(self._attempt or [])]
+            stages = self._slim([self._f0, *(self._attempt or [])])
             self._attempt, self._new_step = None, True
             self._steps[self._n_accepted] = stages
             self._n_accepted += 1
@@ -198,6 +198,15 @@ class StageKeeper:
                 self._extra = (t0, h, [])
             if not self.full and self.nbytes > self.budget:
                 self.stop(keep=self._n_accepted - 1)  # the steps before this one stay kept
+
+    def _slim(self, stages: list) -> list:
+        """An accepted step's calls without the states that only their graphs need: a call
+        without a graph (replay token only) keeps its state where :meth:`take` checks it, the
+        first stage, and at the last stage of an FSAL method (the next step's first), so that
+        tokens alone cost no more than the checkpoints."""
+        last = len(stages) - 1 if self.fsal else 0
+        return [r if r is None or r.lin is not None or j in (0, last) else r._replace(y=None)
+                for j, r in enumerate(stages)]
 
     def _release(self, calls) -> None:
         for rec in calls:
@@ -211,7 +220,7 @@ class StageKeeper:
 
         def bare(rec):
             return None if rec is None else rec._replace(lin=None, nbytes=0)
-        self._steps = {k: st if k < keep else [bare(r) for r in st]
+        self._steps = {k: st if k < keep else self._slim([bare(r) for r in st])
                        for k, st in self._steps.items()}
         held = {id(r): r.nbytes for st in self._steps.values() for r in st if r is not None}
         self.nbytes = sum(held.values())  # an FSAL stage is two steps' call: counted once
