@@ -131,10 +131,11 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
     r"""Solve ``dy/dt = func(y, t, *args)``, ``y(t[0]) = y0``, differentiable by a gqlib adjoint.
 
     jax.experimental.ode's calling convention: ``func(y, t, *args)``; ``y0`` and ``args`` are
-    PyTrees of arrays; ``func`` may close over traced floating arrays (handled with
-    ``jax.closure_convert``). Pass values that change between calls as ``args``: as in
-    jax.experimental.ode, the compiled solve is cached per ``func``, and a non-traced value in its
-    closure is baked into that cache (docs/jax.md). The step loops run as ``lax.while_loop`` in XLA, every decision
+    PyTrees of arrays; ``func`` may close over traced arrays (hoisted as
+    ``jax.closure_convert`` does, and also where it leaves them: vmapped data, traced
+    integers). Pass values that change between calls as ``args``: as in jax.experimental.ode,
+    the compiled solve is cached per ``func``, and a non-traced value in its closure is baked
+    into that cache (docs/jax.md). The step loops run as ``lax.while_loop`` in XLA, every decision
     (step size, accept/reject, targets, node counts, Gauss-Legendre nodes) comes from the core on
     the host. Works under ``jax.jit``, ``jax.grad``, ``jax.vmap`` and ``jax.disable_jit()``.
 
@@ -236,7 +237,7 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
     if not jnp.issubdtype(t_arr.dtype, jnp.floating):
         t_arr = t_arr.astype(jnp.result_type(float))
     # func's output must match y0 (checked abstractly, at trace time)
-    out = jax.eval_shape(func, y0, t_arr[0], *args)
+    closed, out = jax.make_jaxpr(func, return_shape=True)(y0, t_arr[0], *args)
     if jax.tree_util.tree_structure(out) != jax.tree_util.tree_structure(y0):
         raise TypeError(f"`func` returned a tree {jax.tree_util.tree_structure(out)}; expected "
                         f"y0's {jax.tree_util.tree_structure(y0)}")
@@ -252,7 +253,7 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
         zero = jnp.int32(0)
         stats = {"nfe": zero, "n_steps": zero, "n_accepted": zero, "n_rejected": zero}
         return (ys, stats) if return_stats else ys
-    converted, consts = jax.closure_convert(func, y0, t_arr[0], *args)
+    converted, consts = _closure_convert(func, closed, out, y0, t_arr[0], args)
     if isinstance(strategy, AutoAdjoint):
         cfg = dataclasses.replace(cfg, strategy=_auto_choice(strategy, y0, (args, consts),
                                                              tab.name))
@@ -263,6 +264,38 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
         run = reraise(run)
     ys, stats = run(y0, t_arr, *args, *consts)
     return (ys, stats) if return_stats else ys
+
+
+def _closure_convert(func, closed, out, y0, t0, args):
+    """``func`` with the traced values it closes over as extra trailing arguments.
+
+    ``jax.closure_convert`` (cached per ``func``, so that the compiled solve is reused) hoists
+    only the values that may carry a tangent; a traced value without one (data batched by an
+    enclosing ``vmap``, a traced integer under ``jit``) stayed in the closure and escaped its
+    trace inside the custom VJP (``TypeError: No constant handler for type: BatchTracer``).
+    Where ``func``'s jaxpr (``closed``, traced once by :func:`odeint`) holds more traced
+    constants than ``closure_convert`` hoisted, every one of them is hoisted instead."""
+    converted, consts = jax.closure_convert(func, y0, t0, *args)
+    traced = [isinstance(c, jax.core.Tracer) for c in closed.consts]
+    if sum(traced) <= len(consts):
+        return converted, consts
+    from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
+
+    kept = [None if m else c for c, m in zip(closed.consts, traced, strict=True)]
+    hoisted = [c for c, m in zip(closed.consts, traced, strict=True) if m]
+    in_tree = jax.tree_util.tree_structure((y0, t0, *args))
+    out_tree = jax.tree_util.tree_structure(out)
+    n = len(hoisted)
+
+    def hoisted_func(*call_args):
+        it = iter(call_args[len(call_args) - n:])
+        values = [next(it) if m else c for c, m in zip(kept, traced, strict=True)]
+        flat, tree = jax.tree_util.tree_flatten(tuple(call_args[:len(call_args) - n]))
+        if tree != in_tree:  # the adapter's own calls: y, t and args as given
+            raise TypeError(f"internal: func called with {tree}, traced with {in_tree}")
+        return jax.tree_util.tree_unflatten(
+            out_tree, jaxpr_as_fun(ClosedJaxpr(closed.jaxpr, values))(*flat))
+    return hoisted_func, hoisted
 
 
 def _auto_choice(auto: AutoAdjoint, y0, params, method: str) -> AdjointStrategy:
