@@ -61,3 +61,27 @@ def test_traced_integer_closed_over_under_jit_and_grad():
     g = jax.jit(jax.grad(loss))(K, 2)
     np.testing.assert_allclose(np.asarray(g), np.asarray(jax.jit(jax.grad(by_args))(K, 2)),
                                rtol=1e-12)
+
+
+def _lin(y, t, k):
+    return -k * y + 0.5 * jnp.sin(t) * y[::-1]
+
+
+def test_second_derivatives_raise_clearly():
+    # the step loops are host-steered while_loops: JAX cannot differentiate them again. It
+    # raised its own errors, which told the user to write a custom_jvp ("Pure callbacks do
+    # not support JVP") or to use lax.scan ("Reverse-mode differentiation does not work for
+    # lax.while_loop"); never a number
+    def loss(k, w=1.0):
+        return w * loss_of(gj.odeint(_lin, Y0, T, k, rtol=1e-8, atol=1e-8))
+    with pytest.raises(NotImplementedError, match="differentiable once, in reverse mode"):
+        jax.hessian(loss)(K)
+    with pytest.raises(NotImplementedError, match="differentiable once, in reverse mode"):
+        jax.jit(jax.grad(lambda k: jnp.sum(jax.grad(loss)(k))))(K)
+    # through the cotangent only (the forward is constant): the backward pass is the one
+    # differentiated
+    with pytest.raises(NotImplementedError, match="differentiable once, in reverse mode"):
+        jax.jacrev(lambda w: jax.grad(loss)(K, w))(2.0)
+    # forward mode stops at the custom VJP (JAX's own TypeError, which says so)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(loss, (K,), (K,))

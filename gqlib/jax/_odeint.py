@@ -341,6 +341,28 @@ def _run_forward(func, cfg, y0, t, args, record):
     return prob, rk, t_out, fw, ys
 
 
+SECOND_ORDER = (
+    "gqlib.jax.odeint is differentiable once, in reverse mode (jax.grad, jax.value_and_grad, "
+    "jax.vjp, jax.jacrev): its step loops are lax.while_loops steered by host callbacks, which "
+    "JAX cannot differentiate again. Second derivatives (jax.hessian, jax.grad or jax.jacrev "
+    "of a gradient, jax.jacfwd) are not supported; use finite differences of gradients, or a "
+    "solver differentiated step by step (diffrax with RecursiveCheckpointAdjoint)")
+
+
+def _first_order(fn):
+    """``fn`` (one pass of the custom VJP: the recording forward, the backward) with a JVP
+    that raises :data:`SECOND_ORDER`: differentiating it again is a higher derivative, and JAX
+    would otherwise stop at the first callback or loop with a message about its own internals
+    (``Pure callbacks do not support JVP``, ``Reverse-mode differentiation does not work for
+    lax.while_loop``). A first derivative never differentiates these passes."""
+    wrapped = jax.custom_jvp(fn)
+
+    def jvp(primals, tangents):
+        raise NotImplementedError(SECOND_ORDER)
+    wrapped.defjvp(jvp)
+    return wrapped
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _solve(func, cfg, y0, t, *args):
     _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=(False, False))
@@ -349,12 +371,16 @@ def _solve(func, cfg, y0, t, *args):
 
 def _solve_fwd(func, cfg, y0, t, *args):
     record = record_of(cfg.strategy)
-    _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=record)
+
+    def run(y0, t, *args):
+        _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=record)
+        return fw, ys
+    fw, ys = _first_order(run)(y0, t, *args)
     return (ys, fw.stats), (y0, t, args, fw)
 
 
 def _solve_bwd(func, cfg, res, cts):
-    run = functools.partial(_backward_jit, func, cfg)
+    run = _first_order(functools.partial(_backward_jit, func, cfg))
     if not _traced(res, cts[0]):  # eager jax.grad: restore gqlib's error classes
         run = reraise(run)
     return run(res, cts[0])
