@@ -85,3 +85,16 @@ def test_second_derivatives_raise_clearly():
     # forward mode stops at the custom VJP (JAX's own TypeError, which says so)
     with pytest.raises(TypeError, match="forward-mode"):
         jax.jvp(loss, (K,), (K,))
+
+
+@pytest.mark.parametrize("row", [0, 2])
+def test_a_non_finite_output_cotangent_raises_naming_the_loss(row):
+    # as the core's gradient() and gqlib.torch: the loss's gradient dL/dys must be finite.
+    # Before, an inf in row 0 (sqrt at 0 of y(t0)) came back as dL/dy0 = inf from checkpoint
+    # and collocation (gq and interpolated raised NonFiniteState), and a NaN in a later row
+    # raised NonFiniteState telling the user to check the vector field
+    def loss(y0, k):
+        ys = gj.odeint(_lin, y0, T[:3], k, rtol=1e-8, atol=1e-8)
+        return jnp.sum(ys[1:] ** 2) + jnp.sum(jnp.sqrt(ys[row] - ys[row, 0]))
+    with pytest.raises(ValueError, match=rf"must be finite; row {row} \(t = "):
+        gj.reraise(jax.grad(loss, argnums=(0, 1)))(Y0, K)
