@@ -98,3 +98,12 @@ def test_a_non_finite_output_cotangent_raises_naming_the_loss(row):
         return jnp.sum(ys[1:] ** 2) + jnp.sum(jnp.sqrt(ys[row] - ys[row, 0]))
     with pytest.raises(ValueError, match=rf"must be finite; row {row} \(t = "):
         gj.reraise(jax.grad(loss, argnums=(0, 1)))(Y0, K)
+
+
+def test_an_empty_state_is_rejected_at_the_door():
+    # as the core: it raised NonFiniteState "the initial step is not finite: y0 or f(t0, y0)
+    # holds NaN or inf" (the RMS norm of nothing is NaN); an empty leaf beside others is fine
+    with pytest.raises(ValueError, match="`y0` must have at least one element"):
+        gj.odeint(lambda y, t: -y, jnp.zeros((0,)), T)
+    with pytest.raises(ValueError, match="`y0` must have at least one element"):
+        gj.odeint(lambda y, t: y, {"a": jnp.zeros((2, 0)), "b": jnp.zeros(0)}, T)

@@ -115,6 +115,10 @@ def _check_y0(y0):
         if dtype not in (jnp.float32, jnp.float64):  # as the core: float16 and bfloat16 too
             raise TypeError(f"`y0` must hold real floating arrays (float32 or float64), got "
                             f"dtype {dtype}")
+    if sum(math.prod(jnp.shape(leaf)) for leaf in leaves) == 0:  # as the core (norm of nothing)
+        shapes = [tuple(jnp.shape(leaf)) for leaf in leaves]
+        raise ValueError(f"`y0` must have at least one element, got shape "
+                         f"{shapes[0] if len(shapes) == 1 else shapes}")
 
 
 def _check_scalar_tol(value, name):
