@@ -453,3 +453,62 @@ def test_torch_func_writing_into_y_raises(adjoint):
         ys = gt.odeint(func, y0, torch.linspace(0.0, 1.0, 3, dtype=torch.float64),
                        adjoint=adjoint, adjoint_params=tuple(net.parameters()) if adjoint else None)
         ys.sum().backward()
+
+
+# -- 12. the VJPs' dtypes and the parameter gradient's shape, on every path ------------------------
+STRATEGIES = ["checkpoint", "gq", "backsolve", "interpolated", "collocation"]
+
+
+class _FusedVJP:
+    """A field with only the fused ``vjp(t, y, a) -> (vjp_y, vjp_params)`` for its products."""
+
+    def __init__(self, vjp):
+        self.vjp = vjp
+
+    def __call__(self, t, y):
+        return -0.5 * y
+
+    def vjp_y(self, t, y, a):
+        return self.vjp(t, y, a)[0]
+
+    def vjp_params(self, t, y, a):
+        return self.vjp(t, y, a)[1]
+
+
+@pytest.mark.parametrize("adjoint", STRATEGIES)
+@pytest.mark.parametrize("dtype", [np.int64, np.float32, np.complex128])
+def test_vjp_y_dtype_checked(adjoint, dtype):
+    # an integer vjp_y truncated the adjoint: checkpoint, gq, backsolve and collocation
+    # returned dL/dy0 = [2, 2] and dL/dk = -1.574 for the true [1.607, 1.607] and -1.213; a
+    # complex one gave collocation a complex gradient; float32 for a float64 state was taken
+    # by all but interpolated, whose backward solve named `f` for it
+    field = _field(vjp_y=lambda t, y, a: (-0.5 * a).astype(dtype))
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
+    with pytest.raises(TypeError, match=r"`vjp_y\(t, y, a\)` returned dtype"):
+        gradient(field, sol, np.ones((2, 2)), adjoint=adjoint)
+
+
+@pytest.mark.parametrize("adjoint", STRATEGIES)
+def test_fused_vjp_outputs_checked(adjoint):
+    # the fused vjp's vjp_y was not checked: a (1,)-shaped one broadcast silently
+    field = _FusedVJP(lambda t, y, a: (-0.5 * a[:1], np.array([-np.sum(a * y)])))
+    sol = gqlib.solve(field, np.ones(2), [0.0, 1.0], dense_output=True)
+    with pytest.raises(ValueError, match=r"vjp_y\(t, y, a\)` returned shape \(1,\)"):
+        gradient(field, sol, np.ones((2, 2)), adjoint=adjoint)
+
+
+@pytest.mark.parametrize("adjoint", STRATEGIES)
+@pytest.mark.parametrize("bad", ["2-D", "length changes"])
+def test_vjp_params_shape_checked(adjoint, bad):
+    # a (P, 1) parameter gradient came back (P, 1) from four strategies and flat from
+    # backsolve; one whose length changed between calls broadcast into the sum: dL/dk[1]
+    # came out -0.98 for the true -1.99 (checkpoint), -0.95 (gq, interpolated, collocation)
+    K = np.array([1.5, 0.5])
+    if bad == "2-D":
+        vjp_params = lambda t, y, a: (-a * y)[:, None]  # noqa: E731
+    else:
+        vjp_params = lambda t, y, a: (-a * y)[: 1 + int(t > 0.5)]  # noqa: E731
+    field = FunctionField(lambda t, y: -K * y, lambda t, y, a: -K * a, vjp_params)
+    sol = gqlib.solve(field, np.array([1.0, 2.0]), [0.0, 0.5, 1.0], dense_output=True)
+    with pytest.raises(ValueError, match=r"`vjp_params\(t, y, a\)` returned shape"):
+        gradient(field, sol, np.ones((3, 2)), adjoint=adjoint)

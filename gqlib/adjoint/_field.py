@@ -89,12 +89,37 @@ class FunctionField:
 
 
 def _checked_vjp_y(vy, a, t):
-    """``vjp_y``'s result, whose shape must be the adjoint's (y's): checked on every call (host
-    metadata, no sync), so that a wrong shape never broadcasts silently."""
+    """``vjp_y``'s result, whose shape and dtype must be the adjoint's (y's): checked on every
+    call (host metadata, no sync), so that a wrong shape never broadcasts silently and an
+    integer or complex product never truncates or leaks into the adjoint."""
     if getattr(vy, "shape", None) != a.shape:
         raise ValueError(f"`vjp_y(t, y, a)` returned shape {tuple(getattr(vy, 'shape', ()))} at "
                          f"t = {t!r}; expected y's shape {tuple(a.shape)}")
+    if vy.dtype != a.dtype:
+        raise TypeError(f"`vjp_y(t, y, a)` returned dtype {vy.dtype} at t = {t!r}; expected the "
+                        f"adjoint's dtype {a.dtype} (y's)")
     return vy
+
+
+def _checked_vjp_params(cf, vp, t):
+    """``vjp_params``'s result: one flat real floating array of the same length at every call
+    (the first call's), so that a wrong shape never broadcasts into the sum; None (a field
+    without parameters) passes."""
+    if vp is None:
+        return vp
+    shape = getattr(vp, "shape", None)
+    if shape is None or len(shape) != 1 or (cf.n_params is not None
+                                           and shape[0] != cf.n_params):
+        expected = ("a flat 1-D array" if cf.n_params is None else
+                    f"shape ({cf.n_params},), as at its first call")
+        raise ValueError(f"`vjp_params(t, y, a)` returned shape "
+                         f"{None if shape is None else tuple(shape)} at t = {t!r}; expected "
+                         f"{expected}")
+    if not namespace(vp).isdtype(vp.dtype, "real floating"):
+        raise TypeError(f"`vjp_params(t, y, a)` returned dtype {vp.dtype} at t = {t!r}; "
+                        "expected a real floating dtype")
+    cf.n_params = shape[0]
+    return vp
 
 
 class CountedField:
@@ -116,6 +141,7 @@ class CountedField:
         self.stats = {"nfe_f": 0, "nfe_vjp_y": 0, "nfe_vjp_params": 0}
         self.seconds = {"f": 0.0, "vjp_y": 0.0, "vjp_params": 0.0}
         self.observer = None  # observer(event, t0, a0, h) of the backward steps (gradient())
+        self.n_params = None  # the length of vjp_params' result, from its first call
         self.replay = False  # set when a linearisation raised LinearizationUnavailable
 
     def observe(self, event: str, t0: float, a0, h: float) -> None:
@@ -139,15 +165,18 @@ class CountedField:
 
     def vjp_params(self, t, y, a):
         self.stats["nfe_vjp_params"] += 1
-        return self._timed("vjp_params", self.field.vjp_params, t, y, a)
+        return _checked_vjp_params(self, self._timed("vjp_params", self.field.vjp_params, t, y,
+                                                     a), t)
 
     def vjp_params_into(self, t, y, a, into):
         """``into + a^T df/dtheta``: in place when the field accumulates (``into`` None: a new
         buffer, never the field's own)."""
         self.stats["nfe_vjp_params"] += 1
         if self.accumulates:
-            return self._timed("vjp_params", self.field.vjp_params, t, y, a, into)
-        return accumulate(into, self._timed("vjp_params", self.field.vjp_params, t, y, a))
+            return _checked_vjp_params(
+                self, self._timed("vjp_params", self.field.vjp_params, t, y, a, into), t)
+        return accumulate(into, _checked_vjp_params(
+            self, self._timed("vjp_params", self.field.vjp_params, t, y, a), t))
 
     def f_vjp_y(self, t, y, a):
         fused = getattr(self.field, "f_vjp_y", None)
@@ -164,14 +193,15 @@ class CountedField:
             self.stats["nfe_f"] += 1
             self.stats["nfe_vjp_y"] += 1
             self.stats["nfe_vjp_params"] += 1
-            return self._timed("vjp_params", fused, t, y, a)
+            fy, vy, vp = self._timed("vjp_params", fused, t, y, a)
+            return fy, _checked_vjp_y(vy, a, t), _checked_vjp_params(self, vp, t)
         both = getattr(self.field, "vjp", None)
         if both is not None:
             fy = self.f(t, y)
             self.stats["nfe_vjp_y"] += 1
             self.stats["nfe_vjp_params"] += 1
             vy, vp = self._timed("vjp_params", both, t, y, a)
-            return fy, vy, vp
+            return fy, _checked_vjp_y(vy, a, t), _checked_vjp_params(self, vp, t)
         return self.f(t, y), self.vjp_y(t, y, a), self.vjp_params(t, y, a)
 
     @property
@@ -286,6 +316,7 @@ class _Replayed:
             self.cf.stats["nfe_vjp_y"] += 1
             self.cf.stats["nfe_vjp_params"] += 1
             vy, vp = self.cf._timed("vjp_params", both, self.t, self.y, a)
+            vy, vp = _checked_vjp_y(vy, a, self.t), _checked_vjp_params(self.cf, vp, self.t)
         else:
             vy, vp = self.cf.vjp_y(self.t, self.y, a), self.cf.vjp_params(self.t, self.y, a)
         return vy, accumulate(into, vp)

@@ -18,9 +18,9 @@ import numpy as np
 from jax import lax
 
 from ._forward import concrete
-from ._host import fail_non_finite
+from ._host import fail_cotangent, fail_non_finite
 
-__all__ = ["checkpoint_backward", "time_gradients", "check_finite"]
+__all__ = ["checkpoint_backward", "time_gradients", "check_finite", "check_cotangent"]
 
 
 def check_finite(bad, t, h, what):
@@ -30,6 +30,20 @@ def check_finite(bad, t, h, what):
     # io_callback: a side effect, never removed as dead code
     from jax.experimental import io_callback
     return io_callback(fail_non_finite(what), jax.ShapeDtypeStruct((), jnp.bool_), bad, t, h,
+                       ordered=False)
+
+
+def check_cotangent(g, t_out):
+    """Raise the core's ValueError (via a host callback) when the output cotangent ``g``
+    (``N x D``, the loss's gradient) holds NaN or inf, naming the first such row: the backward
+    passes would carry it into the adjoint (or, in row 0, straight into dL/dy0)."""
+    rows = ~jnp.all(jnp.isfinite(g), axis=1)
+    i = jnp.argmax(rows).astype(jnp.int32)
+    args = (jnp.any(rows), i, t_out[i])
+    if concrete(args):
+        return jnp.asarray(fail_cotangent(*[np.asarray(a) for a in args]))
+    from jax.experimental import io_callback
+    return io_callback(fail_cotangent, jax.ShapeDtypeStruct((), jnp.bool_), *args,
                        ordered=False)
 
 

@@ -235,6 +235,19 @@ def fail_non_finite(what: str):
     return callback
 
 
+def fail_cotangent(bad, i, t):
+    """A callback raising the core's ValueError for a non-finite output cotangent (the loss's
+    gradient dL/dys), naming the first bad row ``i`` and its time ``t``."""
+    b, ii, tt = (np.asarray(x).reshape(-1) for x in (bad, i, t))
+    for m in range(b.size):
+        if b[m]:
+            _fail(ValueError(
+                f"the cotangent of odeint's outputs (dL/dys, from the loss) must be finite; "
+                f"row {int(ii[m % ii.size])} (t = {float(tt[m % tt.size])!r}) holds NaN or inf "
+                "(check the loss)"))
+    return np.zeros(np.shape(bad), dtype=bool)
+
+
 class Panels:
     """The host side of the quadrature: a panel's node count (0: split it), its rule, and for
     rules without error control (paper, fixed) the worst shortfall so far (the core's
@@ -340,5 +353,6 @@ def overflow_error(what):
     return callback
 
 
-__all__ = ["Decisions", "Panels", "CollocationPanels", "batched", "remember", "recall", "fail_non_finite",
+__all__ = ["Decisions", "Panels", "CollocationPanels", "batched", "remember", "recall",
+           "fail_non_finite", "fail_cotangent",
            "warn_drift", "overflow_error", "short_rule_warning", "GQLibError"]

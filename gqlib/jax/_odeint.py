@@ -28,6 +28,7 @@ from ..integrate._validation import (
 )
 from ..tableaux import get_method
 from ._backward import backward_pass, record_of
+from ._checkpoint import check_cotangent
 from ._forward import forward, time_dtype
 from ._host import Decisions, recall
 from ._problem import Problem
@@ -114,6 +115,10 @@ def _check_y0(y0):
         if dtype not in (jnp.float32, jnp.float64):  # as the core: float16 and bfloat16 too
             raise TypeError(f"`y0` must hold real floating arrays (float32 or float64), got "
                             f"dtype {dtype}")
+    if sum(math.prod(jnp.shape(leaf)) for leaf in leaves) == 0:  # as the core (norm of nothing)
+        shapes = [tuple(jnp.shape(leaf)) for leaf in leaves]
+        raise ValueError(f"`y0` must have at least one element, got shape "
+                         f"{shapes[0] if len(shapes) == 1 else shapes}")
 
 
 def _check_scalar_tol(value, name):
@@ -131,10 +136,11 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
     r"""Solve ``dy/dt = func(y, t, *args)``, ``y(t[0]) = y0``, differentiable by a gqlib adjoint.
 
     jax.experimental.ode's calling convention: ``func(y, t, *args)``; ``y0`` and ``args`` are
-    PyTrees of arrays; ``func`` may close over traced floating arrays (handled with
-    ``jax.closure_convert``). Pass values that change between calls as ``args``: as in
-    jax.experimental.ode, the compiled solve is cached per ``func``, and a non-traced value in its
-    closure is baked into that cache (docs/jax.md). The step loops run as ``lax.while_loop`` in XLA, every decision
+    PyTrees of arrays; ``func`` may close over traced arrays (hoisted as
+    ``jax.closure_convert`` does, and also where it leaves them: vmapped data, traced
+    integers). Pass values that change between calls as ``args``: as in jax.experimental.ode,
+    the compiled solve is cached per ``func``, and a non-traced value in its closure is baked
+    into that cache (docs/jax.md). The step loops run as ``lax.while_loop`` in XLA, every decision
     (step size, accept/reject, targets, node counts, Gauss-Legendre nodes) comes from the core on
     the host. Works under ``jax.jit``, ``jax.grad``, ``jax.vmap`` and ``jax.disable_jit()``.
 
@@ -236,7 +242,7 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
     if not jnp.issubdtype(t_arr.dtype, jnp.floating):
         t_arr = t_arr.astype(jnp.result_type(float))
     # func's output must match y0 (checked abstractly, at trace time)
-    out = jax.eval_shape(func, y0, t_arr[0], *args)
+    closed, out = jax.make_jaxpr(func, return_shape=True)(y0, t_arr[0], *args)
     if jax.tree_util.tree_structure(out) != jax.tree_util.tree_structure(y0):
         raise TypeError(f"`func` returned a tree {jax.tree_util.tree_structure(out)}; expected "
                         f"y0's {jax.tree_util.tree_structure(y0)}")
@@ -252,7 +258,7 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
         zero = jnp.int32(0)
         stats = {"nfe": zero, "n_steps": zero, "n_accepted": zero, "n_rejected": zero}
         return (ys, stats) if return_stats else ys
-    converted, consts = jax.closure_convert(func, y0, t_arr[0], *args)
+    converted, consts = _closure_convert(func, closed, out, y0, t_arr[0], args)
     if isinstance(strategy, AutoAdjoint):
         cfg = dataclasses.replace(cfg, strategy=_auto_choice(strategy, y0, (args, consts),
                                                              tab.name))
@@ -263,6 +269,38 @@ def odeint(func, y0, t, *args, rtol: float = 1.4e-8, atol: float = 1.4e-8,
         run = reraise(run)
     ys, stats = run(y0, t_arr, *args, *consts)
     return (ys, stats) if return_stats else ys
+
+
+def _closure_convert(func, closed, out, y0, t0, args):
+    """``func`` with the traced values it closes over as extra trailing arguments.
+
+    ``jax.closure_convert`` (cached per ``func``, so that the compiled solve is reused) hoists
+    only the values that may carry a tangent; a traced value without one (data batched by an
+    enclosing ``vmap``, a traced integer under ``jit``) stayed in the closure and escaped its
+    trace inside the custom VJP (``TypeError: No constant handler for type: BatchTracer``).
+    Where ``func``'s jaxpr (``closed``, traced once by :func:`odeint`) holds more traced
+    constants than ``closure_convert`` hoisted, every one of them is hoisted instead."""
+    converted, consts = jax.closure_convert(func, y0, t0, *args)
+    traced = [isinstance(c, jax.core.Tracer) for c in closed.consts]
+    if sum(traced) <= len(consts):
+        return converted, consts
+    from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
+
+    kept = [None if m else c for c, m in zip(closed.consts, traced, strict=True)]
+    hoisted = [c for c, m in zip(closed.consts, traced, strict=True) if m]
+    in_tree = jax.tree_util.tree_structure((y0, t0, *args))
+    out_tree = jax.tree_util.tree_structure(out)
+    n = len(hoisted)
+
+    def hoisted_func(*call_args):
+        it = iter(call_args[len(call_args) - n:])
+        values = [next(it) if m else c for c, m in zip(kept, traced, strict=True)]
+        flat, tree = jax.tree_util.tree_flatten(tuple(call_args[:len(call_args) - n]))
+        if tree != in_tree:  # the adapter's own calls: y, t and args as given
+            raise TypeError(f"internal: func called with {tree}, traced with {in_tree}")
+        return jax.tree_util.tree_unflatten(
+            out_tree, jaxpr_as_fun(ClosedJaxpr(closed.jaxpr, values))(*flat))
+    return hoisted_func, hoisted
 
 
 def _auto_choice(auto: AutoAdjoint, y0, params, method: str) -> AdjointStrategy:
@@ -308,6 +346,28 @@ def _run_forward(func, cfg, y0, t, args, record):
     return prob, rk, t_out, fw, ys
 
 
+SECOND_ORDER = (
+    "gqlib.jax.odeint is differentiable once, in reverse mode (jax.grad, jax.value_and_grad, "
+    "jax.vjp, jax.jacrev): its step loops are lax.while_loops steered by host callbacks, which "
+    "JAX cannot differentiate again. Second derivatives (jax.hessian, jax.grad or jax.jacrev "
+    "of a gradient, jax.jacfwd) are not supported; use finite differences of gradients, or a "
+    "solver differentiated step by step (diffrax with RecursiveCheckpointAdjoint)")
+
+
+def _first_order(fn):
+    """``fn`` (one pass of the custom VJP: the recording forward, the backward) with a JVP
+    that raises :data:`SECOND_ORDER`: differentiating it again is a higher derivative, and JAX
+    would otherwise stop at the first callback or loop with a message about its own internals
+    (``Pure callbacks do not support JVP``, ``Reverse-mode differentiation does not work for
+    lax.while_loop``). A first derivative never differentiates these passes."""
+    wrapped = jax.custom_jvp(fn)
+
+    def jvp(primals, tangents):
+        raise NotImplementedError(SECOND_ORDER)
+    wrapped.defjvp(jvp)
+    return wrapped
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _solve(func, cfg, y0, t, *args):
     _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=(False, False))
@@ -316,12 +376,16 @@ def _solve(func, cfg, y0, t, *args):
 
 def _solve_fwd(func, cfg, y0, t, *args):
     record = record_of(cfg.strategy)
-    _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=record)
+
+    def run(y0, t, *args):
+        _, _, _, fw, ys = _run_forward(func, cfg, y0, t, args, record=record)
+        return fw, ys
+    fw, ys = _first_order(run)(y0, t, *args)
     return (ys, fw.stats), (y0, t, args, fw)
 
 
 def _solve_bwd(func, cfg, res, cts):
-    run = functools.partial(_backward_jit, func, cfg)
+    run = _first_order(functools.partial(_backward_jit, func, cfg))
     if not _traced(res, cts[0]):  # eager jax.grad: restore gqlib's error classes
         run = reraise(run)
     return run(res, cts[0])
@@ -333,7 +397,9 @@ def _backward_jit(func, cfg, res, ys_bar):
     prob, rk = _setup(func, cfg, y0, t, args)
     t_out = t.astype(time_dtype())
     g = jax.vmap(lambda row: ravel_pytree(row)[0])(ys_bar).astype(prob.y0_flat.dtype)
+    ok = check_cotangent(g, t_out)  # at the door, as the core's gradient() checks grad_y
     y0_bar, dargs_bar, t_bar, _ = backward_pass(cfg, prob, rk, fw, t_out, g)
+    y0_bar = y0_bar + ok.astype(y0_bar.dtype) * 0  # keep the check alive
     return (prob.unravel(y0_bar), t_bar.astype(t.dtype), *prob.args_cotangent(dargs_bar))
 
 

@@ -1,0 +1,109 @@
+"""gqlib.jax at the edges of JAX's transformations: closures, nested transforms, higher order.
+
+What a second hunt for silently wrong gradients checked and found correct (descending and
+non-uniform times, t0 = 1e4 / 1e8, gradients for t, PyTree / integer / float32 args, loss on
+y(t0) only, vmap over y0 / args / t, float32 without x64, stiff / chaotic / discontinuous fields)
+is in tests/test_jax_adjoints.py and tests/test_jax_odeint.py or was measured once (CHANGELOG);
+this file holds what was wrong.
+"""
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+
+import gqlib.jax as gj  # noqa: E402
+
+T = jnp.array([0.0, 0.4, 1.0, 1.7, 2.0])
+Y0 = jnp.array([1.0, 2.0])
+
+
+def field(y, t, k, x):
+    return -k * y + 0.5 * jnp.sin(t) * y[::-1] + x
+
+
+def loss_of(ys):
+    return jnp.sum(ys[1:] ** 2)
+
+
+X = jnp.array([[0.1, -0.2], [0.3, 0.0], [-0.4, 0.2]])  # per-member data
+K = jnp.array([1.5, 0.5])
+
+
+def _by_args(y0, k):
+    """The reference: the batched data passed as args."""
+    return sum(loss_of(gj.odeint(field, y0, T, k, x, rtol=1e-10, atol=1e-10)) for x in X)
+
+
+def test_grad_of_vmap_over_data_closed_over():
+    # func closes over a vmapped (batched but not differentiated) value: jax.closure_convert
+    # hoists only values that may carry a tangent, so this one stayed in the closure and
+    # escaped its trace: TypeError "No constant handler for type: BatchTracer".
+    def loss(y0, k):
+        return jnp.sum(jax.vmap(lambda x: loss_of(gj.odeint(
+            lambda y, t: field(y, t, k, x), y0, T, rtol=1e-10, atol=1e-10)))(X))
+    g = jax.grad(loss, argnums=(0, 1))(Y0, K)
+    ref = jax.grad(_by_args, argnums=(0, 1))(Y0, K)
+    for a, b in zip(g, ref, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+
+
+def test_traced_integer_closed_over_under_jit_and_grad():
+    # a traced integer in the closure (a power, a count) was not hoisted: TypeError
+    def loss(k, n):
+        return loss_of(gj.odeint(lambda y, t: -k * y ** n, Y0, T, rtol=1e-10, atol=1e-10))
+
+    def by_args(k, n):
+        return loss_of(gj.odeint(lambda y, t, k, n: -k * y ** n, Y0, T, k, n, rtol=1e-10,
+                                 atol=1e-10))
+    g = jax.jit(jax.grad(loss))(K, 2)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(jax.jit(jax.grad(by_args))(K, 2)),
+                               rtol=1e-12)
+
+
+def _lin(y, t, k):
+    return -k * y + 0.5 * jnp.sin(t) * y[::-1]
+
+
+def test_second_derivatives_raise_clearly():
+    # the step loops are host-steered while_loops: JAX cannot differentiate them again. It
+    # raised its own errors, which told the user to write a custom_jvp ("Pure callbacks do
+    # not support JVP") or to use lax.scan ("Reverse-mode differentiation does not work for
+    # lax.while_loop"); never a number
+    def loss(k, w=1.0):
+        return w * loss_of(gj.odeint(_lin, Y0, T, k, rtol=1e-8, atol=1e-8))
+    with pytest.raises(NotImplementedError, match="differentiable once, in reverse mode"):
+        jax.hessian(loss)(K)
+    with pytest.raises(NotImplementedError, match="differentiable once, in reverse mode"):
+        jax.jit(jax.grad(lambda k: jnp.sum(jax.grad(loss)(k))))(K)
+    # through the cotangent only (the forward is constant): the backward pass is the one
+    # differentiated
+    with pytest.raises(NotImplementedError, match="differentiable once, in reverse mode"):
+        jax.jacrev(lambda w: jax.grad(loss)(K, w))(2.0)
+    # forward mode stops at the custom VJP (JAX's own TypeError, which says so)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(loss, (K,), (K,))
+
+
+@pytest.mark.parametrize("row", [0, 2])
+def test_a_non_finite_output_cotangent_raises_naming_the_loss(row):
+    # as the core's gradient() and gqlib.torch: the loss's gradient dL/dys must be finite.
+    # Before, an inf in row 0 (sqrt at 0 of y(t0)) came back as dL/dy0 = inf from checkpoint
+    # and collocation (gq and interpolated raised NonFiniteState), and a NaN in a later row
+    # raised NonFiniteState telling the user to check the vector field
+    def loss(y0, k):
+        ys = gj.odeint(_lin, y0, T[:3], k, rtol=1e-8, atol=1e-8)
+        return jnp.sum(ys[1:] ** 2) + jnp.sum(jnp.sqrt(ys[row] - ys[row, 0]))
+    with pytest.raises(ValueError, match=rf"must be finite; row {row} \(t = "):
+        gj.reraise(jax.grad(loss, argnums=(0, 1)))(Y0, K)
+
+
+def test_an_empty_state_is_rejected_at_the_door():
+    # as the core: it raised NonFiniteState "the initial step is not finite: y0 or f(t0, y0)
+    # holds NaN or inf" (the RMS norm of nothing is NaN); an empty leaf beside others is fine
+    with pytest.raises(ValueError, match="`y0` must have at least one element"):
+        gj.odeint(lambda y, t: -y, jnp.zeros((0,)), T)
+    with pytest.raises(ValueError, match="`y0` must have at least one element"):
+        gj.odeint(lambda y, t: y, {"a": jnp.zeros((2, 0)), "b": jnp.zeros(0)}, T)
