@@ -19,7 +19,7 @@ import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from ..adjoint._collocation import PICARD_LIMIT, collocation_coefficients
+from ..adjoint._collocation import PICARD_LIMIT, SWEEP_LIMIT, collocation_coefficients
 from ._checkpoint import check_finite, time_gradients
 from ._forward import host, time_dtype
 from ._host import CollocationPanels
@@ -71,8 +71,16 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
         # the core's contraction test (PICARD_LIMIT): before the first sweep, the change is A0
         A, before, last = lax.fori_loop(0, sweeps, sweep, (A0, jnp.zeros((), ydt),
                                                            jnp.sum(A0 ** 2)))
+        size = jnp.sum(A ** 2)
         ok = (sweeps == 0) | ~((last > PICARD_LIMIT ** 2 * before)
-                               & (last > (64.0 * eps) ** 2 * jnp.sum(A ** 2)))
+                               & (last > (64.0 * eps) ** 2 * size))
+        # and converged: the core's sweeps_converged (SWEEP_LIMIT tolerances, rms)
+        q = jnp.sqrt(last / jnp.where(before > 0, before, 1.0))
+        left = jnp.sqrt(last / (n * D)) * q / jnp.where(q < 1, 1.0 - q, 1.0)
+        converged = (before <= 0) | (last >= before) | \
+            (left <= SWEEP_LIMIT * (cfg.rtol * jnp.sqrt(size / (n * D)) + cfg.atol))
+        if cfg.step_size is None:  # an adaptive forward: its tolerances (the core's rule)
+            ok = ok & ((sweeps == 0) | converged)
         W = (-Hy * b)[:, None] * A  # the last pass: weighted cotangents w_k A_k
         if P > 0:
             _, pull = jax.vjp(lambda Y, p: F_nodes(taus, Y, p), Y, pflat0)
