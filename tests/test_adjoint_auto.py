@@ -95,7 +95,7 @@ def _torch_grads(adjoint, **kw):
 
 
 @pytest.mark.parametrize(("adjoint", "kw", "expected"), [
-    ("auto", {}, "checkpoint"),                                      # P = 292 < 1e5 x 8
+    ("auto", {}, "checkpoint"),                                      # P = 292 < 8e4 x 8
     ("auto", {"adjoint_options": {"ratio": 10.0}}, "interpolated"),  # P >= 10 x 8
     (AutoAdjoint(ratio=10.0), {}, "interpolated"),
 ])
