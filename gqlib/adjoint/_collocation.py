@@ -44,6 +44,7 @@ from ..integrate._stepper import evaluate_pieces
 from ..integrate._validation import check_positive
 from ..quadrature import gauss_legendre
 from ..tableaux import get_method
+from ._solved import _loosest
 from ._strategy import AdjointGradient, AdjointStrategy, _check_int
 
 __all__ = ["collocation_coefficients", "collocation_panels", "CollocationAdjoint",
@@ -60,8 +61,8 @@ PICARD_LIMIT = 0.5
 
 # ... and, after an adaptive forward, converge: the error left after the last sweep, estimated
 # from the measured contraction q as q / (1 - q) |last change|, at most SWEEP_LIMIT forward
-# tolerances (rtol |A| + atol, rms over the panel's stages). Contracting is not enough where q is near PICARD_LIMIT and the sweeps
-# few: on a forced lambda = -200 problem the estimate reached 2.3e4-5.0e4 tolerances and the
+# tolerances (rtol |A| + atol, rms over the panel's stages). Contracting is not enough where q
+# is near PICARD_LIMIT and the sweeps few: on a forced lambda = -200 problem the estimate reached 2.3e4-5.0e4 tolerances and the
 # parameter gradient was 5-6x past the trust suite's bound; the trust suite's problems reach at
 # most 50 (Van der Pol mu = 5), so a limit of 1000 leaves their panels as they were.
 SWEEP_LIMIT = 1000.0
@@ -339,13 +340,6 @@ def sweeps_converged(last: float, before: float, size: float, count: int, rtol: 
     q = math.sqrt(last / before)
     rms = math.sqrt(last / count) * q / (1.0 - q)
     return rms <= SWEEP_LIMIT * (rtol * math.sqrt(size / count) + atol)
-
-
-def _loosest(tol) -> float:
-    """The largest entry of a scalar or per-element tolerance, as a host float."""
-    if isinstance(tol, (int, float)):
-        return float(tol)
-    return float(np.max(to_host(tol, np.float64)))
 
 
 def _combine(row: np.ndarray, vs: list):

@@ -231,7 +231,7 @@ class StageKeeper:
     # -- the backward -------------------------------------------------------------------------
     @property
     def n_kept(self) -> int:
-        """Steps whose graphs are kept (0 once the budget was exceeded)."""
+        """Steps whose graphs are kept (the first ones, up to the budget)."""
         return sum(1 for st in self._steps.values()
                    if all(r is not None and r.lin is not None for r in st))
 

@@ -312,7 +312,7 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
                     off.append((f.detach() - f_at).abs().max())
                 if not torch.is_tensor(f) or f.grad_fn is None:
                     return len(found) + 1
-                found.append((_leaves(f, stops, known | {id(y)})[0],
+                found.append((_leaves(f, stops, known | {id(y)}),
                               _executed(f, inputs, {id(y), *leaf_ids})))
     finally:
         if off:  # one sync
@@ -333,11 +333,10 @@ def _check_closure(fn: UserFunc, job: AdjointJob) -> int:
     return 2
 
 
-def _leaves(f: torch.Tensor, stops: set, known: set) -> tuple[dict, set]:
+def _leaves(f: torch.Tensor, stops: set, known: set) -> dict:
     """The leaves requiring grad that ``f``'s graph reaches, by id, other than ``known`` ones,
-    searching no further than the ``stops`` edges ``(node, output number)``; and the graph's
-    other nodes."""
-    out, stack, seen, inner = {}, [(f.grad_fn, f.output_nr)], set(), set()
+    searching no further than the ``stops`` edges ``(node, output number)``."""
+    out, stack, seen = {}, [(f.grad_fn, f.output_nr)], set()
     while stack:
         edge = stack.pop()
         node = edge[0]
@@ -345,12 +344,10 @@ def _leaves(f: torch.Tensor, stops: set, known: set) -> tuple[dict, set]:
             continue
         seen.add(node)
         var = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
-        if var is None:
-            inner.add(node)
-        elif id(var) not in known:
+        if var is not None and id(var) not in known:
             out[id(var)] = var
         stack.extend(node.next_functions)
-    return out, inner
+    return out
 
 
 def _executed(f: torch.Tensor, inputs: set, input_ids: set) -> set:

@@ -55,8 +55,9 @@ class OdeintStats:
         After ``backward()`` through an adjoint: ``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``,
         ``n_nodes``, ``n_accepted``, ``n_rejected`` (and the core's further counters) of the
         latest backward pass, and ``nfe_check``: the calls of ``func`` whose graphs were
-        searched for tensors outside ``adjoint_params`` (2 at the first backward pass); None before it, and always None in direct mode (autograd replays
-        the forward graph: one VJP per forward evaluation).
+        searched for tensors outside ``adjoint_params`` (2 at the first backward pass); None
+        before it, and always None in direct mode (autograd replays the forward graph: one VJP
+        per forward evaluation).
     """
 
     method: str
