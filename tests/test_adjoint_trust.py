@@ -139,3 +139,25 @@ def test_float32_node_rule_stops_at_round_off():
                        return_stats=True, adjoint_params=tuple(lin.parameters()))
     ys.sum().backward()
     assert stats.backward["n_nodes"] <= 64
+
+
+@pytest.mark.xfail(strict=True, reason="known: the discrete adjoint of an explicit solve whose "
+                   "accepted steps overshoot the stability limit (stiff Van der Pol) is the "
+                   "derivative of an unstable discrete map; no warning yet (closing note)")
+def test_discrete_adjoint_on_stiff_van_der_pol_is_within_bound_or_warned():
+    """Van der Pol mu = 50 on [0, 5], L = sum |y(t_i)|^2: at rtol 1e-7 the default (checkpoint,
+    = direct backprop through the solver; torchdiffeq's direct backprop is off too) returns a
+    parameter gradient 3e20 (relative) from the reference, the interpolated and collocation
+    adjoints 1.6e-8; at rtol 1e-5 all agree. Dopri5's accepted steps go past its stability
+    limit once the stiff component is below atol, and the discrete linearisation amplifies it."""
+    from adjoint_fields import VanDerPolField
+    field, y0, t = VanDerPolField(50.0), np.array([2.0, 0.0]), np.linspace(0.0, 5.0, 6)
+    ref_sol = gqlib.solve(field, y0, t, method="dop853", rtol=1e-12, atol=1e-12,
+                          dense_output=True)
+    ref = gradient(field, ref_sol, loss_grad(ref_sol), adjoint="collocation", grad_t=False)
+    sol = gqlib.solve(field, y0, t, rtol=1e-7, atol=1e-9, dense_output=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GradientAccuracyWarning)
+        g = gradient(field, sol, loss_grad(sol), grad_t=False)  # the default strategy
+    err = np.linalg.norm(g.params - ref.params) / np.linalg.norm(ref.params)
+    assert err < 1e-4 or any(issubclass(w.category, GradientAccuracyWarning) for w in caught), err
