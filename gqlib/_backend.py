@@ -84,6 +84,13 @@ def to_host_float(x: Any) -> float:
     return float(detach() if detach is not None else x)
 
 
+def detached(x: Any) -> Any:
+    """``x`` outside any autograd graph, on its device (duck-typed: ``detach()`` where the array
+    has one, else ``x``)."""
+    detach = getattr(x, "detach", None)
+    return detach() if callable(detach) else x
+
+
 _CONSTANTS: dict = {}
 
 

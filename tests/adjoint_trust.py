@@ -10,6 +10,7 @@ from scipy.linalg import expm, expm_frechet
 
 import gqlib
 from gqlib.adjoint import (
+    AutoAdjoint,
     BacksolveAdjoint,
     CheckpointAdjoint,
     CollocationAdjoint,
@@ -77,6 +78,7 @@ def strategies(rtol):
     out["interpolated"] = InterpolatedAdjoint()
     out["collocation"] = CollocationAdjoint()
     out["checkpoint"] = CheckpointAdjoint()
+    out["auto"] = AutoAdjoint()  # the default: a candidate, or the continuous one where stiff
     return out
 
 

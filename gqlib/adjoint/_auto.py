@@ -24,6 +24,7 @@ it (``stats["strategy"]``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import ClassVar
@@ -55,6 +56,13 @@ class AutoAdjoint(AdjointStrategy):
         The strategy chosen otherwise.
     ratio : float
         The crossover ``P / state size`` (default :data:`AUTO_RATIO`, measured).
+    stiff_fallback : bool
+        Where the discrete candidate measures that the forward's steps went past the method's
+        stability boundary on a stiff component (``stats["stiff_growth"]`` above
+        :data:`~gqlib.adjoint.STIFF_GROWTH_LIMIT`), return the continuous candidate's gradient
+        instead, from a dense output rebuilt from the checkpoints (default True; False: a
+        :class:`~gqlib.errors.GradientAccuracyWarning`). Sets the discrete candidate's
+        ``stiff_fallback`` to ``continuous`` where it has none.
 
     The forward solve records its dense output (which holds the step checkpoints) only where
     the interpolated adjoint can be chosen (:meth:`record_for`); the choice is made in the
@@ -65,6 +73,7 @@ class AutoAdjoint(AdjointStrategy):
     continuous: InterpolatedAdjoint = dc_field(default_factory=InterpolatedAdjoint)
     discrete: CheckpointAdjoint = dc_field(default_factory=CheckpointAdjoint)
     ratio: float = AUTO_RATIO
+    stiff_fallback: bool = True
 
     def __post_init__(self):
         if not isinstance(self.continuous, InterpolatedAdjoint):
@@ -76,6 +85,11 @@ class AutoAdjoint(AdjointStrategy):
         if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) \
                 or not self.ratio > 0:
             raise ValueError(f"`ratio` must be a positive number, got {self.ratio!r}")
+        if not isinstance(self.stiff_fallback, bool):
+            raise TypeError(f"`stiff_fallback` must be a bool, got {self.stiff_fallback!r}")
+        if self.stiff_fallback and self.discrete.stiff_fallback is None:
+            object.__setattr__(self, "discrete", dataclasses.replace(
+                self.discrete, stiff_fallback=self.continuous))
 
     @property
     def forward_record(self):
@@ -118,5 +132,5 @@ class AutoAdjoint(AdjointStrategy):
         chosen = self.choose(sol, getattr(cf.field, "n_params", None))
         chosen.check_solution(sol)
         out = chosen.backward(cf, sol, grad_y, xp, t_np, grad_t=grad_t)
-        out.stats["strategy"] = chosen.name
+        out.stats.setdefault("strategy", chosen.name)  # a stiff fallback names its own
         return out

@@ -19,16 +19,22 @@ solution, equal to direct backpropagation through the solver to round-off, with 
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from ..errors import NondeterministicField, NonFiniteState
+from .._backend import detached
+from ..errors import GradientAccuracyWarning, NondeterministicField, NonFiniteState
+from ..integrate._segment import CountedRHS, RKCoefficients, Segment
+from ..interpolate import DenseOutput
 from ..tableaux import get_method
 from ._field import _Counted
 from ._rows import RowStack, stack_rows_for
+from ._stiffness import STIFF_GROWTH_LIMIT, StiffnessMonitor
 from ._strategy import AdjointGradient, AdjointStrategy
 
 __all__ = ["CheckpointAdjoint", "RECOMPUTE_LIMIT"]
@@ -63,6 +69,15 @@ class CheckpointAdjoint(AdjointStrategy):
         backward pass recomputes only the others (all kept: direct backpropagation's cost).
         Default 1: at most one more parameter-sized buffer, which pays where parameters dwarf
         the activations (a wide network at a small batch). 0: always recompute.
+    stiff_fallback : AdjointStrategy, optional
+        The strategy whose gradient is returned instead where the forward's steps went past the
+        method's stability boundary long enough that the discrete derivative amplifies a stiff
+        component more than :data:`~gqlib.adjoint.STIFF_GROWTH_LIMIT` (``stats["stiff_growth"]``,
+        estimated from the stages the pass evaluates, :mod:`gqlib.adjoint._stiffness`). It reads
+        a dense output rebuilt from the checkpoints (one more forward pass without VJPs). A
+        continuous adjoint (``InterpolatedAdjoint()``, what ``"auto"`` sets) is the remedy:
+        its derivative is the ODE's, which decays where the discrete steps' grows. None (the
+        default): a :class:`~gqlib.errors.GradientAccuracyWarning` instead.
 
     Raises
     ------
@@ -79,11 +94,18 @@ class CheckpointAdjoint(AdjointStrategy):
     name: ClassVar[str] = "checkpoint"
     exact_discrete: ClassVar[bool] = True  # backward-solve settings have nothing to set
     keep_stages: float = 1.0
+    stiff_fallback: AdjointStrategy | None = None
 
     def __post_init__(self):
         k = self.keep_stages
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not (0 <= k < math.inf):
             raise ValueError(f"`keep_stages` must be a finite number >= 0, got {k!r}")
+        fb = self.stiff_fallback
+        if fb is not None and (not isinstance(fb, AdjointStrategy)
+                               or isinstance(fb, CheckpointAdjoint)
+                               or fb.forward_record not in ("dense", "checkpoints", None)):
+            raise TypeError(f"`stiff_fallback` must be None or a continuous adjoint strategy "
+                            f"(InterpolatedAdjoint(), ...), got {fb!r}")
 
     @property
     def forward_record(self):
@@ -95,7 +117,33 @@ class CheckpointAdjoint(AdjointStrategy):
         return int(self.keep_stages * (n_params or 0) * itemsize)
 
     def backward(self, cf, sol, grad_y, xp, t_np, *, grad_t: bool) -> AdjointGradient:
-        return _DiscretePass(cf, sol, grad_y, xp, t_np, grad_t=grad_t).run()
+        run = _DiscretePass(cf, sol, grad_y, xp, t_np, grad_t=grad_t)
+        out = run.run()
+        growth = out.stats["stiff_growth"]
+        if growth is None or not growth > STIFF_GROWTH_LIMIT:
+            return out
+        method = sol.options.get("method", "dopri5")
+        k0, k1 = run.stiff.steps
+        span = f"t in [{float(run.ck.t[k0])!r}, {float(run.ck.t[k1 + 1])!r}]"
+        fb = self.stiff_fallback
+        if fb is not None and not fb.poor_interpolants(method):
+            rebuilt = copy.copy(sol)
+            rebuilt.dense = run.dense_output()
+            fb.check_solution(rebuilt)
+            out = fb.backward(cf, rebuilt, grad_y, xp, t_np, grad_t=grad_t)
+            out.stats.update(strategy=fb.name, stiff_growth=growth, stiff_fallback=fb.name)
+            return out
+        warnings.warn(
+            f"the checkpoint (discrete) adjoint: the forward's {method} steps over {span} "
+            f"(steps {k0}-{k1}) went past the method's stability boundary on a stiff component "
+            f"(h |lambda| estimated from the stages), so the derivative of the discrete steps "
+            f"amplifies it by up to e^{growth:.3g} where the ODE's decays; the gradient may be "
+            "far off (Van der Pol mu = 50 at rtol 1e-7: 3e20 relative). Remedies: "
+            "adjoint='interpolated' or 'collocation' (continuous adjoints), or "
+            "CheckpointAdjoint(stiff_fallback=InterpolatedAdjoint()) as 'auto' sets it",
+            GradientAccuracyWarning, stacklevel=4)
+        out.stats["stiff_fallback"] = None
+        return out
 
 
 class _DiscretePass:
@@ -129,6 +177,10 @@ class _DiscretePass:
         if self.kept is not None and self.kept.n_tracked == 0:
             self.kept = None
         self.n_kept = 0
+        # h |lambda| per step from the stages it evaluates anyway (gqlib.adjoint._stiffness)
+        self.stiff = StiffnessMonitor(tab, xp)
+        self.seen: dict = {}
+        self.random = False  # the keeper replays random draws (no stiffness estimate then)
 
     def _needed(self, interior: bool, merged: bool = False) -> list[int]:
         return self._need[interior, merged]
@@ -219,6 +271,8 @@ class _DiscretePass:
             for l, w in self._terms[j]:
                 Y = Y + (h * w) * K[l]
             K[j] = f(self._stage_time(j, t0, t1, h), Y)
+            if j == 0 or j == self.stiff.j:
+                self.seen[j] = (Y, K[j])
         y1 = y0
         for j, w in self._b:
             y1 = y1 + (h * w) * K[j]
@@ -287,6 +341,8 @@ class _DiscretePass:
                 t, Y, lin = kept[j]
                 lins.append(_Counted(cf, lin, t, Y))
                 points.append((t, Y, lin.value))
+                if j == 0 or j == self.stiff.j:
+                    self.seen[j] = (Y, lin.value)
         kbar = dict.fromkeys(stages)
 
         def add(j, v):
@@ -328,6 +384,49 @@ class _DiscretePass:
             for l, w in self._terms[j]:
                 add(l, (h * w) * vy)
         return ybar0, params
+
+    def dense_output(self) -> DenseOutput:
+        """The forward's dense output, rebuilt from the checkpoints: each step's stages
+        recomputed with the field's values alone (no linearisation), at the forward's stage
+        times (one-sided at tstops); y1 is the forward's own."""
+        cf, tab, ck = self.cf, self.tab, self.ck
+        rhs = CountedRHS(cf.f, {"nfe": 0}, check=False)
+        coef = RKCoefficients(tab)
+        segments, f_next = [], None
+        for k in range(len(ck) - 1):
+            t0, t1 = float(ck.t[k]), float(ck.t[k + 1])
+            h, y0 = t1 - t0, ck.y[k]
+            K = []
+            for j in range(tab.stages):
+                if j == 0 and f_next is not None:
+                    K.append(f_next)
+                    continue
+                if tab.fsal and j == tab.stages - 1:
+                    Y = ck.y[k + 1]  # the forward's own y1 (a re-summed one drifts on stiff steps)
+                else:
+                    Y = y0
+                    for l, w in self._terms[j]:
+                        Y = Y + (h * w) * K[l]
+                K.append(cf.f(self._stage_time(j, t0, t1, h), Y))
+            end_is_stop = t1 in self.stops
+            f1 = K[tab.stages - 1] if tab.fsal else None
+            f_next = f1 if (tab.fsal and not end_is_stop) else None
+            segments.append(Segment(t0, t1, y0, ck.y[k + 1], K, coef, rhs, end_is_stop, f1))
+        return DenseOutput(segments)
+
+    def _estimate(self, k: int, following: dict) -> None:
+        """Step ``k``'s ``h |lambda|`` (:class:`StiffnessMonitor`): its stage ``j`` (``c_j =
+        1``) against the next step's first stage ``f(t1, y1)`` (not across a tstop, where f may
+        jump)."""
+        j = self.stiff.j
+        if j is None or 0 not in following or j not in self.seen:
+            return
+        t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
+        if t1 in self.stops:
+            return
+        y1, f1 = following[0]
+        yj, fj = self.seen[j]
+        self.stiff.add(k, t1 - t0, detached(f1), detached(fj), detached(y1), detached(yj))
 
     def _fail(self, k: int, a):
         xp = self.xp
@@ -386,6 +485,8 @@ class _DiscretePass:
         calls = self.kept.take(k, times, self.ck.y[k])
         if calls is None:
             return None, None
+        if any(r.token is not None for r in calls):
+            self.random = True  # drawn values: no stiffness estimate from their differences
         if all(r.lin is not None for r in calls):
             self.n_kept += 1
             return [(r.t, r.y, r.lin) for r in calls], None
@@ -459,7 +560,9 @@ class _DiscretePass:
                     k0bar = term if k0bar is None else k0bar + term
             cf.observe("step", t1, a_in, t0 - t1)
             self.excess, self.inner = None, where.get(("in", k), [])
+            following, self.seen = self.seen, {}
             a, params = back(k, a_in, outs, params, merged, k0bar)
+            self._estimate(k, following)
             cf.observe("accept", t1, a_in, t0 - t1)
             self.n_steps += 1
             for i in where.get(("at", k), []):
@@ -486,5 +589,8 @@ class _DiscretePass:
                  "state_size": int(np.prod(tuple(ys.shape[1:]))), "max_drift": 0.0,
                  "n_row_stacks": 0 if self.stack is None else self.stack.n_stacks,
                  "n_kept_steps": self.n_kept,
+                 "stiff_growth": None if (self.random or self.stiff.j is None)
+                 else self.stiff.growth,
+                 "stiff_fallback": None,
                  "seconds": dict(cf.seconds)}
         return AdjointGradient(a + g[0], params, dldt, stats)

@@ -63,11 +63,19 @@ class AdjointJob:
     def strategy(self, with_params: bool) -> AdjointStrategy:
         """The strategy of this backward pass, with torchdiffeq's norm (which needs the
         parameter count) and one fixed step per interval where no step size was given."""
-        cfg = self.cfg
-        strategy = cfg.strategy
+        strategy = self.cfg.strategy
         if isinstance(strategy, AutoAdjoint):  # the discrete one replays a random func
             strategy = strategy.discrete if self.random else \
                 strategy.choose(self.sol, self.n_params() if with_params else None)
+        if isinstance(strategy, CheckpointAdjoint) and strategy.stiff_fallback is not None:
+            # a continuous adjoint cannot replay a random func's draws: it warns instead
+            fallback = None if self.random else self._configured(strategy.stiff_fallback,
+                                                                 with_params)
+            return dataclasses.replace(strategy, stiff_fallback=fallback)
+        return self._configured(strategy, with_params)
+
+    def _configured(self, strategy: AdjointStrategy, with_params: bool) -> AdjointStrategy:
+        cfg = self.cfg
         if not isinstance(strategy, SolverSettings):
             return strategy
         changes: dict = {}

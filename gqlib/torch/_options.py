@@ -317,6 +317,7 @@ def resolve_adjoint(kind: Any, fwd: ForwardConfig, *, method: Any, options: Any,
                                  "the forward's rtol/atol are per element; pass scalar "
                                  "`adjoint_rtol` and `adjoint_atol`")
             own["ratio"] = math.inf
+            own["stiff_fallback"] = False  # nor can the stiff fallback: it warns instead
             rtol, atol = _unused_tols(rtol, atol, adjoint_rtol, adjoint_atol)
         cont = resolve_adjoint("interpolated", fwd, method=method,
                                options=options if given else None,

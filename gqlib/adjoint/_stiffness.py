@@ -1,0 +1,141 @@
+"""How far the discrete adjoint's steps amplify a stiff component: a stiffness estimate per step.
+
+An explicit Runge-Kutta step multiplies a component along an eigenvalue ``lambda`` of the
+Jacobian by the method's stability function ``R(h lambda)``. Once a decaying stiff component is
+below the tolerances, error control lets the step grow to the edge of the stability region and
+past it for a while (until the component comes back above the tolerances and a step is
+rejected). The solution stays accurate, but the discrete derivative of those steps carries the
+product of ``|R(h lambda)| > 1`` over them, where the ODE's own derivative decays: the
+checkpoint adjoint (= direct backpropagation) can then be wrong by many orders of magnitude
+(Van der Pol mu = 50 at rtol 1e-7: 3e20 relative, docs/failures.md).
+
+Each step's ``|lambda|`` is estimated as in Hairer's DOPRI5 stiffness detection (Hairer & Wanner,
+*Solving ODEs II*, IV.2): two stage evaluations at the same time, here the step's last stage
+with ``c = 1`` at ``Y_j`` and the next step's first one at ``y1``,
+
+    rho = ||f(t1, y1) - f(t1, Y_j)|| / ||y1 - Y_j||,
+
+a Rayleigh quotient of the Jacobian in the direction the stiff component oscillates in. The
+growth over a run of steps is bounded by ``sum log|R(-h rho)|`` on the negative real axis; its
+largest value over any run of consecutive steps (Kadane's maximum sum) is
+:attr:`StiffnessMonitor.growth`, in nepers. Steps whose ``h rho`` lies inside the stability
+interval count negatively, so isolated steps at the edge, as every stiff solve at loose
+tolerances takes, add up to little.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._backend import to_host
+
+__all__ = ["StiffnessMonitor", "stability_polynomial", "STIFF_GROWTH_LIMIT"]
+
+# The largest growth (nepers) the checkpoint adjoint accepts: e^4.6 = 100 (measured,
+# validation/stiff_growth.py, docs/failures.md).
+STIFF_GROWTH_LIMIT = math.log(100.0)
+
+
+def stability_polynomial(tab) -> np.ndarray:
+    """Coefficients (highest power first, for ``np.polyval``) of the explicit method's stability
+    function ``R(z) = 1 + sum_k z^k b^T A^(k-1) 1``: the step's factor on ``y' = lambda y``,
+    ``z = h lambda``."""
+    s = tab.stages
+    A, b = np.asarray(tab.A, float)[:s, :s], np.asarray(tab.B, float)[:s]
+    coeffs, v = [1.0], np.ones(s)
+    for _ in range(s):
+        coeffs.append(float(b @ v))
+        v = A @ v
+    return np.trim_zeros(np.array(coeffs[::-1]), "f")  # dopri5: degree 6 of 7 stages
+
+
+def estimate_pair(tab) -> int | None:
+    """The stage ``j < stages`` with ``c_j = 1`` whose point is not ``y1`` (its row of A is not
+    b), the last such: paired with the next step's first stage at ``(t1, y1)``. None where the
+    method has none (euler, midpoint, bosh3, ...: no estimate)."""
+    A, B, C = np.asarray(tab.A, float), np.asarray(tab.B, float), np.asarray(tab.C, float)
+    s = tab.stages
+    for j in range(s - 1, 0, -1):
+        if C[j] == 1.0 and not np.array_equal(A[j, :s], B):
+            return j
+    return None
+
+
+class StiffnessMonitor:
+    """Collects ``h rho`` per step of a discrete backward pass and gives the largest growth of a
+    stiff component over consecutive steps (see the module docstring).
+
+    ``add(k, h, dK, dY)`` takes device scalars (norms), read back once, in :attr:`growth`.
+    """
+
+    def __init__(self, tab, xp):
+        self.xp, self.j = xp, estimate_pair(tab)
+        self.poly = stability_polynomial(tab)
+        self._h, self._num, self._den, self._k = [], [], [], []
+        self._done = None
+
+    @property
+    def active(self) -> bool:
+        return self.j is not None
+
+    def add(self, k: int, h: float, f1, fj, y1, yj) -> None:
+        """Step ``k`` of size ``h``: ``f1 = f(t1, y1)`` (the next step's first stage), ``fj =
+        f(t1, Y_j)``."""
+        xp = self.xp
+        self._k.append(k)
+        self._h.append(abs(h))
+        self._num.append(xp.sqrt(xp.sum((f1 - fj) ** 2)))
+        self._den.append(xp.sqrt(xp.sum((y1 - yj) ** 2)))
+        self._done = None
+
+    def _read(self):
+        if self._done is None:
+            xp = self.xp
+            if not self._h:
+                self._done = (np.zeros(0), np.zeros(0, int))
+                return self._done
+            num = np.asarray(to_host(xp.stack(self._num)), float)
+            den = np.asarray(to_host(xp.stack(self._den)), float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rho = np.where(den > 0, num / den, 0.0)
+            hr = np.where(np.isfinite(rho), np.asarray(self._h) * rho, 0.0)
+            self._done = (hr, np.asarray(self._k))
+        return self._done
+
+    @property
+    def h_rho(self) -> np.ndarray:
+        """``h rho`` per step, in the order added."""
+        return self._read()[0]
+
+    def _run(self) -> tuple[float, tuple[int, int] | None]:
+        """Kadane's maximum sum of ``log|R(-h rho)|`` over consecutive steps, and its span."""
+        hr = self.h_rho
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            logs = np.log(np.abs(np.polyval(self.poly, -hr)))
+        logs = np.where(np.isnan(logs), 0.0, np.clip(logs, -700.0, 700.0))
+        best, run, start, span = 0.0, 0.0, 0, None
+        for i, v in enumerate(logs):
+            if run <= 0.0:
+                start, run = i, 0.0
+            run += float(v)
+            if run > best:
+                best, span = run, (start, i)
+        return best, span
+
+    @property
+    def growth(self) -> float:
+        """The largest ``sum log|R(-h rho)|`` over a run of consecutive steps (nepers, >= 0)."""
+        return self._run()[0]
+
+    @property
+    def steps(self) -> tuple[int, int] | None:
+        """The forward steps ``(first, last)`` of that run (None at zero growth)."""
+        span = self._run()[1]
+        if span is None:
+            return None
+        ks = self._read()[1]
+        return int(min(ks[span[0]], ks[span[1]])), int(max(ks[span[0]], ks[span[1]]))
+
+
