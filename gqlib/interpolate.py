@@ -81,6 +81,8 @@ class DenseOutput:
         self.xp = xp
         self.t0 = np.array([s.t0 for s in segments], dtype=np.float64)
         self.h = np.array([s.h for s in segments], dtype=np.float64)
+        # the step sizes the stages used (the stepper's h; t1 - t0 where a record has none)
+        self.h_step = np.array([getattr(s, "h_step", s.h) for s in segments], dtype=np.float64)
         degree = max(s.Q.shape[-1] for s in segments)
         Qs = []
         for s in segments:
@@ -158,22 +160,29 @@ class StepCheckpoints:
 
     ``t`` holds the ``S + 1`` boundaries in the direction of travel (host float64, ``t[0]`` the
     initial time), ``y`` the states there, shape ``(S + 1, *y0.shape)``. Memory ``O(S D)``.
+    ``h`` holds the ``S`` step sizes the forward's stages used (``t0 + h`` rounds to ``t1``, but
+    ``t1 - t0`` can differ from ``h`` by a float spacing of t, which a stiff step amplifies
+    through its stages): a recomputed step is then the forward's to the last bit. Default
+    ``t1 - t0``.
     """
 
-    __slots__ = ("t", "y")
+    __slots__ = ("t", "y", "h")
 
-    def __init__(self, t, y):
+    def __init__(self, t, y, h=None):
         self.t = np.asarray(t, dtype=np.float64)
         self.y = y
         if self.t.ndim != 1 or self.t.size < 2 or self.t.size != y.shape[0]:
             raise ValueError("step checkpoints need matching 1-D times and states (two at least)")
+        self.h = np.diff(self.t) if h is None else np.asarray(h, dtype=np.float64)
+        if self.h.shape != (self.t.size - 1,):
+            raise ValueError("step checkpoints need one step size per step")
 
     @classmethod
     def from_dense(cls, dense: DenseOutput, y_last) -> StepCheckpoints:
         """The boundaries of a dense output's steps (``y_last``: the state at its end)."""
         xp = dense.xp
         t = np.concatenate([dense.t0, [dense.t_last]])
-        return cls(t, xp.concat([dense.y0, xp.stack([y_last])], axis=0))
+        return cls(t, xp.concat([dense.y0, xp.stack([y_last])], axis=0), dense.h_step)
 
     def __len__(self) -> int:
         return self.t.size

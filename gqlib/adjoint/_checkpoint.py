@@ -29,7 +29,7 @@ import numpy as np
 
 from .._backend import detached
 from ..errors import GradientAccuracyWarning, NondeterministicField, NonFiniteState
-from ..integrate._segment import CountedRHS, RKCoefficients, Segment
+from ..integrate._segment import CountedRHS, RKCoefficients, Segment, combine
 from ..interpolate import DenseOutput
 from ..tableaux import get_method
 from ._field import _Counted
@@ -230,6 +230,10 @@ class _DiscretePass:
         return not any(self.A[j, last] != 0.0 for j in range(last + 1, n_all))
 
     def _stage_time(self, j: int, t0: float, t1: float, h: float) -> float:
+        """Stage ``j``'s time as the forward took it: ``h`` is the stepper's step size for the
+        method's stages, ``t1 - t0`` for the dense output's extra stages (the Segment's)."""
+        if j >= self.tab.stages:
+            h = t1 - t0
         c = float(self.C[j])
         if j == 0:
             return math.nextafter(t0, self.d * math.inf) if (t0 in self.stops and
@@ -264,18 +268,19 @@ class _DiscretePass:
         back-propagates it through the next step's first stage, the same call).
         """
         t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
-        h = t1 - t0
+        h, hd = float(self.ck.h[k]), t1 - t0  # the stepper's step; the interpolant's
         K = {}
         for j in self._needed(bool(thetas), merged):
-            Y = y0
-            for l, w in self._terms[j]:
-                Y = Y + (h * w) * K[l]
+            # the forward stepper's arithmetic (y0 + h sum_l a_jl K_l, combine's order): a
+            # re-summed stage differs by round-off, which the next stages amplify by up to
+            # h |lambda| |a| each near the stability boundary (dop853 on y' = A y, eigenvalues
+            # to -200: 1150 round-offs at the step's end, past RECOMPUTE_LIMIT)
+            hj = h if j < self.tab.stages else hd  # extra dense stages: the Segment's
+            Y = y0 + hj * combine(K, self._terms[j]) if self._terms[j] else y0
             K[j] = f(self._stage_time(j, t0, t1, h), Y)
             if j == 0 or j == self.stiff.j:
                 self.seen[j] = (Y, K[j])
-        y1 = y0
-        for j, w in self._b:
-            y1 = y1 + (h * w) * K[j]
+        y1 = y0 + h * combine(K, self._b)
         outs = [y1]
         f1 = None
         if self.P is None and thetas and not merged:
@@ -284,9 +289,9 @@ class _DiscretePass:
             y = y0
             if self.P is not None:
                 for j, w in self._dense_weights(th, merged):
-                    y = y + (h * w) * K[j]
+                    y = y + (hd * w) * K[j]
             else:
-                s3, c0, c1 = self._hermite(th, h)
+                s3, c0, c1 = self._hermite(th, hd)
                 y = y + s3 * (y1 - y0) + c0 * K[0]
                 if f1 is not None:
                     y = y + c1 * f1
@@ -316,7 +321,7 @@ class _DiscretePass:
         the step and ``k0bar``, a cotangent on its first stage (the previous step's f(t1, y1)
         terms). The forward is :meth:`step_forward` with every field call linearised."""
         cf = self.cf
-        h = float(self.ck.t[k + 1] - self.ck.t[k])
+        h, hd = float(self.ck.h[k]), float(self.ck.t[k + 1] - self.ck.t[k])
         thetas = [th for th, _ in outputs]
         lins, points = [], []
 
@@ -355,9 +360,9 @@ class _DiscretePass:
             ybar0 = ybar0 + g
             if self.P is not None:
                 for j, w in self._dense_weights(th, merged):
-                    add(j, (h * w) * g)
+                    add(j, (hd * w) * g)
                 continue
-            s3, c0, c1 = self._hermite(th, h)
+            s3, c0, c1 = self._hermite(th, hd)
             ybar0, y1bar = ybar0 - s3 * g, y1bar + s3 * g
             add(0, c0 * g)
             if merged:
@@ -381,8 +386,9 @@ class _DiscretePass:
             vy, params = self._vjp(lin, points[idx], kbar[j], params)
             del lin
             ybar0 = ybar0 + vy
+            hj = h if j < self.tab.stages else hd
             for l, w in self._terms[j]:
-                add(l, (h * w) * vy)
+                add(l, (hj * w) * vy)
         return ybar0, params
 
     def dense_output(self) -> DenseOutput:
@@ -395,23 +401,22 @@ class _DiscretePass:
         segments, f_next = [], None
         for k in range(len(ck) - 1):
             t0, t1 = float(ck.t[k]), float(ck.t[k + 1])
-            h, y0 = t1 - t0, ck.y[k]
+            h, y0 = float(ck.h[k]), ck.y[k]
             K = []
             for j in range(tab.stages):
                 if j == 0 and f_next is not None:
                     K.append(f_next)
                     continue
                 if tab.fsal and j == tab.stages - 1:
-                    Y = ck.y[k + 1]  # the forward's own y1 (a re-summed one drifts on stiff steps)
+                    Y = ck.y[k + 1]  # the forward's own y1
                 else:
-                    Y = y0
-                    for l, w in self._terms[j]:
-                        Y = Y + (h * w) * K[l]
+                    Y = y0 + h * combine(K, self._terms[j]) if self._terms[j] else y0
                 K.append(cf.f(self._stage_time(j, t0, t1, h), Y))
             end_is_stop = t1 in self.stops
             f1 = K[tab.stages - 1] if tab.fsal else None
             f_next = f1 if (tab.fsal and not end_is_stop) else None
-            segments.append(Segment(t0, t1, y0, ck.y[k + 1], K, coef, rhs, end_is_stop, f1))
+            segments.append(Segment(t0, t1, y0, ck.y[k + 1], K, coef, rhs, end_is_stop, f1,
+                                    h_step=h))
         return DenseOutput(segments)
 
     def _estimate(self, k: int, following: dict) -> None:
@@ -421,12 +426,12 @@ class _DiscretePass:
         j = self.stiff.j
         if j is None or 0 not in following or j not in self.seen:
             return
-        t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
+        t1 = float(self.ck.t[k + 1])
         if t1 in self.stops:
             return
         y1, f1 = following[0]
         yj, fj = self.seen[j]
-        self.stiff.add(k, t1 - t0, detached(f1), detached(fj), detached(y1), detached(yj))
+        self.stiff.add(k, float(self.ck.h[k]), detached(f1), detached(fj), detached(y1), detached(yj))
 
     def _fail(self, k: int, a):
         xp = self.xp
@@ -462,10 +467,11 @@ class _DiscretePass:
     def _round_off(self, k: int):
         """``(allowed, scale)`` of step ``k``, device scalars: how far a recomputed end state
         may lie from the forward's, ``RECOMPUTE_LIMIT eps scale + TIME_SPACINGS ulp(t) / |h|
-        max|y1_fwd - y0|`` with ``scale = max|y0| + max|y1_fwd - y0|``. The second term: the
-        recomputed step is ``t1 - t0``, which far from t = 0 differs from the forward's ``h`` by
-        up to the float spacing of t (the forward keeps ``h`` where that rounding is below
-        2**-30 of it, for bit parity with scipy and torchdiffeq)."""
+        max|y1_fwd - y0|`` with ``scale = max|y0| + max|y1_fwd - y0|``. The second term: where
+        the checkpoints lack the forward's step sizes (the numba driver's), the recomputed
+        step is ``t1 - t0``, which far from t = 0 differs from the forward's ``h`` by up to the
+        float spacing of t (the forward keeps ``h`` where that rounding is below 2**-30 of it,
+        for bit parity with scipy and torchdiffeq)."""
         xp = self.xp
         y0, y1f = self.ck.y[k], self.ck.y[k + 1]
         t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
@@ -481,7 +487,7 @@ class _DiscretePass:
             return None, None
         t0, t1 = float(self.ck.t[k]), float(self.ck.t[k + 1])
         n_all = self.tab.A.shape[0] if (thetas and self.P is not None) else self.tab.stages
-        times = [self._stage_time(j, t0, t1, t1 - t0) for j in range(n_all)]
+        times = [self._stage_time(j, t0, t1, float(self.ck.h[k])) for j in range(n_all)]
         calls = self.kept.take(k, times, self.ck.y[k])
         if calls is None:
             return None, None

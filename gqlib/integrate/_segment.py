@@ -128,12 +128,14 @@ class Segment:
     evaluated only if an interpolant is asked for.
     """
 
-    __slots__ = ("t0", "t1", "h", "y0", "y1", "_K", "_coef", "_rhs", "end_is_stop", "_Q",
-                 "f1")
+    __slots__ = ("t0", "t1", "h", "h_step", "y0", "y1", "_K", "_coef", "_rhs", "end_is_stop",
+                 "_Q", "f1")
 
     def __init__(self, t0, t1, y0, y1, K, coef: RKCoefficients, rhs: CountedRHS,
-                 end_is_stop: bool, f1=None):
+                 end_is_stop: bool, f1=None, h_step=None):
         self.t0, self.t1, self.h = t0, t1, t1 - t0
+        # the stepper's h, which its stages used (t0 + h_step rounds to t1)
+        self.h_step = self.h if h_step is None else h_step
         self.y0, self.y1 = y0, y1
         self._K, self._coef, self._rhs = K, coef, rhs
         self.end_is_stop = end_is_stop

@@ -171,8 +171,9 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     dense = DenseOutput(segments) if dense_output else None
     ckpts = None
     if checkpoints and not dense_output:
-        ckpts = StepCheckpoints([float(t_np[0])] + [t1 for t1, _ in segments],
-                                xp.stack([y0] + [y1 for _, y1 in segments], axis=0))
+        ckpts = StepCheckpoints([float(t_np[0])] + [t1 for t1, _, _ in segments],
+                                xp.stack([y0] + [y1 for _, y1, _ in segments], axis=0),
+                                [h for _, _, h in segments])
     return Solution(t, Y, stepper.stats, **options, tstops=stops, dense=dense,
                     driver_reason=reason, checkpoints=ckpts)
 
@@ -203,7 +204,7 @@ def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: b
             _ = seg.Q  # build the interpolant now: a Hermite f(t1, y1) is then reused by the next step
             segments.append(seg)
         elif record:  # the end point only: the stages are not kept alive
-            segments.append((seg.t1, seg.y1))
+            segments.append((seg.t1, seg.y1, seg.h_step))
         # outputs inside this step (interpolated) and at its end (exact)
         while i < n and d * (t_np[i] - seg.t1) < 0:
             ys.append(seg(float(t_np[i])))

@@ -259,7 +259,7 @@ class Stepper:
         if end_is_stop:
             self._next_stop += 1
         seg = Segment(t0, t1, y0, y1, K, self._coef, self._rhs, t1 in self.tstops,
-                      K[tab.stages - 1] if tab.fsal else None)
+                      K[tab.stages - 1] if tab.fsal else None, h_step=h)
         self._last = seg
         return seg
 
