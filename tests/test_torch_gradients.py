@@ -408,3 +408,33 @@ def test_stiff_van_der_pol_default_is_the_odes_gradient():
     with pytest.warns(GradientAccuracyWarning, match="stability boundary"):
         off = _van_der_pol_grad("checkpoint")
     assert abs(off - 0.016168) > 1.0
+
+
+@pytest.mark.parametrize("p_drop", [0.0, 0.3])
+def test_stiff_growth_is_measured_on_kept_stages_and_not_on_random_draws(p_drop):
+    """A wide network at batch 4 keeps its stages (StageKeeper, whose first call captured a
+    replay token before it saw the func draws nothing): the growth is measured, 0 on this
+    non-stiff MLP (it read None, skipped as if random, before). Dropout: None (drawn values say
+    nothing of the Jacobian), no warning, no fallback."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 512), torch.nn.Tanh(), torch.nn.Dropout(p_drop),
+                              torch.nn.Linear(512, 512), torch.nn.Tanh(),
+                              torch.nn.Linear(512, 4)).double()
+
+    class F(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, t, y):
+            return self.net(y)
+
+    y0 = torch.randn(1, 4, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    ys, stats = odeint_adjoint(F(), y0, t, rtol=1e-5, atol=1e-7, return_stats=True)
+    ys.square().sum().backward()
+    assert stats.backward["strategy"] == "checkpoint" and stats.backward["stiff_fallback"] is None
+    if p_drop == 0.0:
+        assert stats.backward["n_kept_steps"] > 0 and stats.backward["stiff_growth"] == 0.0
+    else:
+        assert stats.backward["stiff_growth"] is None

@@ -174,13 +174,16 @@ class _DiscretePass:
         self.stack = RowStack(cf, xp, rows) if rows else None
         # the forward's stage linearisations, where it kept them (gqlib.adjoint._kept)
         self.kept = getattr(cf, "kept", None)
+        # a field that draws random numbers (the keeper replays them): its values' differences
+        # hold the draws', no stiffness estimate from them (replay.wanted: the draws seen)
+        replay = None if self.kept is None else self.kept.replay
+        self.random = replay is not None and bool(getattr(replay, "wanted", True))
         if self.kept is not None and self.kept.n_tracked == 0:
             self.kept = None
         self.n_kept = 0
         # h |lambda| per step from the stages it evaluates anyway (gqlib.adjoint._stiffness)
         self.stiff = StiffnessMonitor(tab, xp)
         self.seen: dict = {}
-        self.random = False  # the keeper replays random draws (no stiffness estimate then)
 
     def _needed(self, interior: bool, merged: bool = False) -> list[int]:
         return self._need[interior, merged]
@@ -491,8 +494,6 @@ class _DiscretePass:
         calls = self.kept.take(k, times, self.ck.y[k])
         if calls is None:
             return None, None
-        if any(r.token is not None for r in calls):
-            self.random = True  # drawn values: no stiffness estimate from their differences
         if all(r.lin is not None for r in calls):
             self.n_kept += 1
             return [(r.t, r.y, r.lin) for r in calls], None
