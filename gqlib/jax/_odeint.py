@@ -319,7 +319,7 @@ def _auto_choice(auto: AutoAdjoint, y0, params, method: str) -> AdjointStrategy:
     if dense:
         return auto.continuous
     # no stiff fallback here (the stiffness check warns instead): it would compile the
-    # interpolated pass and its buffers into every default backward (2.2x the compile time,
+    # interpolated pass and its buffers into every default backward (2.4x the compile time,
     # 4x the temporary memory, docs/jax.md); CheckpointAdjoint(stiff_fallback=...) opts in
     return dataclasses.replace(auto.discrete, stiff_fallback=None)
 
