@@ -164,3 +164,13 @@ def test_opt_in_fallback_gives_the_continuous_gradient():
         plain = jax.grad(loss)(1.0, "checkpoint")
     assert float(g[0]) == pytest.approx(VDP_DLDMU, rel=1e-5)
     assert float(g[1]) == pytest.approx(float(plain), rel=1e-12)
+
+
+def test_auto_resolves_to_checkpoint_without_the_fallback():
+    """gqlib.jax's "auto" (resolved at trace time) runs its discrete candidate without the
+    core's stiff fallback (it warns: the fallback would be compiled into every backward)."""
+    from gqlib.adjoint import AutoAdjoint
+    from gqlib.jax._odeint import _auto_choice
+    assert AutoAdjoint().discrete.stiff_fallback == InterpolatedAdjoint()  # the core's
+    chosen = _auto_choice(AutoAdjoint(), jnp.ones(2), jnp.ones(3), "dopri5")
+    assert isinstance(chosen, CheckpointAdjoint) and chosen.stiff_fallback is None
