@@ -34,7 +34,7 @@ from ..interpolate import DenseOutput
 from ..tableaux import get_method
 from ._field import _Counted
 from ._rows import RowStack, stack_rows_for
-from ._stiffness import STIFF_GROWTH_LIMIT, StiffnessMonitor
+from ._stiffness import STIFF_GROWTH_LIMIT, StiffnessMonitor, stiff_message
 from ._strategy import AdjointGradient, AdjointStrategy
 
 __all__ = ["CheckpointAdjoint", "RECOMPUTE_LIMIT"]
@@ -124,7 +124,6 @@ class CheckpointAdjoint(AdjointStrategy):
             return out
         method = sol.options.get("method", "dopri5")
         k0, k1 = run.stiff.steps
-        span = f"t in [{float(run.ck.t[k0])!r}, {float(run.ck.t[k1 + 1])!r}]"
         fb = self.stiff_fallback
         if fb is not None and not fb.poor_interpolants(method):
             rebuilt = copy.copy(sol)
@@ -133,14 +132,8 @@ class CheckpointAdjoint(AdjointStrategy):
             out = fb.backward(cf, rebuilt, grad_y, xp, t_np, grad_t=grad_t)
             out.stats.update(strategy=fb.name, stiff_growth=growth, stiff_fallback=fb.name)
             return out
-        warnings.warn(
-            f"the checkpoint (discrete) adjoint: the forward's {method} steps over {span} "
-            f"(steps {k0}-{k1}) went past the method's stability boundary on a stiff component "
-            f"(h |lambda| estimated from the stages), so the derivative of the discrete steps "
-            f"amplifies it by up to e^{growth:.3g} where the ODE's decays; the gradient may be "
-            "far off (Van der Pol mu = 50 at rtol 1e-7: 3e20 relative). Remedies: "
-            "adjoint='interpolated' or 'collocation' (continuous adjoints), or "
-            "CheckpointAdjoint(stiff_fallback=InterpolatedAdjoint()) as 'auto' sets it",
+        warnings.warn(stiff_message(method, float(run.ck.t[k0]), float(run.ck.t[k1 + 1]), k0, k1,
+                                    growth),
             GradientAccuracyWarning, stacklevel=4)
         out.stats["stiff_fallback"] = None
         return out

@@ -31,11 +31,28 @@ import numpy as np
 
 from .._backend import to_host
 
-__all__ = ["StiffnessMonitor", "stability_polynomial", "STIFF_GROWTH_LIMIT"]
+__all__ = ["StiffnessMonitor", "stability_polynomial", "STIFF_GROWTH_LIMIT", "stiff_message"]
 
 # The largest growth (nepers) the checkpoint adjoint accepts: e^4.6 = 100 (measured,
 # validation/stiff_growth.py, docs/failures.md).
 STIFF_GROWTH_LIMIT = math.log(100.0)
+
+
+REMEDY = ("adjoint='interpolated' or 'collocation' (continuous adjoints), or "
+          "CheckpointAdjoint(stiff_fallback=InterpolatedAdjoint()) as 'auto' sets it")
+
+
+def stiff_message(method: str, t_first: float, t_last: float, k0: int, k1: int, growth: float,
+                  remedy: str = REMEDY) -> str:
+    """The :class:`~gqlib.errors.GradientAccuracyWarning` text for a discrete backward pass whose
+    forward steps ``k0..k1`` (over ``[t_first, t_last]``) amplify a stiff component by up to
+    ``e^growth`` (the core's and gqlib.jax's checkpoint adjoints)."""
+    return (f"the checkpoint (discrete) adjoint: the forward's {method} steps over t in "
+            f"[{t_first!r}, {t_last!r}] (steps {k0}-{k1}) went past the method's stability "
+            f"boundary on a stiff component (h |lambda| estimated from the stages), so the "
+            f"derivative of the discrete steps amplifies it by up to e^{growth:.3g} where the "
+            f"ODE's decays; the gradient may be far off (Van der Pol mu = 50 at rtol 1e-7: 3e20 "
+            f"relative). Remedies: {remedy}")
 
 
 def stability_polynomial(tab) -> np.ndarray:

@@ -56,10 +56,10 @@ class Forward(NamedTuple):
     stats: dict
 
 
-def start(F, t0, z0, t_end, target, rk, dec, t_out=None):
+def start(F, t0, z0, t_end, target, rk, dec, t_out=None, active=True):
     """``f(t0, z0)``, the first step (Hairer's rule, HNW I, II.4, decided by the core) and the
     first attempt: ``(f0, h_ctrl, h, landing, nfe)``. ``t_out`` is validated on the host when
-    the decisions ask for it."""
+    the decisions ask for it; ``active`` False: no decision (a pass that will not run)."""
     tdt = time_dtype()
     f_ = np.dtype(tdt)
     d = jnp.where(t_end >= t0, 1.0, -1.0).astype(tdt)
@@ -71,13 +71,13 @@ def start(F, t0, z0, t_end, target, rk, dec, t_out=None):
         scale = rk.atol + jnp.abs(z0) * rk.rtol
         d0 = rk.norm(z0 / scale).astype(tdt)
         d1 = rk.norm(f0 / scale).astype(tdt)
-        (h0,) = host(dec.start_guess, (0, 1, 0, 0), (f_,), True, t_chk, d0, d1)
+        (h0,) = host(dec.start_guess, (0, 1, 0, 0), (f_,), active, t_chk, d0, d1)
         f1 = F(t0 + d * h0, z0 + (d * h0).astype(z0.dtype) * f0)
         df = rk.norm((f1 - f0) / scale).astype(tdt)
         nfe = nfe + 1
     else:
-        (h0,) = host(dec.start_guess, (0, 1, 0, 0), (f_,), True, t_chk, zero, zero)
-    h_ctrl, h, landing = host(dec.start_step, (0,) * 7, (f_, f_, np.bool_), True, t0, t_end,
+        (h0,) = host(dec.start_guess, (0, 1, 0, 0), (f_,), active, t_chk, zero, zero)
+    h_ctrl, h, landing = host(dec.start_step, (0,) * 7, (f_, f_, np.bool_), active, t0, t_end,
                               target, h0, d1, df)
     return f0, h_ctrl, h, landing, nfe
 

@@ -37,6 +37,7 @@ from ..adjoint._collocation import collocation_panels
 from ..adjoint._nodes import resolved_degree
 from ..adjoint._quadrature import node_count, resolution_tolerances, shortfall, warn_short
 from ..adjoint._solved import DRIFT_LIMIT
+from ..adjoint._stiffness import stiff_message
 from ..errors import GQLibError, GradientAccuracyWarning, TooManySteps
 from ..integrate._policy import (
     ERR_PREV_INIT,
@@ -343,6 +344,27 @@ def warn_drift(strategy, fixed: bool):
     return callback
 
 
+JAX_REMEDY = ("adjoint='interpolated' or 'collocation' (continuous adjoints), or "
+              "CheckpointAdjoint(stiff_fallback=InterpolatedAdjoint()) (in gqlib.jax 'auto' "
+              "does not set it: it costs compile time and memory on every backward pass)")
+
+
+def stiff_warning(method: str):
+    """A host callback: the core's warning (:func:`~gqlib.adjoint._stiffness.stiff_message`) for
+    a checkpoint backward pass whose stiffness growth is past the limit (``over``)."""
+    def callback(over, growth, k0, k1, t_first, t_last):
+        over, growth, k0, k1, t_first, t_last = (
+            np.asarray(x).reshape(-1) for x in (over, growth, k0, k1, t_first, t_last))
+        for m in range(over.size):
+            if over[m]:
+                at = [float(x[m % x.size]) for x in (growth, t_first, t_last)]
+                warnings.warn(stiff_message(method, at[1], at[2], int(k0[m % k0.size]),
+                                            int(k1[m % k1.size]), at[0], remedy=JAX_REMEDY),
+                              GradientAccuracyWarning, stacklevel=2)
+        return np.asarray(False)
+    return callback
+
+
 def overflow_error(what):
     def callback(flag, t):
         flag, t = np.asarray(flag).reshape(-1), np.asarray(t).reshape(-1)
@@ -355,4 +377,4 @@ def overflow_error(what):
 
 __all__ = ["Decisions", "Panels", "CollocationPanels", "batched", "remember", "recall",
            "fail_non_finite", "fail_cotangent",
-           "warn_drift", "overflow_error", "short_rule_warning", "GQLibError"]
+           "warn_drift", "stiff_warning", "overflow_error", "short_rule_warning", "GQLibError"]

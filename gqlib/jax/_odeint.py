@@ -309,13 +309,19 @@ def _auto_choice(auto: AutoAdjoint, y0, params, method: str) -> AdjointStrategy:
     parameters (``args`` and closed-over arrays) outnumber the state ``ratio`` times, else its
     discrete one. The core's further test, no more output intervals than forward steps, needs
     the step count, which is known only inside the compiled solve: here it is not applied
-    (both candidates are exact to tolerance either way; it only picks the faster)."""
+    (both candidates are exact to tolerance either way; it only picks the faster). The
+    discrete candidate runs without the core's stiff fallback (see below)."""
     n_params = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(params)
                    if jnp.issubdtype(jnp.result_type(x), jnp.floating))
     state_size = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(y0))
     dense = (auto.record_for(n_params, state_size) == "dense"
              and not auto.continuous.poor_interpolants(method))  # as the core's choose()
-    return auto.continuous if dense else auto.discrete
+    if dense:
+        return auto.continuous
+    # no stiff fallback here (the stiffness check warns instead): it would compile the
+    # interpolated pass and its buffers into every default backward (2.4x the compile time,
+    # 4x the temporary memory, docs/jax.md); CheckpointAdjoint(stiff_fallback=...) opts in
+    return dataclasses.replace(auto.discrete, stiff_fallback=None)
 
 
 def _traced(*trees) -> bool:

@@ -47,6 +47,11 @@ class RK:
         y1 = y0 + hy * combine(K, self.coef.B)
         return K, y1
 
+    def point(self, K, h, y0, i):
+        """Stage ``i``'s point ``y0 + h sum_l A[i, l] K[l]`` (the arithmetic of :meth:`stages`)."""
+        A = self.coef.A
+        return y0 + h.astype(y0.dtype) * combine(K, A[i]) if A[i] else y0
+
     def error(self, K, h, y0, y1):
         """The scaled error norm of the step (the core stepper's formula)."""
         scale = self.atol + self.rtol * jnp.maximum(jnp.abs(y0), jnp.abs(y1))

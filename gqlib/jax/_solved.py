@@ -85,8 +85,10 @@ def _side_effect(cb, *args):
     return io_callback(cb, jax.ShapeDtypeStruct((), jnp.bool_), *args, ordered=False)
 
 
-def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
-    """``(dL/dy0, dL/dargs, dL/dt, stats)`` by the strategy's backward solve."""
+def solved_backward(cfg, prob, rk_fwd, fw, t_out, g, active=True):
+    """``(dL/dy0, dL/dargs, dL/dt, stats)`` by the strategy's backward solve; ``active``
+    (traced) False: no step is taken (zeros; the checkpoint pass's stiff fallback, gated so
+    under ``vmap`` too, where a ``lax.cond`` would run it for every member)."""
     strategy = cfg.strategy
     st, dec = _backward_settings(cfg, strategy)
     tdt = time_dtype()
@@ -237,13 +239,14 @@ def solved_backward(cfg, prob, rk_fwd, fw, t_out, g):
         parts.append(jnp.zeros((P,), ydt))
     z0 = jnp.concatenate(parts)
     target0, _, _ = target_of(tN, N - 1)
-    f0, h_ctrl, h, landing, nfe = start(rhs, tN, z0, t0, target0, rk, dec)
+    f0, h_ctrl, h, landing, nfe = start(rhs, tN, z0, t0, target0, rk, dec, active=active)
     dt = jnp.zeros((N,), tdt)
     fN = f0[:D] if carries_y else prob.F(tN, ys[N - 1])
     dt = dt.at[N - 1].set(jnp.sum(g[N - 1] * fN).astype(tdt))
     state = dict(
         t=tN, y=z0, f0=f0, h=h, landing=landing, h_ctrl=h_ctrl, **controller_memory(dec),
-        n_steps=jnp.int32(0), nfe=nfe, n_acc=jnp.int32(0), i=jnp.int32(N - 1),
+        n_steps=jnp.int32(0), nfe=nfe, n_acc=jnp.int32(0),
+        i=jnp.where(active, N - 1, 0).astype(jnp.int32),
         nseg=jnp.int32(0), seg_t0=jnp.zeros((MB,), tdt), seg_h=jnp.zeros((MB,), tdt),
         seg_z=jnp.zeros((MB, Z), ydt), seg_Q=jnp.zeros((MB, Z, deg), ydt),
         pacc=jnp.zeros_like(pflat0), dt=dt, y0bar=jnp.zeros((D,), ydt),
