@@ -274,8 +274,8 @@ class _DiscretePass:
             hj = h if j < self.tab.stages else hd  # extra dense stages: the Segment's
             Y = y0 + hj * combine(K, self._terms[j]) if self._terms[j] else y0
             K[j] = f(self._stage_time(j, t0, t1, h), Y)
-            if j == 0 or j == self.stiff.j:
-                self.seen[j] = (Y, K[j])
+            if j == 0 or j == self.stiff.j:  # detached: a traced K[j] holds the step's graph
+                self.seen[j] = (detached(Y), detached(K[j]))
         y1 = y0 + h * combine(K, self._b)
         outs = [y1]
         f1 = None
@@ -343,7 +343,7 @@ class _DiscretePass:
                 lins.append(_Counted(cf, lin, t, Y))
                 points.append((t, Y, lin.value))
                 if j == 0 or j == self.stiff.j:
-                    self.seen[j] = (Y, lin.value)
+                    self.seen[j] = (detached(Y), detached(lin.value))
         kbar = dict.fromkeys(stages)
 
         def add(j, v):
