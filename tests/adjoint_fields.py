@@ -143,3 +143,29 @@ class LotkaVolterraField:
     def vjp_params(self, t, u, a):
         x, y = u
         return np.array([x * a[0], -x * y * a[0], x * y * a[1], -y * a[1]])
+
+
+class RobertsonField:
+    """Robertson's kinetics with rates (k1, k2, k3) scaled so that an explicit solver gets
+    through: y1' = -k1 y1 + k3 y2 y3, y2' = k1 y1 - k3 y2 y3 - k2 y2^2, y3' = k2 y2^2;
+    theta = (k1, k2, k3). Its stiff eigenvalue moves with y2 inside a step."""
+
+    def __init__(self, k1=0.04, k2=3e4, k3=1e2):
+        self.theta = np.array([k1, k2, k3], dtype=float)
+
+    def __call__(self, t, y):
+        k1, k2, k3 = self.theta
+        return np.array([-k1 * y[0] + k3 * y[1] * y[2],
+                         k1 * y[0] - k3 * y[1] * y[2] - k2 * y[1] ** 2, k2 * y[1] ** 2])
+
+    def vjp_y(self, t, y, a):
+        k1, k2, k3 = self.theta
+        J = np.array([[-k1, k3 * y[2], k3 * y[1]],
+                      [k1, -k3 * y[2] - 2 * k2 * y[1], -k3 * y[1]],
+                      [0.0, 2 * k2 * y[1], 0.0]])
+        return J.T @ a
+
+    def vjp_params(self, t, y, a):
+        J = np.array([[-y[0], 0.0, y[1] * y[2]], [y[0], -y[1] ** 2, -y[1] * y[2]],
+                      [0.0, y[1] ** 2, 0.0]])
+        return J.T @ a

@@ -135,3 +135,25 @@ def test_collocation_fallback_and_auto_without_fallback():
     assert g.params[0] == pytest.approx(0.016168, rel=1e-4)
     with pytest.warns(GradientAccuracyWarning, match="stability boundary"):
         gradient(field, sol, gy, grad_t=False, adjoint=AutoAdjoint(stiff_fallback=False))
+
+
+def test_no_fallback_after_fixed_steps_or_a_low_order_method():
+    """After fixed steps (rk4 at h lambda = 2.9 on y' = -10 y) and after a low-order adaptive
+    method (fehlberg2 on stiff Van der Pol, growth 2.75), where the continuous adjoint was
+    measured worse than the discrete one (review: rk38 fixed steps 9.3e-2 against 1.2e-4;
+    fehlberg2, adaptive_heun), the default keeps the discrete gradient, compares nothing, and
+    warns past the limit."""
+    lam = 10.0
+    field = LinearField(np.array([[-lam]]))
+    sol = gqlib.solve(field, np.array([1.0]), np.array([0.0, 60 * 0.29]), method="rk4",
+                      step_size=0.29, checkpoints=True)
+    with pytest.warns(GradientAccuracyWarning, match="stability boundary"):
+        g = gradient(field, sol, np.ones((2, 1)), grad_t=False)
+    assert g.stats["strategy"] == "checkpoint" and g.stats["stiff_fallback"] is None
+    field, y0, t = VanDerPolField(50.0), np.array([2.0, 0.0]), np.linspace(0.0, 5.0, 6)
+    sol = gqlib.solve(field, y0, t, method="fehlberg2", rtol=1e-5, atol=1e-7, checkpoints=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientAccuracyWarning)
+        g = gradient(field, sol, 2.0 * sol.y, grad_t=False)
+    assert g.stats["stiff_growth"] > 1.5  # STIFF_CHECK_FROM: a dopri5 solve would compare
+    assert g.stats["strategy"] == "checkpoint" and g.stats["stiff_compared"] is None

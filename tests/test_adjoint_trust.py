@@ -22,6 +22,7 @@ from adjoint_trust import BENIGN, PROBLEMS, dissipative, evaluate, loss_grad, re
 import gqlib
 from gqlib.adjoint import (
     DEFAULT_ADJOINT,
+    STIFF_CHECK_FROM,
     STIFF_GROWTH_LIMIT,
     AutoAdjoint,
     GQAdjoint,
@@ -193,3 +194,20 @@ def test_stiff_check_is_silent_where_the_discrete_adjoint_is_right():
             g = gradient(field, sol, loss_grad(sol), grad_t=False)
         assert g.stats["strategy"] == "checkpoint" and g.stats["stiff_fallback"] is None
         assert g.stats["stiff_growth"] < STIFF_GROWTH_LIMIT
+        if rtol == 1e-5:  # near the boundary (growth 2.1): compared with the continuous adjoint
+            assert g.stats["stiff_compared"] == "interpolated"
+            assert g.stats["stiff_difference"] < 100 * rtol
+
+
+def test_nonlinear_stiff_amplification_below_the_limit_is_caught_by_the_comparison():
+    """Scaled Robertson (k = 0.04, 3e4, 1e2) on [0, 10], tsit5, rtol 1e-3 (review): the stiff
+    eigenvalue moves with y2 inside each step, the linear growth model reads 2.9 (below the
+    limit), and the discrete gradient is 4e17 (relative) off; the interpolated adjoint 6e-5. The
+    default computes both (growth past STIFF_CHECK_FROM) and warns with the disagreement."""
+    from adjoint_fields import RobertsonField
+    field, y0, t = RobertsonField(), np.array([1.0, 0.0, 0.0]), np.linspace(0.0, 10.0, 6)
+    sol = gqlib.solve(field, y0, t, method="tsit5", rtol=1e-3, atol=1e-5, checkpoints=True)
+    with pytest.warns(GradientAccuracyWarning, match=r"disagree by .* \(relative\)"):
+        g = gradient(field, sol, loss_grad(sol), grad_t=False)
+    assert STIFF_CHECK_FROM < g.stats["stiff_growth"] < STIFF_GROWTH_LIMIT
+    assert g.stats["strategy"] == "checkpoint" and g.stats["stiff_difference"] > 1e10

@@ -17,7 +17,7 @@ from ._kept import StageKeeper
 from ._quadrature import NODE_RULES, NodeRule
 from ._rows import RowwiseMismatch
 from ._solved import DRIFT_LIMIT, BacksolveAdjoint, GQAdjoint, InterpolatedAdjoint
-from ._stiffness import STIFF_GROWTH_LIMIT
+from ._stiffness import AGREE_RTOLS, STIFF_CHECK_FROM, STIFF_GROWTH_LIMIT
 from ._strategy import AdjointGradient, AdjointStrategy
 
 ADJOINTS = ALIASES
@@ -27,4 +27,5 @@ __all__ = ["gradient", "AdjointGradient", "AdjointStrategy", "GQAdjoint", "Backs
            "AUTO_RATIO", "as_strategy",
            "NodeRule", "VectorField", "FunctionField", "CountedField", "ADJOINTS", "ALIASES",
            "NODE_RULES", "DEFAULT_ADJOINT", "DRIFT_LIMIT", "PICARD_LIMIT", "LinearizationUnavailable",
-           "RowwiseMismatch", "StageKeeper", "STIFF_GROWTH_LIMIT"]
+           "RowwiseMismatch", "StageKeeper", "STIFF_GROWTH_LIMIT",
+           "STIFF_CHECK_FROM", "AGREE_RTOLS"]

@@ -31,11 +31,22 @@ import numpy as np
 
 from .._backend import to_host
 
-__all__ = ["StiffnessMonitor", "stability_polynomial", "STIFF_GROWTH_LIMIT", "stiff_message"]
+__all__ = ["StiffnessMonitor", "stability_polynomial", "STIFF_GROWTH_LIMIT", "STIFF_CHECK_FROM",
+           "AGREE_RTOLS", "stiff_message", "disagree_message"]
 
 # The largest growth (nepers) the checkpoint adjoint accepts: e^4.6 = 100 (measured,
 # validation/stiff_growth.py, docs/failures.md).
 STIFF_GROWTH_LIMIT = math.log(100.0)
+# From this growth (nepers) on, a checkpoint adjoint with a stiff fallback also computes the
+# fallback's gradient and compares: non-stiff problems measure 0-1.3 (trust suite, MLPs; the
+# linear lambda = 200 problem 1.04), stiff ones 1.9-2.3 at every tolerance where the steps
+# are stability-limited (Van der Pol, validation/stiff_growth.py), and the scaled Robertson
+# problem 2.9 with a discrete gradient 4e17 (relative) off (review).
+STIFF_CHECK_FROM = 1.5
+# Below STIFF_GROWTH_LIMIT, where the discrete and the continuous gradients differ (relative) by
+# more than this many forward rtols, the discrete one is returned with a warning (each is within
+# 10 rtol of the ODE's on the trust suite; 100 flags only a gross disagreement).
+AGREE_RTOLS = 100.0
 
 
 REMEDY = ("adjoint='interpolated' or 'collocation' (continuous adjoints), or "
@@ -53,6 +64,18 @@ def stiff_message(method: str, t_first: float, t_last: float, k0: int, k1: int, 
             f"derivative of the discrete steps amplifies it by up to e^{growth:.3g} where the "
             f"ODE's decays; the gradient may be far off (Van der Pol mu = 50 at rtol 1e-7: 3e20 "
             f"relative). Remedies: {remedy}")
+
+
+def disagree_message(method: str, t_first: float, t_last: float, k0: int, k1: int,
+                     growth: float, diff: float, other: str) -> str:
+    """The warning where the discrete and the continuous (``other``) gradients disagree on a
+    solve whose steps came near the stability boundary, without the growth that explains it."""
+    return (f"the checkpoint (discrete) adjoint and the {other} adjoint disagree by {diff:.3g} "
+            f"(relative) on a {method} solve whose steps over t in [{t_first!r}, {t_last!r}] "
+            f"(steps {k0}-{k1}) came near the method's stability boundary on a stiff component "
+            f"(growth e^{growth:.3g} estimated from the stages): one of them is off. Returned the "
+            f"discrete one (= direct backpropagation). Check with a tighter rtol, or "
+            f"adjoint='collocation'")
 
 
 def stability_polynomial(tab) -> np.ndarray:
