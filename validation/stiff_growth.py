@@ -13,7 +13,9 @@ the linear problems) from
   passes ``STIFF_GROWTH_LIMIT``).
 
 A row is *off* where the checkpoint adjoint's error passes 10 x rtol and 10 x the interpolated
-adjoint's. The summary counts, per verdict, how the check classified them.
+adjoint's; *flagged* where its growth passes the limit (the default then returns the
+interpolated adjoint's gradient); *compared* where the default computed both (growth from
+``STIFF_CHECK_FROM``); *warned* where the default warned. The summary counts them.
 
 Run: python validation/stiff_growth.py [--out docs/results/stiff_growth.md] [--quick]
 """
@@ -63,13 +65,17 @@ def row(name, field, y0, t, ref, method, rtol):
         warnings.simplefilter("ignore", GradientAccuracyWarning)
         ck = gradient(field, sol, gy, adjoint="checkpoint", grad_t=False)
         it = gradient(field, sol, gy, adjoint="interpolated", grad_t=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GradientAccuracyWarning)
         de = gradient(field, sol, gy, grad_t=False)
+    warned = any(issubclass(w.category, GradientAccuracyWarning) for w in caught)
     e_ck, e_it, e_de = rel(ck.params, ref), rel(it.params, ref), rel(de.params, ref)
     growth = ck.stats["stiff_growth"]
     off = e_ck > max(10 * rtol, 10 * e_it)
     flagged = growth is not None and growth > STIFF_GROWTH_LIMIT
     return dict(problem=name, method=method, rtol=rtol, steps=ck.stats["n_steps"],
                 growth=growth, ck=e_ck, interp=e_it, default=e_de, chosen=de.stats["strategy"],
+                compared=de.stats.get("stiff_compared") is not None, warned=warned,
                 off=off, flagged=flagged)
 
 
@@ -108,7 +114,8 @@ def _line(r):
     g = "  -  " if r["growth"] is None else f"{r['growth']:6.2f}"
     return (f"{r['problem']:14s} {r['method']:7s} {r['rtol']:7.0e} {r['steps']:5d} {g} "
             f"{r['ck']:9.2e} {r['interp']:9.2e} {r['default']:9.2e} {r['chosen']:12s}"
-            f"{' off' if r['off'] else ''}{' flagged' if r['flagged'] else ''}")
+            f"{' off' if r['off'] else ''}{' flagged' if r['flagged'] else ''}"
+            f"{' compared' if r['compared'] else ''}{' warned' if r['warned'] else ''}")
 
 
 def _report(rows, seconds) -> str:
@@ -119,13 +126,14 @@ def _report(rows, seconds) -> str:
            "reference. *off*: the checkpoint adjoint's error > 10 rtol and > 10 x the "
            "interpolated adjoint's. bosh3 has no estimate (-).", "",
            "| problem | method | rtol | steps | growth | checkpoint | interpolated | default "
-           "| default ran | off | flagged |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| default ran | off | flagged | default compared | default warned |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         g = "-" if r["growth"] is None else f"{r['growth']:.2f}"
         out.append(f"| {r['problem']} | {r['method']} | {r['rtol']:.0e} | {r['steps']} | {g} | "
                    f"{r['ck']:.1e} | {r['interp']:.1e} | {r['default']:.1e} | {r['chosen']} | "
-                   f"{'off' if r['off'] else ''} | {'yes' if r['flagged'] else ''} |")
+                   f"{'off' if r['off'] else ''} | {'yes' if r['flagged'] else ''} | "
+                   f"{'yes' if r['compared'] else ''} | {'yes' if r['warned'] else ''} |")
     est = [r for r in rows if r["growth"] is not None]
     off = [r for r in est if r["off"]]
     ok = [r for r in est if not r["off"]]
@@ -133,7 +141,14 @@ def _report(rows, seconds) -> str:
     false = [r for r in ok if r["flagged"]]
     worst_missed = max((r["ck"] / r["rtol"] for r in off if not r["flagged"]), default=0.0)
     worst_default = max(r["default"] / r["rtol"] for r in rows)
+    silent = [r for r in est if r["default"] > max(10 * r["rtol"], 10 * r["interp"])
+              and not r["warned"]]
     out += ["", "## Summary (methods with an estimate)", "",
+            f"- the default more than 10 rtol and 10x the interpolated adjoint's error off "
+            f"without a warning: {len(silent)} rows, worst "
+            f"{max((r['default'] / r['rtol'] for r in silent), default=0.0):.0f} x rtol; "
+            f"it compared both gradients in {sum(r['compared'] for r in est)} rows and warned "
+            f"in {sum(r['warned'] for r in est)}.",
             f"- rows: {len(est)}; checkpoint off: {len(off)}, of which flagged {len(caught)}; "
             f"the worst unflagged one is {worst_missed:.0f} x rtol off.",
             f"- flagged where the checkpoint adjoint was not off: {len(false)} "

@@ -107,7 +107,7 @@ class StiffnessMonitor:
     """Collects ``h rho`` per step of a discrete backward pass and gives the largest growth of a
     stiff component over consecutive steps (see the module docstring).
 
-    ``add(k, h, dK, dY)`` takes device scalars (norms), read back once, in :attr:`growth`.
+    :meth:`add` queues two device scalars per step, read back once, in :attr:`growth`.
     """
 
     def __init__(self, tab, xp):
@@ -126,8 +126,9 @@ class StiffnessMonitor:
         xp = self.xp
         self._k.append(k)
         self._h.append(abs(h))
-        self._num.append(xp.sqrt(xp.sum((f1 - fj) ** 2)))
-        self._den.append(xp.sqrt(xp.sum((y1 - yj) ** 2)))
+        dk, dy = f1 - fj, y1 - yj
+        self._num.append(xp.sum(dk * dk))  # squared norms: the roots once, on the host
+        self._den.append(xp.sum(dy * dy))
         self._done = None
 
     def _read(self):
@@ -138,8 +139,8 @@ class StiffnessMonitor:
                 return self._done
             num = np.asarray(to_host(xp.stack(self._num)), float)
             den = np.asarray(to_host(xp.stack(self._den)), float)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rho = np.where(den > 0, num / den, 0.0)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                rho = np.where(den > 0, np.sqrt(num / den), 0.0)
             hr = np.where(np.isfinite(rho), np.asarray(self._h) * rho, 0.0)
             self._done = (hr, np.asarray(self._k))
         return self._done
