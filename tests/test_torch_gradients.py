@@ -492,17 +492,18 @@ def test_direct_stiff_growth_is_the_checkpoint_adjoints(method, options, rtol):
     assert growth > 1.0 and growth == pytest.approx(ref, rel=1e-9)
 
 
-@pytest.mark.parametrize("case", ["mlp", "no_grad", "dropout"])
+@pytest.mark.parametrize("case", ["mlp", "no_grad", "frozen", "dropout"])
 def test_direct_mode_stiffness_check_is_quiet(case):
-    """A non-stiff MLP: growth 0; under no_grad nothing is recorded and nothing measured; a
-    func drawing random numbers (dropout): None, as in the checkpoint adjoint."""
+    """A non-stiff MLP: growth 0; under no_grad, or with nothing requiring grad, nothing is
+    recorded and nothing measured; a func drawing random numbers (dropout): None, as in the
+    checkpoint adjoint."""
     import warnings
 
     from gqlib.errors import GradientAccuracyWarning
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(),
                               torch.nn.Dropout(0.3 if case == "dropout" else 0.0),
-                              torch.nn.Linear(32, 4)).double()
+                              torch.nn.Linear(32, 4)).double().requires_grad_(case != "frozen")
     y0 = torch.randn(3, 4, dtype=torch.float64)
     t = torch.linspace(0.0, 2.0, 4, dtype=torch.float64)
     # fixed steps with dropout (error control would chase the draws)
@@ -511,6 +512,6 @@ def test_direct_mode_stiffness_check_is_quiet(case):
         warnings.simplefilter("error", GradientAccuracyWarning)
         with torch.set_grad_enabled(case != "no_grad"):
             ys, stats = odeint(lambda t, y: net(y), y0, t, rtol=1e-6, return_stats=True, **kw)
-    assert ys.requires_grad == (case != "no_grad")
+    assert ys.requires_grad == (case not in ("no_grad", "frozen"))
     assert stats.forward["stiff_growth"] == (0.0 if case == "mlp" else None)
     assert stats.forward["n_accepted"] > 3

@@ -426,10 +426,16 @@ def _direct(fn: UserFunc, state: torch.Tensor, t: torch.Tensor, t_np: np.ndarray
     monitor = StiffnessMonitor(get_method(stats.method), torch) if torch.is_grad_enabled() \
         else None
     if monitor is not None and monitor.active:
+        watch = monitor.watch
+
+        def on_step(seg):  # no graph (nothing requires grad): no steps to differentiate
+            if seg.y1.requires_grad:
+                watch(seg)
+
         before = _rng_states(state.device)
-        sol = gqlib.solve(fn, y_in, t_np, on_step=monitor.watch, **kw)
-        if not all(torch.equal(a, b) for a, b in
-                   zip(before, _rng_states(state.device), strict=True)):
+        sol = gqlib.solve(fn, y_in, t_np, on_step=on_step, **kw)
+        if not sol.y.requires_grad or not all(
+                torch.equal(a, b) for a, b in zip(before, _rng_states(state.device), strict=True)):
             monitor = None  # random draws: their differences say nothing of the Jacobian
     else:
         sol = gqlib.solve(fn, y_in, t_np, **kw)
@@ -437,7 +443,7 @@ def _direct(fn: UserFunc, state: torch.Tensor, t: torch.Tensor, t_np: np.ndarray
     stats.forward = dict(sol.stats)
     stats.forward["stiff_growth"] = None if monitor is None else monitor.growth
     ys = sol.y
-    if monitor is not None and ys.requires_grad:
+    if monitor is not None:
         msg = monitor.forward_warning(stats.method, DIRECT_REMEDY,
                                       "direct backpropagation (adjoint=None)")
         if msg is not None:
