@@ -333,3 +333,18 @@ def test_observer_sees_every_attempt_and_its_outcome():
     assert plain.driver == "numba" and np.allclose(plain.y, sol.y, rtol=1e-14)  # it only watches
     with pytest.raises(TypeError, match="`observer` must be callable"):
         gqlib.solve(lambda t, y: -y, np.ones(2), [0.0, 1.0], observer=3)
+
+
+def test_on_step_sees_every_accepted_step_with_its_stages():
+    seen = []
+    sol = gqlib.solve(lambda t, y: -y, np.ones(2), [0.0, 1.0, 3.0], first_step=2.0,
+                      on_step=seen.append)
+    assert len(seen) == sol.stats["n_accepted"] and sol.stats["n_rejected"] > 0
+    assert [s.t0 for s in seen[1:]] == [s.t1 for s in seen[:-1]] and seen[-1].t1 == 3.0
+    for s in seen:  # the stages the step took: y1 = y0 + h sum b_j K_j
+        assert len(s.K) == 7 and np.allclose(s.K[0], -s.y0, rtol=1e-15)
+        b = gqlib.tableaux.get_method("dopri5").B
+        assert np.allclose(s.y0 + s.h_step * sum(w * k for w, k in zip(b, s.K, strict=True)),
+                           s.y1, rtol=1e-13)
+    with pytest.raises(TypeError, match="`on_step` must be callable"):
+        gqlib.solve(lambda t, y: -y, np.ones(2), [0.0, 1.0], on_step=3)

@@ -438,3 +438,80 @@ def test_stiff_growth_is_measured_on_kept_stages_and_not_on_random_draws(p_drop)
         assert stats.backward["n_kept_steps"] > 0 and stats.backward["stiff_growth"] == 0.0
     else:
         assert stats.backward["stiff_growth"] is None
+
+
+def _van_der_pol_direct(adjoint, method="dopri5", options=None, rtol=1e-7):
+    """The stiff growth of `_van_der_pol_grad`'s solve, direct mode (forward) or the checkpoint
+    adjoint's (backward), and dL/dmu."""
+    mu = torch.tensor(50.0, dtype=torch.float64, requires_grad=True)
+
+    def f(t, y):
+        return torch.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
+
+    y0 = torch.tensor([2.0, 0.0], dtype=torch.float64)
+    t = torch.linspace(0.0, 5.0, 6, dtype=torch.float64)
+    ys, stats = odeint(f, y0, t, rtol=rtol, atol=1e-9, method=method, options=options,
+                       adjoint=adjoint, adjoint_params=None if adjoint is None else (mu,),
+                       return_stats=True)
+    (g,) = torch.autograd.grad((ys[1:] ** 2).sum(), mu)
+    growth = stats.forward["stiff_growth"] if adjoint is None else stats.backward["stiff_growth"]
+    return growth, float(g)
+
+
+def test_direct_mode_warns_on_stiff_van_der_pol():
+    """Direct backprop gave dL/dmu = -3.90 against the ODE's 0.016168, silently: the forward's
+    steps now carry the checkpoint adjoint's stiffness check (the same growth, e^26)."""
+    import warnings
+
+    from gqlib.adjoint import STIFF_GROWTH_LIMIT
+    from gqlib.errors import GradientAccuracyWarning
+    with pytest.warns(GradientAccuracyWarning, match="direct backpropagation") as rec:
+        growth, g = _van_der_pol_direct(None)
+    assert len([w for w in rec if w.category is GradientAccuracyWarning]) == 1
+    assert rec[0].filename == __file__  # points at the odeint call
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GradientAccuracyWarning)
+        ref, g_ref = _van_der_pol_direct("checkpoint")
+    assert growth > STIFF_GROWTH_LIMIT and growth == pytest.approx(ref, rel=1e-9)
+    assert g == pytest.approx(g_ref, rel=1e-6) and abs(g - 0.016168) > 1.0
+
+
+@pytest.mark.parametrize("method, options, rtol", [
+    ("dopri5", dict(jump_t=[2.5], step_t=[1.3]), 1e-7),  # steps ending at a tstop: skipped
+    ("dop853", None, 1e-7),
+    ("fehlberg2", None, 1e-4),  # not FSAL: the next step's first stage
+])
+def test_direct_stiff_growth_is_the_checkpoint_adjoints(method, options, rtol):
+    import warnings
+
+    from gqlib.errors import GradientAccuracyWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GradientAccuracyWarning)
+        growth, _ = _van_der_pol_direct(None, method, options, rtol)
+        ref, _ = _van_der_pol_direct("checkpoint", method, options, rtol)
+    assert growth > 1.0 and growth == pytest.approx(ref, rel=1e-9)
+
+
+@pytest.mark.parametrize("case", ["mlp", "no_grad", "frozen", "dropout"])
+def test_direct_mode_stiffness_check_is_quiet(case):
+    """A non-stiff MLP: growth 0; under no_grad, or with nothing requiring grad, nothing is
+    recorded and nothing measured; a func drawing random numbers (dropout): None, as in the
+    checkpoint adjoint."""
+    import warnings
+
+    from gqlib.errors import GradientAccuracyWarning
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(),
+                              torch.nn.Dropout(0.3 if case == "dropout" else 0.0),
+                              torch.nn.Linear(32, 4)).double().requires_grad_(case != "frozen")
+    y0 = torch.randn(3, 4, dtype=torch.float64)
+    t = torch.linspace(0.0, 2.0, 4, dtype=torch.float64)
+    # fixed steps with dropout (error control would chase the draws)
+    kw = dict(method="rk4", options=dict(step_size=0.1)) if case == "dropout" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientAccuracyWarning)
+        with torch.set_grad_enabled(case != "no_grad"):
+            ys, stats = odeint(lambda t, y: net(y), y0, t, rtol=1e-6, return_stats=True, **kw)
+    assert ys.requires_grad == (case not in ("no_grad", "frozen"))
+    assert stats.forward["stiff_growth"] == (0.0 if case == "mlp" else None)
+    assert stats.forward["n_accepted"] > 3

@@ -29,10 +29,11 @@ import math
 
 import numpy as np
 
-from .._backend import to_host
+from .._backend import detached, to_host
+from ..integrate._segment import combine
 
 __all__ = ["StiffnessMonitor", "stability_polynomial", "STIFF_GROWTH_LIMIT", "STIFF_CHECK_FROM",
-           "AGREE_RTOLS", "stiff_message", "disagree_message"]
+           "AGREE_RTOLS", "stiff_message", "disagree_message", "DIRECT_REMEDY"]
 
 # The largest growth (nepers) the checkpoint adjoint accepts: e^4.6 = 100 (measured,
 # validation/stiff_growth.py, docs/failures.md).
@@ -53,12 +54,17 @@ REMEDY = ("adjoint='interpolated' or 'collocation' (continuous adjoints), or "
           "CheckpointAdjoint(stiff_fallback=InterpolatedAdjoint()) as 'auto' sets it")
 
 
+# direct backpropagation (gqlib.torch's adjoint=None) differentiates the same steps
+DIRECT_REMEDY = ("an adjoint (odeint_adjoint's default falls back to the interpolated adjoint on "
+                 "such solves) or adjoint='interpolated'/'collocation'")
+
+
 def stiff_message(method: str, t_first: float, t_last: float, k0: int, k1: int, growth: float,
-                  remedy: str = REMEDY) -> str:
+                  remedy: str = REMEDY, who: str = "the checkpoint (discrete) adjoint") -> str:
     """The :class:`~gqlib.errors.GradientAccuracyWarning` text for a discrete backward pass whose
     forward steps ``k0..k1`` (over ``[t_first, t_last]``) amplify a stiff component by up to
-    ``e^growth`` (the core's and gqlib.jax's checkpoint adjoints)."""
-    return (f"the checkpoint (discrete) adjoint: the forward's {method} steps over t in "
+    ``e^growth`` (the core's and gqlib.jax's checkpoint adjoints, gqlib.torch's direct mode)."""
+    return (f"{who}: the forward's {method} steps over t in "
             f"[{t_first!r}, {t_last!r}] (steps {k0}-{k1}) went past the method's stability "
             f"boundary on a stiff component (h |lambda| estimated from the stages), so the "
             f"derivative of the discrete steps amplifies it by up to e^{growth:.3g} where the "
@@ -103,18 +109,56 @@ def estimate_pair(tab) -> int | None:
     return None
 
 
+_TABLEAU_DATA: dict = {}
+
+
+def _tableau_data(tab):
+    """``(j, stability polynomial, A[j]'s nonzeros)`` of ``tab``, computed once per tableau
+    (a monitor per direct-mode solve: 37 us of NumPy otherwise)."""
+    hit = _TABLEAU_DATA.get(id(tab))
+    if hit is None or hit[0] is not tab:
+        j = estimate_pair(tab)
+        row = None if j is None else \
+            [(i, float(w)) for i, w in enumerate(np.asarray(tab.A, float)[j, :j]) if w != 0.0]
+        hit = _TABLEAU_DATA[id(tab)] = (tab, (j, stability_polynomial(tab), row))
+    return hit[1]
+
+
 class StiffnessMonitor:
     """Collects ``h rho`` per step of a discrete backward pass and gives the largest growth of a
     stiff component over consecutive steps (see the module docstring).
 
-    :meth:`add` queues two device scalars per step, read back once, in :attr:`growth`.
+    :meth:`add` queues two device scalars per step, read back once, in :attr:`growth`;
+    :meth:`watch` feeds it the forward's accepted steps instead (``solve``'s ``on_step``).
     """
 
     def __init__(self, tab, xp):
-        self.xp, self.j = xp, estimate_pair(tab)
-        self.poly = stability_polynomial(tab)
+        self.xp = xp
+        # stage j's row of A in the stepper's (and the checkpoint pass's) order, for watch
+        self.j, self.poly, self._row = _tableau_data(tab)
         self._h, self._num, self._den, self._k = [], [], [], []
         self._done = None
+        # watch: the last step's (k, h, Y_j, f(t1, Y_j), t1 at a tstop) until the next step
+        # gives f(t1, y1)
+        self._pending = None
+        self.step_times: list[tuple[float, float]] = []  # watch: (t0, t1) of step k
+
+    def watch(self, seg) -> None:
+        """The forward's next accepted step (a :class:`~gqlib.integrate.Segment`, in order):
+        the previous step's stage ``j`` against this one's first stage ``f(t1, y1)``, paired as
+        the checkpoint pass pairs them (not across a tstop, none for the last step), with the
+        stage point ``Y_j = y0 + h combine(K, A[j])`` recomputed outside any autograd graph."""
+        k = len(self.step_times)
+        self.step_times.append((seg.t0, seg.t1))
+        if self.j is None:
+            return
+        prev = self._pending
+        if prev is not None and not prev[4]:
+            pk, h, yj, fj, _ = prev
+            self.add(pk, h, detached(seg.K[0]), fj, detached(seg.y0), yj)
+        K = [detached(x) for x in seg.K[:self.j + 1]]
+        yj = detached(seg.y0) + seg.h_step * combine(K, self._row)
+        self._pending = (k, seg.h_step, yj, K[self.j], seg.end_is_stop)
 
     @property
     def active(self) -> bool:
@@ -152,6 +196,8 @@ class StiffnessMonitor:
 
     def _run(self) -> tuple[float, tuple[int, int] | None]:
         """Kadane's maximum sum of ``log|R(-h rho)|`` over consecutive steps, and its span."""
+        if self._done is not None and len(self._done) == 3:
+            return self._done[2]
         hr = self.h_rho
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             logs = np.log(np.abs(np.polyval(self.poly, -hr)))
@@ -163,12 +209,23 @@ class StiffnessMonitor:
             run += float(v)
             if run > best:
                 best, span = run, (start, i)
+        self._done = (*self._done[:2], (best, span))
         return best, span
 
     @property
     def growth(self) -> float:
         """The largest ``sum log|R(-h rho)|`` over a run of consecutive steps (nepers, >= 0)."""
         return self._run()[0]
+
+    def forward_warning(self, method: str, remedy: str, who: str) -> str | None:
+        """The warning text where the watched steps' growth passes :data:`STIFF_GROWTH_LIMIT`
+        (None below it: the steps' derivative is trusted)."""
+        growth = self.growth
+        if not growth > STIFF_GROWTH_LIMIT:
+            return None
+        k0, k1 = self.steps
+        return stiff_message(method, float(self.step_times[k0][0]),
+                             float(self.step_times[k1][1]), k0, k1, growth, remedy, who)
 
     @property
     def steps(self) -> tuple[int, int] | None:

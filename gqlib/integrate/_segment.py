@@ -143,6 +143,12 @@ class Segment:
         self.f1 = f1  # f(t1, y1) from inside the step, once known (FSAL or Hermite)
 
     @property
+    def K(self) -> list:
+        """The step's stage derivatives ``f(t0 + c_j h, Y_j)`` (dop853's extra dense-output stages
+        appended once the interpolant is built)."""
+        return self._K
+
+    @property
     def Q(self):
         """Coefficients ``Q`` with ``y(t0 + theta h) = y0 + h * sum_p Q[..., p] theta^(p+1)``."""
         if self._Q is None:

@@ -36,7 +36,7 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
           max_steps: int = 100_000, norm: str | Callable = "rms", tstops: Any = None,
           dense_output: bool = False, checkpoints: bool = False, controller: PIController | None = None,
           min_step: float = 0.0, max_step: float = math.inf,
-          observer: Callable | None = None) -> Solution:
+          observer: Callable | None = None, on_step: Callable | None = None) -> Solution:
     r"""Solve ``dy/dt = f(t, y)``, ``y(t[0]) = y0``, and return y at the times ``t``.
 
     Adaptive mode (embedded error estimate, PI controller, Hairer's initial step) unless
@@ -83,6 +83,10 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
     observer : callable, optional
         ``observer(event, t0, y0, h)`` at every step attempt (``"step"``) and its outcome
         (``"accept"``/``"reject"``); see :class:`gqlib.Stepper`. Runs the array-API driver.
+    on_step : callable, optional
+        ``on_step(segment)`` after every accepted step, with its :class:`~gqlib.integrate.Segment`
+        (``t0``, ``t1``, ``y0``, ``y1``, ``h_step``, stages ``K``, ``end_is_stop``); it only
+        watches (torch direct mode's stiffness estimate). Runs the array-API driver.
 
     Returns
     -------
@@ -140,6 +144,11 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
             raise TypeError(f"`observer` must be callable as observer(event, t0, y0, h), got "
                             f"{type(observer).__name__}")
         reason = reason or "an observer is called from Python at every step"
+    if on_step is not None:
+        if not callable(on_step):
+            raise TypeError(f"`on_step` must be callable as on_step(segment), got "
+                            f"{type(on_step).__name__}")
+        reason = reason or "an on_step hook is called from Python at every step"
     if t_np.size == 1:
         if not bool(xp.all(xp.isfinite(y0))):  # as a solve over an interval would say
             raise NonFiniteState("the initial state y0 is not finite", t=float(t_np[0]), h=0.0)
@@ -164,7 +173,8 @@ def solve(f: Callable, y0: Any, t: Any, *, method: str = "dopri5", rtol: float =
                       max_step=max_step, observer=observer)
     stepper.stats["nfe"] += 1
     ys, segments = _drive(stepper, t_np, land_on_outputs=lands_on_outputs(tab, step_size),
-                          keep=dense_output, record=checkpoints and not dense_output)
+                          keep=dense_output, record=checkpoints and not dense_output,
+                          on_step=on_step)
     Y = xp.stack(ys, axis=0)
     if stepper._checks and not bool(xp.all(xp.isfinite(Y))):  # one sync per solve
         _raise_non_finite_output(xp, Y, t_np, stepper)
@@ -189,9 +199,9 @@ def _raise_non_finite_output(xp, Y, t_np: np.ndarray, stepper: Stepper | None):
 
 
 def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: bool,
-           record: bool = False):
+           record: bool = False, on_step: Callable | None = None):
     """Step from t[0] to t[-1], collecting y at every output time, and the segments if ``keep``
-    (with their interpolants) or ``record`` (their end points only)."""
+    (with their interpolants) or ``record`` (their end points only); ``on_step(seg)`` after each."""
     ys = [stepper.y]
     segments = []
     d = stepper.direction
@@ -200,6 +210,8 @@ def _drive(stepper: Stepper, t_np: np.ndarray, *, land_on_outputs: bool, keep: b
     while i < n:
         limit = float(t_np[i]) if land_on_outputs else None
         seg = stepper.step(limit)
+        if on_step is not None:
+            on_step(seg)
         if keep:
             _ = seg.Q  # build the interpolant now: a Hermite f(t1, y1) is then reused by the next step
             segments.append(seg)

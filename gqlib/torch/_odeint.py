@@ -10,6 +10,7 @@ core a vector field whose VJPs come from ``torch.autograd.grad`` and lets
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +20,15 @@ import torch
 
 import gqlib
 from gqlib.adjoint import DEFAULT_ADJOINT, AdjointStrategy
+from gqlib.adjoint._stiffness import DIRECT_REMEDY, StiffnessMonitor
+from gqlib.errors import GradientAccuracyWarning
 from gqlib.integrate._policy import check_times
+from gqlib.tableaux import get_method
 
 from ._adjoint import (
     AdjointJob,
     OdeintAdjointFn,
+    _rng_states,
     adjoint_params_of,
     backward_adaptive,
     exempt_params_of,
@@ -50,7 +55,10 @@ class OdeintStats:
         ``"collocation"``, ``"checkpoint"``), or None for direct backpropagation.
     forward : dict
         The forward solve's ``nfe`` (calls of ``func``), ``n_steps`` (attempts), ``n_accepted``,
-        ``n_rejected``.
+        ``n_rejected``; in direct mode also ``stiff_growth``: how far the derivative of the
+        steps amplifies a stiff component (nepers, as the checkpoint adjoint's; None where not
+        measured: no graph recorded, a method without an estimate, a func drawing random
+        numbers).
     backward : dict or None
         After ``backward()`` through an adjoint: ``nfe_f``, ``nfe_vjp_y``, ``nfe_vjp_params``,
         ``n_nodes``, ``n_accepted``, ``n_rejected`` (and the core's further counters) of the
@@ -414,9 +422,32 @@ def _direct(fn: UserFunc, state: torch.Tensor, t: torch.Tensor, t_np: np.ndarray
         with torch.no_grad():
             f0 = fn.call(tt[0].detach(), state)
         y_in = state + (tt[0].detach() - tt[0]) * f0  # value y0; d/dt0 = -f0 . dL/dy0
-    sol = gqlib.solve(fn, y_in, t_np, **kw)
+    # the stiffness check of the checkpoint adjoint, on the steps autograd will differentiate
+    monitor = StiffnessMonitor(get_method(stats.method), torch) if torch.is_grad_enabled() \
+        else None
+    if monitor is not None and monitor.active:
+        watch = monitor.watch
+
+        def on_step(seg):  # no graph (nothing requires grad): no steps to differentiate
+            if seg.y1.requires_grad:
+                watch(seg)
+
+        before = _rng_states(state.device)
+        sol = gqlib.solve(fn, y_in, t_np, on_step=on_step, **kw)
+        if not sol.y.requires_grad or not all(
+                torch.equal(a, b) for a, b in zip(before, _rng_states(state.device), strict=True)):
+            monitor = None  # random draws: their differences say nothing of the Jacobian
+    else:
+        sol = gqlib.solve(fn, y_in, t_np, **kw)
+        monitor = None
     stats.forward = dict(sol.stats)
+    stats.forward["stiff_growth"] = None if monitor is None else monitor.growth
     ys = sol.y
+    if monitor is not None:
+        msg = monitor.forward_warning(stats.method, DIRECT_REMEDY,
+                                      "direct backpropagation (adjoint=None)")
+        if msg is not None:
+            warnings.warn(msg, GradientAccuracyWarning, stacklevel=4)
     if t_grad:
         with torch.no_grad():
             fs = torch.stack([f0] + [fn.call(tt[i].detach(), ys[i]) for i in range(1, len(t_np))])
