@@ -149,7 +149,8 @@ class CheckpointAdjoint(AdjointStrategy):
         fb.check_solution(rebuilt)
         other = fb.backward(cf, rebuilt, grad_y, xp, t_np, grad_t=grad_t)
         if growth > STIFF_GROWTH_LIMIT:  # past the boundary: the ODE's gradient, not the steps'
-            other.stats.update(strategy=fb.name, stiff_growth=growth, stiff_fallback=fb.name)
+            other.stats.update(strategy=fb.name, stiff_growth=growth, stiff_fallback=fb.name,
+                               stiff_compared=None, stiff_difference=None)
             return other
         # near it: the discrete gradient stands, unless the two disagree (a nonlinear stiff
         # amplification the linear growth model misses: scaled Robertson, tsit5, rtol 1e-3,
