@@ -137,7 +137,7 @@ class StiffnessMonitor:
         # stage j's row of A in the stepper's (and the checkpoint pass's) order, for watch
         self.j, self.poly, self._row = _tableau_data(tab)
         self._h, self._num, self._den, self._k = [], [], [], []
-        self._done = None
+        self._done = self._kadane = None  # host reads, cached until the next add
         # watch: the last step's (k, h, Y_j, f(t1, Y_j), t1 at a tstop) until the next step
         # gives f(t1, y1)
         self._pending = None
@@ -173,7 +173,7 @@ class StiffnessMonitor:
         dk, dy = f1 - fj, y1 - yj
         self._num.append(xp.sum(dk * dk))  # squared norms: the roots once, on the host
         self._den.append(xp.sum(dy * dy))
-        self._done = None
+        self._done = self._kadane = None
 
     def _read(self):
         if self._done is None:
@@ -196,8 +196,8 @@ class StiffnessMonitor:
 
     def _run(self) -> tuple[float, tuple[int, int] | None]:
         """Kadane's maximum sum of ``log|R(-h rho)|`` over consecutive steps, and its span."""
-        if self._done is not None and len(self._done) == 3:
-            return self._done[2]
+        if self._kadane is not None:
+            return self._kadane
         hr = self.h_rho
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             logs = np.log(np.abs(np.polyval(self.poly, -hr)))
@@ -209,8 +209,8 @@ class StiffnessMonitor:
             run += float(v)
             if run > best:
                 best, span = run, (start, i)
-        self._done = (*self._done[:2], (best, span))
-        return best, span
+        self._kadane = (best, span)
+        return self._kadane
 
     @property
     def growth(self) -> float:

@@ -187,7 +187,6 @@ def checkpoint_backward(prob, rk, fw, t_out, g, warn: bool = True):
     if pair is not None:
         growth, lo, hi = stiff[4], stiff[6], stiff[7]
     if pair is not None and warn:
-        growth, lo, hi = stiff[4], stiff[6], stiff[7]
         ok = ok | warn_stiff(rk.tab.name, growth > STIFF_GROWTH_LIMIT, growth, lo, hi,
                              fw.ck_t0[lo], fw.ck_t1[hi])
     a = jnp.where(ok, a, a)  # keep the checks alive
