@@ -120,6 +120,24 @@ def test_backward_failure_names_the_reintegration():
     assert np.isfinite(info.value.t) and np.isfinite(info.value.h)
 
 
+@pytest.mark.parametrize("adjoint", ["gq", "backsolve"])
+def test_reintegration_that_leaves_the_trajectory_stops_within_its_budget(adjoint):
+    """Audit finding: on Lorenz to t = 5 with checkpoints=False the re-integrated y left the
+    attractor (|y| 5.6e4 against the forward's 48) and crawled on ever shorter steps, 100,000
+    attempts in the core (19 s), minutes in gqlib.torch (max_steps 2**31 - 1). It now stops at
+    REINTEGRATION_BUDGET x the forward's attempts + REINTEGRATION_SLACK with TooManySteps."""
+    from gqlib.adjoint._solved import REINTEGRATION_BUDGET, REINTEGRATION_SLACK
+
+    field = PROBLEMS["lorenz"]()[0]
+    sol = gqlib.solve(field, np.ones(3), [0.0, 2.5, 5.0], rtol=1e-6, atol=1e-6)
+    budget = REINTEGRATION_BUDGET * sol.stats["n_steps"] + REINTEGRATION_SLACK
+    with pytest.raises(gqlib.errors.TooManySteps, match="left the forward trajectory") as info:
+        gradient(field, sol, loss_grad(sol), adjoint=adjoint, checkpoints=False,
+                 max_steps=10 ** 9)
+    assert f"more than {budget} step attempts" in str(info.value)
+    assert 0.0 < info.value.t < 5.0 and np.isfinite(info.value.h)
+
+
 def test_fixed_step_backward_longer_than_the_forward_steps_warns():
     """Review finding: InterpolatedAdjoint with a fixed rk4 backward of one step per interval
     on lambda = 40 was 7e-2 off without a word."""

@@ -30,14 +30,15 @@ from typing import ClassVar
 import numpy as np
 
 from .._backend import namespace, to_host, to_host_float
-from ..errors import GQLibError, GradientAccuracyWarning
+from ..errors import GQLibError, GradientAccuracyWarning, TooManySteps
 from ..integrate._norms import resolve_norm
 from ..integrate._policy import substep_count
 from ..integrate._stepper import Stepper
 from ._quadrature import NodeRule, ParameterQuadrature
 from ._strategy import AdjointGradient, SolverSettings, _check_bool
 
-__all__ = ["GQAdjoint", "BacksolveAdjoint", "InterpolatedAdjoint", "DRIFT_LIMIT"]
+__all__ = ["GQAdjoint", "BacksolveAdjoint", "InterpolatedAdjoint", "DRIFT_LIMIT",
+           "REINTEGRATION_BUDGET"]
 
 # Drift of the re-integrated y, in units of the tolerance, past which the parameter gradient is
 # no longer trusted. Measured on the trust suite (tests/adjoint_trust.py, rtol 1e-5..1e-7, every
@@ -45,6 +46,15 @@ __all__ = ["GQAdjoint", "BacksolveAdjoint", "InterpolatedAdjoint", "DRIFT_LIMIT"
 # (Lotka-Volterra, tanh MLP, Van der Pol mu = 1, linear lambda <= 10) reach at most 79 (backsolve
 # without checkpoints), every gradient error above the suite's bound came with drift >= 1.5e3.
 DRIFT_LIMIT = 200.0
+
+# A backward solve that re-integrates y (gq, backsolve) takes at most this many times the
+# forward's step attempts, plus REINTEGRATION_SLACK: past it y has left the forward trajectory
+# and the solve crawls on ever shorter steps (Lorenz to t = 5 with checkpoints=False: t = 2.85
+# after 100,000 attempts, |y| 5.6e4 against the forward's 48; torch's backward max_steps is
+# torchdiffeq's 2**31 - 1, so it ran for minutes). Measured on the adjoint and torch test files
+# (365 backward solves): at most 9.3x the forward's attempts (checkpoints=False), 5x with them.
+REINTEGRATION_BUDGET = 20
+REINTEGRATION_SLACK = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -352,6 +362,12 @@ class _SolvedPass:
         z0 = parts[0] if len(parts) == 1 else xp.concat(parts)
         st = self.settings
         a_slice = self.blocks(P)["a"]
+        max_steps, self.budget = st["max_steps"], None
+        n_forward = int(self.sol.stats.get("n_steps", 0) or 0)
+        if self.s.carries_y and n_forward:
+            budget = REINTEGRATION_BUDGET * n_forward + REINTEGRATION_SLACK
+            if budget < max_steps:
+                max_steps, self.budget = budget, (budget, n_forward)
         observer = None
         if cf.observer is not None:
             def observer(event, t0, z, h):
@@ -359,7 +375,7 @@ class _SolvedPass:
         stepper = Stepper(self.rhs, float(t[N]), z0, float(t[0]), st["tab"], norm=self.norm(P),
                           tstops=self.sol.tstops, rtol=st["rtol"], atol=st["atol"],
                           step_size=st["step_size"], first_step=st["first_step"],
-                          max_steps=st["max_steps"], controller=st["controller"],
+                          max_steps=max_steps, controller=st["controller"],
                           min_step=st["min_step"], max_step=st["max_step"], observer=observer)
         if self.grad_t:
             dldt[N] = self.dot(g[N], self.f_at_output(stepper, N))
@@ -409,9 +425,14 @@ class _SolvedPass:
         except GQLibError as exc:
             if not self.s.carries_y:
                 raise
+            what = f"failed: {exc.args[0]}"
+            if isinstance(exc, TooManySteps) and self.budget is not None:
+                what = (f"took more than {self.budget[0]} step attempts ({REINTEGRATION_BUDGET}x "
+                        f"the forward's {self.budget[1]} + {REINTEGRATION_SLACK}) and reached "
+                        f"t = {exc.t!r} with h = {exc.h:.3g}: y has left the forward trajectory")
             raise type(exc)(
-                f"the backward solve of {type(self.s).__name__} failed: {exc.args[0]}. The "
-                "backward re-integration of y is unstable on dissipative or chaotic dynamics "
+                f"the backward solve of {type(self.s).__name__} {what}. "
+                "The backward re-integration of y is unstable on dissipative or chaotic dynamics "
                 + ("" if self.s.checkpoints else "and restarts only at output times here "
                    "(checkpoints=False); pass checkpoints=True, ")
                 + "use InterpolatedAdjoint or CheckpointAdjoint, or tighten rtol/atol",
