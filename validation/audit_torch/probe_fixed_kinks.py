@@ -4,7 +4,7 @@ func. Fixed steps: the discrete reference is torchdiffeq's direct backprop on th
 (step sizes that divide every output interval, so the grids coincide); checkpoint, auto and
 direct must equal it to round-off (limit 1e-9). The continuous adjoints differentiate the ODE,
 so they are compared with the ODE's gradient (torchdiffeq dopri5 at 1e-10) and must be no
-further from it than direct backprop is, times 10, or warn.
+further from it than 10 x direct backprop's error + 100 rtol, or warn.
 
 Run: PYTHONPATH=. python validation/audit_torch/probe_fixed_kinks.py
 """
@@ -81,7 +81,7 @@ def fixed(name, make, disc_ref_kw):
         if discrete:
             flag = r[-1]
         else:
-            bad = e_ode > 10 * direct_err + 1e-9 and "GradientAccuracyWarning" not in r[4]
+            bad = e_ode > 10 * direct_err + 100 * 1e-7 and "GradientAccuracyWarning" not in r[4]
             flag = "FINDING" if bad else ("ok" if r[5] is None else "raised")
         print(f"{name:34s} {str(mode):15s} vs-grid {r[2]:9.2e} vs-ODE {e_ode:9.2e} {flag:8s} "
               f"{','.join(r[4]) or '-'} {r[5] or ''}", flush=True)
@@ -142,9 +142,10 @@ if __name__ == "__main__":
     rows += fixed("rk4 h=0.05 in-place func", base([0.0, 0.5, 1.0], "rk4", dict(step_size=0.05),
                                                    inplace=True),
                   dict(method="rk4", options=dict(step_size=0.05)))
-    rows += fixed("dopri5 with step_size 0.05", base([0.0, 0.5, 1.0], "dopri5",
-                                                     dict(step_size=0.05)),
-                  dict(method="rk4", options=dict(step_size=0.05)))  # vs-grid column n/a
+    # dopri5 run fixed-step (gqlib's extension; torchdiffeq ignores step_size): the ODE only
+    rows += [(*r[:3], None, r[-1]) for r in run_case(
+        "dopri5 with step_size 0.05", base([0.0, 0.5, 1.0], "dopri5", dict(step_size=0.05)),
+        limit=1e-5)]
     for name, make in [("where(t<.5) kink, jump_t", kink_case(True)),
                        ("where(t<.5) kink, no jump_t", kink_case(False)),
                        ("abs(y) kink crossing 0", abs_case()),
