@@ -62,21 +62,30 @@ _DCT = _dct_matrix(SAMPLES)
 
 
 def resolved_degree(xp, values, rtol, atol) -> int | None:
-    """Degree at which the sampled components are resolved to ``atol + rtol |z|``.
+    """Degree at which the sampled components and their squares are resolved.
+
+    A component ``z`` to ``s = atol + rtol max|z|``, its square ``z^2`` to ``2 max|z| s + s^2``
+    (the change of ``z^2`` by an error ``s`` in ``z``). The integrand ``a^T df/dtheta`` is a
+    product of backward-state components: where they are entire (an oscillation), their
+    Chebyshev coefficients fall off past a degree set by the bandwidth, and a product's
+    bandwidth is the sum of its factors', bounded by the larger square's. An oscillator over a
+    10-long panel at rtol 1e-8: ``z`` resolved at degree 18 (10 nodes, exact to degree 19, left
+    the gradient 1509 rtol off), its squares at about 27 (14 nodes, 6 rtol).
 
     ``values`` has shape ``(SAMPLES, n_components)``, sampled at :func:`chebyshev_points`.
     Returns ``None`` when the coefficients have not decayed (the panel must be split). One
-    device-to-host transfer of ``SAMPLES`` floats.
+    device-to-host transfer of ``2 SAMPLES`` floats.
     """
     C = constant_like(f"dct{SAMPLES}", _DCT, values)
-    coef = C @ values                                                # (m, n_comp)
-    scale = atol + rtol * xp.max(xp.abs(values), axis=0)            # (n_comp,)
-    scaled = coef / scale
-    ratio = xp.sqrt(xp.mean(scaled * scaled, axis=1))                # RMS over components, (m,)
-    r = to_host(ratio, np.float64)
+    peak = xp.max(xp.abs(values), axis=0)                            # (n_comp,)
+    scale = atol + rtol * peak
+    ratios = []
+    for v, s in ((values, scale), (values * values, scale * (2.0 * peak + scale))):
+        scaled = (C @ v) / s                                         # (m, n_comp)
+        ratios.append(xp.sqrt(xp.mean(scaled * scaled, axis=1)))     # RMS over components
+    r = to_host(xp.stack(ratios), np.float64)
     if not np.all(np.isfinite(r)):
         return None
-    above = np.flatnonzero(r > 1.0)
+    above = np.flatnonzero(np.max(r, axis=0) > 1.0)
     d = int(above[-1]) if above.size else 0
     return None if d >= SAMPLES - 4 else d
-
