@@ -140,3 +140,19 @@ def test_a_nan_parameter_vjp_alone_raises_in_the_checkpoint_pass():
         return jnp.sum(gj.odeint(f, jnp.ones(1), T[:3], p, rtol=1e-6, atol=1e-8)[-1] ** 2)
     with pytest.raises(NonFiniteState, match="parameter gradient.*checkpoint"):
         gj.reraise(jax.jit(jax.grad(loss)))(0.3)
+
+
+@pytest.mark.timeout(60, method="thread")  # a hang inside XLA: no signal reaches it
+def test_collocation_raises_on_a_nan_adjoint_instead_of_halving_forever():
+    # a NaN adjoint (y-VJP NaN for y < 0.3 only: jnp.where's trap) made every panel fail the
+    # sweeps' convergence test (`before <= 0` is False for NaN, where the core's `not before
+    # > 0` passes it to the finiteness check): the panel was halved to the time resolution and
+    # then taken without advancing, forever (a hang; the core raises NonFiniteState)
+    def f(y, t, k):
+        return jnp.stack([-k * y[0], 0.1 * jnp.where(y[0] > 0.3, jnp.sqrt(y[0] - 0.3), 0.0)])
+
+    def loss(k):
+        return jnp.sum(gj.odeint(f, Y0 / 2, T[:3], k, rtol=1e-6, atol=1e-8,
+                                 adjoint="collocation")[-1] ** 2)
+    with pytest.raises(NonFiniteState, match="collocation"):
+        gj.reraise(jax.jit(jax.grad(loss)))(1.5)
