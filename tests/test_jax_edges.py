@@ -15,6 +15,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 
 import gqlib.jax as gj  # noqa: E402
+from gqlib.errors import NonFiniteState  # noqa: E402
 
 T = jnp.array([0.0, 0.4, 1.0, 1.7, 2.0])
 Y0 = jnp.array([1.0, 2.0])
@@ -126,3 +127,32 @@ def test_collocation_sweeps_converge_on_a_forced_stiff_loss():
     err = {a: float(jnp.linalg.norm(jax.grad(loss)(P, a, 1e-5) - ref) / jnp.linalg.norm(ref))
            for a in ("checkpoint", "collocation")}
     assert err["collocation"] <= max(10 * err["checkpoint"], 1e-4), err
+
+
+def test_a_nan_parameter_vjp_alone_raises_in_the_checkpoint_pass():
+    # jnp.where's NaN-gradient trap: for t < 0.5 the forward selects 0, but the cotangent of p
+    # is 0 * log(negative) = NaN while the adjoint a stays finite. The checkpoint pass (the
+    # default's choice) checked only a and returned dL/dp = nan silently; the other passes raise
+    def f(y, t, p):
+        return -y + jnp.where(t > 0.5, p * jnp.log(t - 0.5 + 1e-300), 0.0)
+
+    def loss(p):
+        return jnp.sum(gj.odeint(f, jnp.ones(1), T[:3], p, rtol=1e-6, atol=1e-8)[-1] ** 2)
+    with pytest.raises(NonFiniteState, match="parameter gradient.*checkpoint"):
+        gj.reraise(jax.jit(jax.grad(loss)))(0.3)
+
+
+@pytest.mark.timeout(60, method="thread")  # a hang inside XLA: no signal reaches it
+def test_collocation_raises_on_a_nan_adjoint_instead_of_halving_forever():
+    # a NaN adjoint (y-VJP NaN for y < 0.3 only: jnp.where's trap) made every panel fail the
+    # sweeps' convergence test (`before <= 0` is False for NaN, where the core's `not before
+    # > 0` passes it to the finiteness check): the panel was halved to the time resolution and
+    # then taken without advancing, forever (a hang; the core raises NonFiniteState)
+    def f(y, t, k):
+        return jnp.stack([-k * y[0], 0.1 * jnp.where(y[0] > 0.3, jnp.sqrt(y[0] - 0.3), 0.0)])
+
+    def loss(k):
+        return jnp.sum(gj.odeint(f, Y0 / 2, T[:3], k, rtol=1e-6, atol=1e-8,
+                                 adjoint="collocation")[-1] ** 2)
+    with pytest.raises(NonFiniteState, match="collocation"):
+        gj.reraise(jax.jit(jax.grad(loss)))(1.5)

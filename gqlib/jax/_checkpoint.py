@@ -169,7 +169,12 @@ def checkpoint_backward(prob, rk, fw, t_out, g, warn: bool = True):
         a = ybar + direct
         dargs_bar = jax.tree_util.tree_map(jnp.add, dargs_bar, pbar)
         nfe = nfe + rk.s
-        newly = ~bad & ~jnp.all(jnp.isfinite(a))
+        # the adjoint and this step's parameter VJP: a NaN in df/dtheta alone (jnp.where's
+        # NaN-gradient trap) leaves `a` finite and went silently into dL/dargs
+        finite = jnp.all(jnp.isfinite(a))
+        for x in jax.tree_util.tree_leaves(pbar):
+            finite = finite & jnp.all(jnp.isfinite(x))
+        newly = ~bad & ~finite
         bad_t, bad_h = jnp.where(newly, t0, bad_t), jnp.where(newly, hs, bad_h)
         return k - 1, j - n_in, a, dargs_bar, bad | newly, bad_t, bad_h, nfe, stiff
 
@@ -181,8 +186,8 @@ def checkpoint_backward(prob, rk, fw, t_out, g, warn: bool = True):
             t_out[0], jnp.zeros((), t_out.dtype), jnp.int32(0), stiff0)
     k, j, a, dargs_bar, bad, bad_t, bad_h, nfe, stiff = lax.while_loop(
         lambda c: c[0] >= 0, body, init)
-    ok = check_finite(bad, bad_t, bad_h, "the adjoint became non-finite in the discrete "
-                                         "(checkpoint) backward pass")
+    ok = check_finite(bad, bad_t, bad_h, "the adjoint or the parameter gradient became "
+                                         "non-finite in the discrete (checkpoint) backward pass")
     growth = None
     if pair is not None:
         growth, lo, hi = stiff[4], stiff[6], stiff[7]

@@ -77,7 +77,9 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
         # and converged: the core's sweeps_converged (SWEEP_LIMIT tolerances, rms)
         q = jnp.sqrt(last / jnp.where(before > 0, before, 1.0))
         left = jnp.sqrt(last / (n * D)) * q / jnp.where(q < 1, 1.0 - q, 1.0)
-        converged = (before <= 0) | (last >= before) | \
+        # `~(x > y)`, not `x <= y`: as the core's, a NaN passes here (and is reported by the
+        # finiteness check); `before <= 0` rejected it, and the panel was halved forever
+        converged = ~(before > 0) | ~(last < before) | \
             (left <= SWEEP_LIMIT * (cfg.rtol * jnp.sqrt(size / (n * D)) + cfg.atol))
         if cfg.step_size is None:  # an adaptive forward: its tolerances (the core's rule)
             ok = ok & ((sweeps == 0) | converged)
@@ -101,8 +103,14 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
             pos, H = st["pos"], st["H"]
             q = jnp.where(jnp.abs(H) >= jnp.abs(e - pos) * (1.0 - 1e-12), e, pos + H)
             a_new, acc_new, ok = panel(pos, q, st["a"], st["acc"])
-            ok = ok | (q == pos)  # halved to the time resolution: take it (never a hang)
-            return dict(pos=jnp.where(ok, q, pos), H=jnp.where(ok, H, 0.5 * (q - pos)),
+            # halved to the time resolution (the core raises there): end the interval with a
+            # non-finite adjoint, which the pass reports with t (taking the empty panel left
+            # pos where it was, a hang)
+            stuck = q == pos
+            a_new = jnp.where(stuck, jnp.nan, a_new)
+            ok = ok | stuck
+            return dict(pos=jnp.where(stuck, e, jnp.where(ok, q, pos)),
+                        H=jnp.where(ok, H, 0.5 * (q - pos)),
                         a=jnp.where(ok, a_new, st["a"]), acc=jnp.where(ok, acc_new, st["acc"]),
                         tries=st["tries"] + 1, rejected=st["rejected"] + (~ok).astype(jnp.int32))
 
