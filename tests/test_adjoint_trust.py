@@ -138,6 +138,31 @@ def test_reintegration_that_leaves_the_trajectory_stops_within_its_budget(adjoin
     assert 0.0 < info.value.t < 5.0 and np.isfinite(info.value.h)
 
 
+@pytest.mark.parametrize("adjoint", ["gq", "interpolated"])
+@pytest.mark.parametrize("rtol", [1e-6, 1e-8])
+def test_adaptive_nodes_resolve_an_oscillatory_integrand_on_a_long_panel(adjoint, rtol):
+    """Audit finding: y' = A y, a lightly damped oscillator over one 10-long output interval.
+    The backward state was resolved at degree 18 (10 nodes, exact to degree 19), but the
+    integrand a y^T has twice its bandwidth: gq and interpolated were 204 / 1509 rtol off at
+    rtol 1e-6 / 1e-8, silently. The node rule now resolves the squares of the state too."""
+    from scipy.linalg import expm, expm_frechet
+
+    A, y0, T = np.array([[-0.02, 1.0], [-1.0, -0.02]]), np.array([1.0, 0.0]), 10.0
+    yT = expm(A * T) @ y0
+    exact = np.array([2 * yT @ expm_frechet(A * T, T * np.eye(4)[k].reshape(2, 2),
+                                            compute_expm=False) @ y0 for k in range(4)])
+    field = LinearField(A)
+    sol = gqlib.solve(field, y0, [0.0, T], rtol=rtol, atol=rtol / 100, checkpoints=True,
+                      dense_output=True)
+    gy = np.zeros((2, 2))
+    gy[1] = 2 * sol.y[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientAccuracyWarning)
+        g = gradient(field, sol, gy, adjoint=adjoint)
+    err = np.max(np.abs(np.ravel(g.params) - exact)) / np.max(np.abs(exact))
+    assert err < 10 * rtol, (err / rtol, g.stats["n_nodes"])
+
+
 def test_fixed_step_backward_longer_than_the_forward_steps_warns():
     """Review finding: InterpolatedAdjoint with a fixed rk4 backward of one step per interval
     on lambda = 40 was 7e-2 off without a word."""

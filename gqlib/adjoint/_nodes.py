@@ -9,9 +9,10 @@ Two rules:
   Chebyshev points of the panel (interpolant evaluations only: no f, no VJP), its Chebyshev
   coefficients are scaled by the solver's own ``atol + rtol * |z|`` and measured in the solver's
   RMS norm, and ``d`` is the last degree whose scaled coefficient exceeds 1: the degree at which
-  z is resolved to the backward tolerance. Chebyshev coefficients of analytic functions decay
-  geometrically, and a product of two functions decaying at rate rho decays at the same rate (up
-  to a factor linear in the degree), so the integrand is resolved at degree ~d too; an n-point
+  z and its squares are resolved to the backward tolerance (:func:`resolved_degree`: the
+  integrand is a product of z's components, and where they oscillate a product has the sum of
+  their bandwidths; analytic components with a nearby singularity decay geometrically and a
+  product at the same rate), so the integrand is resolved at degree ~d too; an n-point
   rule integrates degree ``2 n - 1`` exactly, hence ``2 n - 1 >= d + 1`` with one degree of
   margin: ``n = floor((d + 3) / 2)`` (plus ``extra`` nodes). Measured on tanh fields (3 seeds,
   rtol 1e-4..1e-10) this matches the seminorm backsolve adjoint's gradient error (within 1.2x)
