@@ -156,3 +156,15 @@ def test_collocation_raises_on_a_nan_adjoint_instead_of_halving_forever():
                                  adjoint="collocation")[-1] ** 2)
     with pytest.raises(NonFiniteState, match="collocation"):
         gj.reraise(jax.jit(jax.grad(loss)))(1.5)
+
+
+def test_a_nan_in_a_backward_solve_names_that_solve():
+    # audit: a NaN y-VJP (jnp.where's trap) failed the backward solve's first step with the
+    # forward's message, "y0 or f(t0, y0) holds NaN", pointing at the user's y0
+    def f(y, t, k):
+        return jnp.stack([-k * y[0], 0.1 * jnp.where(y[0] > 0.3, jnp.sqrt(y[0] - 0.3), 0.0)])
+
+    def loss(k):
+        return jnp.sum(gj.odeint(f, Y0 / 2, T[:3], k, rtol=1e-6, atol=1e-8, adjoint="gq")[-1] ** 2)
+    with pytest.raises(NonFiniteState, match="the backward solve of GQAdjoint failed"):
+        gj.reraise(jax.jit(jax.grad(loss)))(1.5)

@@ -142,6 +142,15 @@ class Decisions:
     first_step: float | None
     max_steps: int
     check_t: bool  # the output times were traced: validate them on the host
+    # prefixed to a failure's message: which solve failed ("the backward solve of GQAdjoint");
+    # empty for the forward
+    context: str = ""
+
+    def _error(self, status, **kw):
+        exc = status_error(status, **kw)
+        if not self.context:
+            return exc
+        return type(exc)(f"{self.context} failed: {exc.args[0]}", t=exc.t, h=exc.h)
 
     @property
     def err_prev0(self) -> float:
@@ -181,7 +190,7 @@ class Decisions:
         h = _clamp(abs(h), c.min_step, c.max_step)
         status = _first_status(h)
         if status != STATUS_OK:
-            _fail(status_error(status, t=t0, h=h))
+            _fail(self._error(status, t=t0, h=h))
         hs, landing = _pi_propose(h, t0, target, d)
         return d * h, hs, landing
 
@@ -199,7 +208,7 @@ class Decisions:
         if c is None:
             accept, status = _constant_decide(err == 0.0, h)
             if status != STATUS_OK:
-                _fail(status_error(status, t=t0, h=h))
+                _fail(self._error(status, t=t0, h=h))
         else:
             accept, status, hnew, err_prev, after_reject, n_bad = _pi_decide(
                 err, h, h_ctrl, landing, t0, err_prev, after_reject, n_bad, c.safety,
@@ -208,12 +217,12 @@ class Decisions:
                 c.error_order, target_rej)  # the attempt's landing point
             h_ctrl = d * hnew
             if status != STATUS_OK:
-                _fail(status_error(status, t=t0, h=hnew, min_step=c.min_step))
+                _fail(self._error(status, t=t0, h=hnew, min_step=c.min_step))
         t_new, target = (t1, target_acc) if accept else (t0, target_rej)
         if accept and t_new == t_end:
             return accept, h_ctrl, err_prev, after_reject, n_bad, 0.0, True
         if n_steps + 1 > self.max_steps:  # the next attempt would be one too many
-            _fail(status_error(STATUS_TOO_MANY_STEPS, t=t_new, h=h_ctrl,
+            _fail(self._error(STATUS_TOO_MANY_STEPS, t=t_new, h=h_ctrl,
                                max_steps=self.max_steps))
         target, _, _ = _next_target(t_new, target, t_end, d, _NO_STOPS, 0)
         if c is None:

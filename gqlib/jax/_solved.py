@@ -50,7 +50,7 @@ def _backward_settings(cfg, strategy):
         ctrl = (st["controller"] or PIController()).start(
             tab.error_order, min_step=st["min_step"], max_step=st["max_step"])
     dec = Decisions(ctrl, st["step_size"], tab.error_order, st["first_step"], st["max_steps"],
-                    False)
+                    False, f"the backward solve of {type(strategy).__name__}")
     return st, dec
 
 
