@@ -25,6 +25,7 @@ from gqlib.adjoint import (
     STIFF_CHECK_FROM,
     STIFF_GROWTH_LIMIT,
     AutoAdjoint,
+    BacksolveAdjoint,
     GQAdjoint,
     as_strategy,
     gradient,
@@ -161,6 +162,25 @@ def test_adaptive_nodes_resolve_an_oscillatory_integrand_on_a_long_panel(adjoint
         g = gradient(field, sol, gy, adjoint=adjoint)
     err = np.max(np.abs(np.ravel(g.params) - exact)) / np.max(np.abs(exact))
     assert err < 10 * rtol, (err / rtol, g.stats["n_nodes"])
+
+
+@pytest.mark.parametrize("adjoint", ["gq", "interpolated", "backsolve", "seminorm"])
+def test_continuous_adjoints_do_not_depend_on_the_loss_scale(adjoint):
+    """Audit finding: the backward atol is in y's units; a loss times 1e-8 left the adjoint a
+    under it, and the interpolated adjoint was 98 % off on Lotka-Volterra (Van der Pol mu = 1:
+    3.3e-2), silently. The pass now solves for a / max|dL/dy|: the gradient scales with the
+    loss, and stays within the suite's bound of the reference."""
+    strategy = BacksolveAdjoint(seminorm=True) if adjoint == "seminorm" else adjoint
+    field, y0, t = PROBLEMS["lotka_volterra"]()[:3]
+    sol = gqlib.solve(field, y0, t, rtol=1e-6, atol=1e-8, checkpoints=True, dense_output=True)
+    g = loss_grad(sol)
+    ref = gradient(field, sol, g, adjoint=strategy).params
+    exact = reference("lotka_volterra")[1]
+    for c in (1e-8, 1e6):
+        got = gradient(field, sol, c * g, adjoint=strategy).params / c
+        assert np.max(np.abs(got - ref)) <= 1e-12 * np.max(np.abs(ref)), c
+    err = np.max(np.abs(ref - exact)) / np.max(np.abs(exact))
+    assert err < 1e-4, err
 
 
 def test_fixed_step_backward_longer_than_the_forward_steps_warns():

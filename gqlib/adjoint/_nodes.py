@@ -66,7 +66,8 @@ def resolved_degree(xp, values, rtol, atol) -> int | None:
     """Degree at which the sampled components and their squares are resolved.
 
     A component ``z`` to ``s = atol + rtol max|z|``, its square ``z^2`` to ``2 max|z| s + s^2``
-    (the change of ``z^2`` by an error ``s`` in ``z``). The integrand ``a^T df/dtheta`` is a
+    (the change of ``z^2`` by an error ``s`` in ``z``; computed on ``z / max|z|``, which does
+    not overflow). The integrand ``a^T df/dtheta`` is a
     product of backward-state components: where they are entire (an oscillation), their
     Chebyshev coefficients fall off past a degree set by the bandwidth, and a product's
     bandwidth is the sum of its factors', bounded by the larger square's. An oscillator over a
@@ -80,8 +81,11 @@ def resolved_degree(xp, values, rtol, atol) -> int | None:
     C = constant_like(f"dct{SAMPLES}", _DCT, values)
     peak = xp.max(xp.abs(values), axis=0)                            # (n_comp,)
     scale = atol + rtol * peak
+    # the squares of u = z / max|z| (no overflow at |z| ~ 1e160), to s / max|z| (2 + s / max|z|)
+    unit = xp.where(peak > 0, peak, xp.ones_like(peak))
+    u, su = values / unit, scale / unit
     ratios = []
-    for v, s in ((values, scale), (values * values, scale * (2.0 * peak + scale))):
+    for v, s in ((values, scale), (u * u, su * (2.0 + su))):
         scaled = (C @ v) / s                                         # (m, n_comp)
         ratios.append(xp.sqrt(xp.mean(scaled * scaled, axis=1)))     # RMS over components
     r = to_host(xp.stack(ratios), np.float64)
