@@ -462,3 +462,19 @@ def test_forced_stiff_loss_within_the_trust_bound():
         err = [np.linalg.norm(grads(sol, a) - ref) / np.linalg.norm(ref)
                for a in ("checkpoint", "collocation")]
         assert err[1] <= max(10 * err[0], 10 * rtol), (rtol, err)
+
+
+def test_the_sweep_test_reads_a_over_the_cotangent_scale():
+    """The sweeps' convergence test holds a / max|dL/dy| to the tolerances (atol times
+    max|dL/dy| on a), as the solved passes solve for a / max|dL/dy|: the same panels at any loss
+    scale, grad(1e-8 L) / 1e-8 = grad(L) to round-off (measured 7.5e-16). Before, a loss times
+    1e-8 passed every sweep test: Lotka-Volterra, nodes=2, sweeps=1, 11 % off, silently."""
+    from adjoint_fields import LotkaVolterraField
+
+    from gqlib.adjoint import CollocationAdjoint
+    F, adj = LotkaVolterraField(), CollocationAdjoint(nodes=2, sweeps=1)
+    sol = gqlib.solve(F, np.array([1.0, 0.5]), np.linspace(0.0, 6.0, 4), dense_output=True,
+                      rtol=1e-4, atol=1e-4)
+    ref, small = (gradient(F, sol, c * sol.y, adjoint=adj) for c in (1.0, 1e-8))
+    for got, want in ((small.y0, ref.y0), (small.params, ref.params), (small.t, ref.t)):
+        assert np.max(np.abs(got / 1e-8 - want)) < 1e-12 * np.max(np.abs(want)), (got, want)

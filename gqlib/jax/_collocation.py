@@ -23,7 +23,7 @@ from ..adjoint._collocation import PICARD_LIMIT, SWEEP_LIMIT, collocation_coeffi
 from ._checkpoint import check_finite, time_gradients
 from ._forward import host, time_dtype
 from ._host import CollocationPanels
-from ._solved import forward_dense_reader
+from ._solved import cotangent_scale, forward_dense_reader
 
 __all__ = ["collocation_backward"]
 
@@ -46,6 +46,9 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
     n_acc = fw.n_acc
     eps = float(jnp.finfo(ydt).eps)
     panels = CollocationPanels(strategy.max_panel, strategy.max_panels)
+    # the sweeps' convergence test on a / max|g| (the solved passes' scaling), that is with
+    # atol times max|g| on a: the same decisions at any loss scale, the arithmetic unchanged
+    atol_a = cfg.atol * cotangent_scale(g)
 
     dense_y = forward_dense_reader(fw, rk_fwd, d)  # as the interpolated adjoint reads y
 
@@ -80,7 +83,7 @@ def collocation_backward(cfg, prob, rk_fwd, fw, t_out, g):
         # `~(x > y)`, not `x <= y`: as the core's, a NaN passes here (and is reported by the
         # finiteness check); `before <= 0` rejected it, and the panel was halved forever
         converged = ~(before > 0) | ~(last < before) | \
-            (left <= SWEEP_LIMIT * (cfg.rtol * jnp.sqrt(size / (n * D)) + cfg.atol))
+            (left <= SWEEP_LIMIT * (cfg.rtol * jnp.sqrt(size / (n * D)) + atol_a))
         if cfg.step_size is None:  # an adaptive forward: its tolerances (the core's rule)
             ok = ok & ((sweeps == 0) | converged)
         W = (-Hy * b)[:, None] * A  # the last pass: weighted cotangents w_k A_k
