@@ -157,3 +157,15 @@ def test_no_fallback_after_fixed_steps_or_a_low_order_method():
         g = gradient(field, sol, 2.0 * sol.y, grad_t=False)
     assert g.stats["stiff_growth"] > 1.5  # STIFF_CHECK_FROM: a dopri5 solve would compare
     assert g.stats["strategy"] == "checkpoint" and g.stats["stiff_compared"] is None
+
+
+def test_a_nan_difference_between_the_gradients_counts_as_disagreement():
+    # review: Python's max(0.0, nan) is 0.0, so a NaN continuous gradient read as agreement
+    from gqlib.adjoint._checkpoint import _relative_difference
+    from gqlib.adjoint._strategy import AdjointGradient
+
+    ok = AdjointGradient(np.ones(2), np.ones(3), None, {})
+    nan = AdjointGradient(np.ones(2), np.array([1.0, np.nan, 1.0]), None, {})
+    assert _relative_difference(ok, ok, np) == 0.0
+    assert _relative_difference(nan, ok, np) == math.inf  # a NaN over a finite norm
+    assert _relative_difference(ok, nan, np) == math.inf

@@ -183,8 +183,9 @@ def _relative_difference(a: AdjointGradient, b: AdjointGradient, xp) -> float:
             continue
         num = to_host_float(xp.sqrt(xp.sum((u - v) ** 2)))
         den = to_host_float(xp.sqrt(xp.sum(v ** 2)))
-        worst = max(worst, num / den if den > 0 else (0.0 if num == 0 else math.inf))
-    return worst if math.isfinite(worst) else math.inf
+        r = num / den if den > 0 else (0.0 if num == 0 else math.inf)
+        worst = math.inf if math.isnan(r) else max(worst, r)  # max(0.0, nan) would be 0.0
+    return worst
 
 
 class _DiscretePass:

@@ -38,13 +38,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._backend import constant_like, float64_of, to_host, to_host_float
+from .._backend import constant_like, float64_of, to_host
 from ..errors import NonFiniteState, StepSizeTooSmall, TooManySteps
 from ..integrate._stepper import evaluate_pieces
 from ..integrate._validation import check_positive
 from ..quadrature import gauss_legendre
 from ..tableaux import get_method
-from ._solved import _loosest
+from ._solved import _loosest, cotangent_scale
 from ._strategy import AdjointGradient, AdjointStrategy, _check_int
 
 __all__ = ["collocation_coefficients", "collocation_panels", "CollocationAdjoint",
@@ -198,12 +198,11 @@ class CollocationBackward:
         # adaptive forward); on fixed forward steps the scheme is what the user chose
         self.tols = None if sol.options.get("step_size") is not None else \
             (_loosest(sol.options.get("rtol", 1e-6)), _loosest(sol.options.get("atol", 1e-9)))
-        # the test on a / max|dL/dy| (the solved passes' scaling), that is with atol times
-        # max|dL/dy| on a: the same panels at any loss scale (a loss times 1e-8 passed every
-        # sweep test; gqlib.jax, nodes=2, sweeps=1, Lotka-Volterra: 10 % off)
-        scale = to_host_float(xp.max(xp.abs(grad_y))) if math.prod(grad_y.shape) else 0.0
-        if self.tols is not None and 0.0 < scale < math.inf:
-            self.tols = (self.tols[0], self.tols[1] * scale)
+        # the test on a / max|dL/dy| (:func:`cotangent_scale`), that is with atol times it on
+        # a: the same panels at any loss scale (a loss times 1e-8 passed every sweep test;
+        # gqlib.jax, nodes=2, sweeps=1, Lotka-Volterra: 10 % off)
+        if self.tols is not None:
+            self.tols = (self.tols[0], self.tols[1] * cotangent_scale(xp, grad_y))
 
     def dot(self, u, v):
         return self.xp.sum(u * v)

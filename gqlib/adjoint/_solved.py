@@ -197,13 +197,9 @@ class _SolvedPass:
 
     def __init__(self, strategy: _Solved, cf, sol, grad_y, xp, t_np, *, grad_t: bool):
         self.s, self.cf, self.sol, self.g, self.xp, self.t = strategy, cf, sol, grad_y, xp, t_np
-        # The pass is linear in the cotangents, and it solves for a / scale: the backward
-        # state's atol then means the same whatever the loss's scale (a loss times 1e-8 left
-        # the interpolated adjoint's a under atol, 98 % off on Lotka-Volterra, silently)
-        self.scale = to_host_float(xp.max(xp.abs(grad_y))) if math.prod(grad_y.shape) else 0.0
-        if not (0.0 < self.scale < math.inf):
-            self.scale = 1.0  # zero (the gradient is zero) or non-finite (checked elsewhere)
-        else:
+        # solve for a / scale (:func:`cotangent_scale`), the results scaled back in run()
+        self.scale = cotangent_scale(xp, grad_y)
+        if self.scale != 1.0:
             self.g = grad_y / self.scale
         self.grad_t = grad_t
         self.settings = strategy.resolve(sol)
@@ -427,7 +423,8 @@ class _SolvedPass:
         c = self.scale
         if c != 1.0:
             dy0 = dy0 * c
-            params = None if params is None else params * c
+            if params is not None:  # the pass's own P-sized accumulator: no second buffer
+                params *= c
             dldt = [d * c for d in dldt] if self.grad_t else dldt
         return AdjointGradient(dy0, params, xp.stack(dldt) if self.grad_t else None,
                                self.stats(stepper))
@@ -474,6 +471,16 @@ class _SolvedPass:
         s["max_drift"] = self.max_drift
         s["seconds"] = dict(self.cf.seconds)
         return s
+
+
+def cotangent_scale(xp, grad_y) -> float:
+    """``max|dL/dy|`` on the host, 1 where that is zero (the gradient is zero) or not finite
+    (checked elsewhere). The continuous passes are linear in the cotangents and test their
+    adjoint ``a`` against tolerances as ``a / scale``: the backward atol then means the same
+    whatever the loss's scale (a loss times 1e-8 left the interpolated adjoint's ``a`` under
+    atol, 98 % off on Lotka-Volterra, silently)."""
+    scale = to_host_float(xp.max(xp.abs(grad_y))) if math.prod(grad_y.shape) else 0.0
+    return scale if 0.0 < scale < math.inf else 1.0
 
 
 def _loosest(tol) -> float:
